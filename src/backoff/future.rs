@@ -1,0 +1,103 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::error::{BoxError, Error};
+
+pin_project! {
+    /// The response future of [`BackoffService`](super::BackoffService).
+    pub struct BackoffFuture<S, R>
+    where
+        S: Service<R>,
+    {
+        #[pin]
+        state: State<S, R>,
+    }
+}
+
+pin_project! {
+    #[project = Proj]
+    enum State<S, R>
+    where
+        S: Service<R>,
+    {
+        /// Sending (or sent): the inner future.
+        Direct { #[pin] future: S::Future },
+        /// Waiting out the backoff, then readying a clone of the service.
+        Waiting { #[pin] sleep: Sleep, service: S, request: Option<R>, slept: bool },
+        /// The wait could not be made.
+        Refused { error: Option<Error> },
+    }
+}
+
+impl<S: Service<R>, R> BackoffFuture<S, R> {
+    pub(super) fn direct(future: S::Future) -> Self {
+        BackoffFuture {
+            state: State::Direct { future },
+        }
+    }
+
+    pub(super) fn waiting(service: S, request: R, until: Instant) -> Self {
+        BackoffFuture {
+            state: State::Waiting {
+                sleep: tokio::time::sleep_until(until),
+                service,
+                request: Some(request),
+                slept: false,
+            },
+        }
+    }
+
+    pub(super) fn refused(error: Error) -> Self {
+        BackoffFuture {
+            state: State::Refused { error: Some(error) },
+        }
+    }
+}
+
+impl<S, R> Future for BackoffFuture<S, R>
+where
+    S: Service<R>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                Proj::Direct { future } => {
+                    return future.poll(cx).map_err(Error::from_inner);
+                }
+                Proj::Waiting {
+                    sleep,
+                    service,
+                    request,
+                    slept,
+                } => {
+                    if !*slept {
+                        ready!(sleep.poll(cx));
+                        *slept = true;
+                    }
+                    ready!(service.poll_ready(cx)).map_err(Error::from_inner)?;
+                    let Some(request) = request.take() else {
+                        return Poll::Ready(Err(Error::from_inner("backoff future polled after completion")));
+                    };
+                    let future = service.call(request);
+                    state.set(State::Direct { future });
+                }
+                Proj::Refused { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| Error::from_inner("backoff future polled after completion"))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+use std::task::{Context, Poll};
+
+use http::Request;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::{BackoffFuture, JitteredBackoff};
+use crate::{
+    context::{Deadline, RetryContext},
+    error::{BoxError, Error},
+};
+
+/// The service made by [`JitteredBackoff`].
+#[derive(Debug, Clone)]
+pub struct BackoffService<S> {
+    inner: S,
+    policy: JitteredBackoff,
+}
+
+impl<S> BackoffService<S> {
+    /// Wraps `inner` with the given backoff policy.
+    pub fn new(inner: S, policy: JitteredBackoff) -> Self {
+        BackoffService { inner, policy }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for BackoffService<S>
+where
+    S: Service<Request<B>> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = Error;
+    type Future = BackoffFuture<S, Request<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::from_inner)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(ctx) = request.extensions().get::<RetryContext>() else {
+            return BackoffFuture::direct(self.inner.call(request));
+        };
+        let now = Instant::now();
+        let retry = ctx.attempt().saturating_sub(2);
+        match self.policy.wait_before(
+            retry,
+            ctx.last_wait(),
+            ctx.server_hint(),
+            now,
+            Deadline::of(&request),
+        ) {
+            Err(refusal) => {
+                tracing::debug!(
+                    target: "tower_reliability",
+                    attempt = ctx.attempt(),
+                    reason = %refusal,
+                    "backoff refused the retry"
+                );
+                BackoffFuture::refused(refusal)
+            }
+            Ok(wait) if wait.is_zero() => BackoffFuture::direct(self.inner.call(request)),
+            Ok(wait) => {
+                ctx.record_wait(wait);
+                tracing::debug!(
+                    target: "tower_reliability",
+                    attempt = ctx.attempt(),
+                    wait_ms = wait.as_millis() as u64,
+                    server_hint_ms = ctx.server_hint().map(|h| h.as_millis() as u64),
+                    "backing off before retry"
+                );
+                // Leave the readied service in place (its capacity serves the next call) and
+                // wait with a clone: sleeping must not hold a slot of the inner service.
+                BackoffFuture::waiting(self.inner.clone(), request, now + wait)
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! How the layers talk to each other: the deadline, the retry context and the retry report.
+//!
+//! Each layer works alone or under another crate's layers, so nothing here is private plumbing:
+//!
+//! - [`Deadline`]: when the whole request must be done. [`TimeoutByWorkload`] publishes it to
+//!   the layers inside it; [`JitteredBackoff`] and [`RateLimitAware`] never start a wait that
+//!   would end past it. Read it with [`Deadline::of`].
+//! - [`RetryContext`]: present on the request of every *retry* (never on a first attempt):
+//!   which attempt this is, how the previous one ended, and the wait the server asked for.
+//! - [`RetryReport`]: put on a response's extensions when it took more than one attempt or when
+//!   retrying stopped early, so callers can see what happened.
+//!
+//! ## How the deadline travels
+//!
+//! On the success path every allocation counts, and an extension insert costs up to three. So
+//! [`TimeoutByWorkload`] publishes its deadline *ambiently*: while the layers inside it run in
+//! its future (a plain tower stack, reqwest-middleware, axum handlers), [`Deadline::of`] sees it
+//! without any allocation. A `Deadline` in the request's extensions takes precedence; set
+//! [`TimeoutByWorkload::deadline_in_extensions`] when a layer inside hops to another task (for
+//! example `tower::buffer`), or insert one yourself.
+//!
+//! [`TimeoutByWorkload`]: crate::TimeoutByWorkload
+//! [`TimeoutByWorkload::deadline_in_extensions`]: crate::TimeoutByWorkload::deadline_in_extensions
+//! [`JitteredBackoff`]: crate::JitteredBackoff
+//! [`RateLimitAware`]: crate::RateLimitAware
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use http::StatusCode;
+use tokio::time::Instant;
+
+use crate::error::ErrorKind;
+
+tokio::task_local! {
+    static AMBIENT_DEADLINE: Deadline;
+}
+
+/// The instant by which a request must be done (every attempt and every wait included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// A deadline at the given instant.
+    pub fn at(instant: Instant) -> Self {
+        Deadline(instant)
+    }
+
+    /// A deadline `after` from now.
+    pub fn after(after: Duration) -> Self {
+        Deadline(Instant::now() + after)
+    }
+
+    /// The instant.
+    pub fn instant(self) -> Instant {
+        self.0
+    }
+
+    /// Time left from `now` (zero once passed).
+    pub fn remaining(self, now: Instant) -> Duration {
+        self.0.saturating_duration_since(now)
+    }
+
+    /// The deadline of a request: its `Deadline` extension if any, else the deadline published
+    /// by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload), else `None`.
+    pub fn of<B>(request: &http::Request<B>) -> Option<Deadline> {
+        request
+            .extensions()
+            .get::<Deadline>()
+            .copied()
+            .or_else(Deadline::ambient)
+    }
+
+    /// The deadline published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload),
+    /// if this code runs inside one.
+    pub fn ambient() -> Option<Deadline> {
+        AMBIENT_DEADLINE.try_with(|d| *d).ok()
+    }
+
+    /// Runs `f` with this deadline published ambiently (the earlier of it and any enclosing one).
+    pub(crate) fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let effective = match Deadline::ambient() {
+            Some(outer) if outer < self => outer,
+            _ => self,
+        };
+        AMBIENT_DEADLINE.sync_scope(effective, f)
+    }
+
+    /// The earlier of two optional deadlines.
+    pub(crate) fn earliest(a: Option<Deadline>, b: Option<Deadline>) -> Option<Deadline> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+}
+
+/// How the previous attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A response with this (retryable) status.
+    Status(StatusCode),
+    /// An error of this kind.
+    Error(ErrorKind),
+}
+
+/// Put on the request of every retry by [`RetryOnStatus`](crate::RetryOnStatus).
+///
+/// Clones share one wait log, so the layers inside can record the waits they made and the
+/// retry layer (and [`JitteredBackoff`](crate::JitteredBackoff)'s decorrelated jitter) can read
+/// them back.
+#[derive(Debug, Clone)]
+pub struct RetryContext {
+    attempt: u32,
+    previous: Outcome,
+    server_hint: Option<Duration>,
+    waits: Arc<WaitLog>,
+}
+
+#[derive(Debug, Default)]
+struct WaitLog {
+    last_nanos: AtomicU64,
+    total_nanos: AtomicU64,
+}
+
+impl RetryContext {
+    /// A context for attempt number `attempt` (2 for the first retry).
+    pub fn new(attempt: u32, previous: Outcome, server_hint: Option<Duration>) -> Self {
+        RetryContext {
+            attempt,
+            previous,
+            server_hint,
+            waits: Arc::default(),
+        }
+    }
+
+    /// The same logical request's next attempt: keeps the wait log.
+    pub(crate) fn next(&self, previous: Outcome, server_hint: Option<Duration>) -> Self {
+        RetryContext {
+            attempt: self.attempt + 1,
+            previous,
+            server_hint,
+            waits: self.waits.clone(),
+        }
+    }
+
+    /// The number of this attempt: 2 for the first retry.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// How the previous attempt ended.
+    pub fn previous(&self) -> Outcome {
+        self.previous
+    }
+
+    /// The wait the server asked for on the previous attempt (`retry-after-ms` / `Retry-After`),
+    /// uncapped.
+    pub fn server_hint(&self) -> Option<Duration> {
+        self.server_hint
+    }
+
+    /// Records a wait made before this attempt.
+    pub fn record_wait(&self, wait: Duration) {
+        let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        self.waits.last_nanos.store(nanos, Ordering::Relaxed);
+        self.waits.total_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The last wait recorded for this logical request.
+    pub fn last_wait(&self) -> Option<Duration> {
+        match self.waits.last_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// All waits recorded for this logical request.
+    pub fn total_wait(&self) -> Duration {
+        Duration::from_nanos(self.waits.total_nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// Why [`RetryOnStatus`](crate::RetryOnStatus) handed back a retryable outcome without retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The attempt cap was reached.
+    AttemptsExhausted,
+    /// The shared retry budget was empty (an outage must not multiply load).
+    BudgetExhausted,
+    /// The request body was larger than the replay cap, so it was sent once.
+    BodyNotReplayable,
+    /// The retryable response's body was too large or too slow to set aside.
+    ResponseNotDrainable,
+    /// The next attempt could not start in time: its wait would pass the deadline, the server
+    /// asked for a wait above the cap, or the rate-limit gate stayed closed.
+    NextAttemptRefused,
+    /// The server said `x-should-retry: false`.
+    ServerSaidNo,
+}
+
+/// Put on the response's extensions by [`RetryOnStatus`](crate::RetryOnStatus) when the request
+/// took more than one attempt, or when a retryable response was handed back without retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryReport {
+    /// Attempts sent (1 = no retry).
+    pub attempts: u32,
+    /// Total time spent waiting between attempts, as recorded by the layers inside.
+    pub waited: Duration,
+    /// Why retrying stopped with a retryable outcome, if it did.
+    pub stopped: Option<StopReason>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ambient_deadline_nests_to_the_earliest() {
+        assert_eq!(Deadline::ambient(), None);
+        let outer = Deadline::after(Duration::from_secs(10));
+        let inner = Deadline::after(Duration::from_secs(20));
+        outer.scope(|| {
+            assert_eq!(Deadline::ambient(), Some(outer));
+            inner.scope(|| assert_eq!(Deadline::ambient(), Some(outer)));
+            let req = http::Request::new(());
+            assert_eq!(Deadline::of(&req), Some(outer));
+        });
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(inner);
+        assert_eq!(Deadline::of(&req), Some(inner));
+    }
+
+    #[test]
+    fn wait_log_is_shared_across_attempts() {
+        let first = RetryContext::new(2, Outcome::Status(StatusCode::TOO_MANY_REQUESTS), None);
+        first.record_wait(Duration::from_millis(1500));
+        let second = first.next(Outcome::Error(ErrorKind::Connect), None);
+        second.record_wait(Duration::from_millis(500));
+        assert_eq!(second.attempt(), 3);
+        assert_eq!(first.last_wait(), Some(Duration::from_millis(500)));
+        assert_eq!(first.total_wait(), Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,305 @@
+//! The one error type of the crate, and the failure classes it tells apart.
+//!
+//! The Fireworks guide ends with a warning: the analytics dashboard counts only requests the
+//! server acknowledged, so a client that fails *before* reaching the server (DNS, refused
+//! connection, a timeout before connecting) sees failures the dashboard never shows. Every
+//! [`Error`] therefore answers the question "where did this fail?":
+//!
+//! | [`ErrorKind`] | what happened | did the server see it? |
+//! |---|---|---|
+//! | [`Timeout`](ErrorKind::Timeout) | a deadline of ours fired; [`TimeoutPhase`] says which | maybe |
+//! | [`Connect`](ErrorKind::Connect) | connect / DNS / refused: the request never left | no |
+//! | [`RateLimited`](ErrorKind::RateLimited) | held back locally by the shared rate-limit gate | no |
+//! | [`Inner`](ErrorKind::Inner) | the inner service's own error, kept as the [`source`](std::error::Error::source) | maybe |
+
+use std::{error::Error as StdError, fmt, time::Duration};
+
+/// A boxed, thread-safe error, as used across the tower ecosystem.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The error returned by every service in this crate.
+///
+/// Inner errors are kept as the [`source`](StdError::source); nested layers of this crate do not
+/// wrap each other's errors (an inner [`Error`] is passed through unchanged).
+pub struct Error {
+    kind: ErrorKind,
+    source: Option<BoxError>,
+}
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A timeout of this crate fired.
+    Timeout(TimeoutPhase),
+    /// The request never reached the server: DNS failure, connection refused, connect timeout.
+    ///
+    /// These are the client-side failures the Fireworks dashboard cannot show.
+    Connect,
+    /// The request was not sent because the shared rate-limit gate is closed for longer than the
+    /// request's deadline allows. Carries the wait, when known.
+    RateLimited {
+        /// How long the gate asked the request to wait, if known.
+        retry_after: Option<Duration>,
+    },
+    /// The inner service (the HTTP client) failed; see [`source`](StdError::source).
+    Inner,
+}
+
+/// Which timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// The overall deadline of the request, which covers every attempt and every wait.
+    Deadline,
+    /// The per-attempt limit on the time until response headers.
+    Attempt,
+    /// No response body frame arrived within the idle-read timeout.
+    BodyIdle,
+}
+
+impl TimeoutPhase {
+    /// A short, stable name, suitable as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutPhase::Deadline => "deadline",
+            TimeoutPhase::Attempt => "attempt",
+            TimeoutPhase::BodyIdle => "body_idle",
+        }
+    }
+}
+
+impl Error {
+    /// A timeout in the given phase.
+    pub fn timeout(phase: TimeoutPhase) -> Self {
+        Error {
+            kind: ErrorKind::Timeout(phase),
+            source: None,
+        }
+    }
+
+    /// A local rate-limit refusal, with the wait the gate asked for.
+    pub fn rate_limited(retry_after: Option<Duration>) -> Self {
+        Error {
+            kind: ErrorKind::RateLimited { retry_after },
+            source: None,
+        }
+    }
+
+    /// Wraps an inner service's error, classifying it.
+    ///
+    /// An [`Error`] of this crate passes through unchanged. Otherwise the error's source chain is
+    /// searched for a connect failure (see [`is_connect_failure`]) and the kind is
+    /// [`Connect`](ErrorKind::Connect) or [`Inner`](ErrorKind::Inner).
+    pub fn from_inner(err: impl Into<BoxError>) -> Self {
+        let err: BoxError = err.into();
+        match err.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(err) => {
+                let kind = if is_connect_failure(&*err) {
+                    ErrorKind::Connect
+                } else {
+                    ErrorKind::Inner
+                };
+                Error {
+                    kind,
+                    source: Some(err),
+                }
+            }
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The timeout phase, if this is a timeout.
+    pub fn timeout_phase(&self) -> Option<TimeoutPhase> {
+        match self.kind {
+            ErrorKind::Timeout(phase) => Some(phase),
+            _ => None,
+        }
+    }
+
+    /// `true` for any timeout of this crate.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, ErrorKind::Timeout(_))
+    }
+
+    /// `true` when the request never reached the server (connect, DNS, refused).
+    pub fn is_connect(&self) -> bool {
+        self.kind == ErrorKind::Connect
+    }
+
+    /// `true` when the local rate-limit gate refused to send the request.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self.kind, ErrorKind::RateLimited { .. })
+    }
+
+    /// The wait the rate-limit gate asked for, if this is a local rate-limit refusal.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            ErrorKind::RateLimited { retry_after } => retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether the server can have seen this request: `Some(false)` when it certainly did not
+    /// (connect failure, local rate limiting), `None` when it cannot be known.
+    pub fn reached_server(&self) -> Option<bool> {
+        match self.kind {
+            ErrorKind::Connect | ErrorKind::RateLimited { .. } => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Takes the inner error out, if there is one.
+    pub fn into_source(self) -> Option<BoxError> {
+        self.source
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::Timeout(TimeoutPhase::Deadline) => {
+                f.write_str("request deadline elapsed (covers all attempts and waits)")
+            }
+            ErrorKind::Timeout(TimeoutPhase::Attempt) => {
+                f.write_str("attempt timed out waiting for response headers")
+            }
+            ErrorKind::Timeout(TimeoutPhase::BodyIdle) => {
+                f.write_str("response body idle timeout: no data from the server in time")
+            }
+            ErrorKind::Connect => f.write_str("request never reached the server (connect failed)"),
+            ErrorKind::RateLimited {
+                retry_after: Some(wait),
+            } => write!(
+                f,
+                "rate limited locally: the server asked to wait {:.3}s, past this request's deadline",
+                wait.as_secs_f64()
+            ),
+            ErrorKind::RateLimited { retry_after: None } => {
+                f.write_str("rate limited locally: the gate stayed closed past this request's deadline")
+            }
+            ErrorKind::Inner => f.write_str("inner service error"),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Searches an error's source chain for a failure that certainly happened before the request
+/// reached the server: `io::ErrorKind::ConnectionRefused` / `AddrNotAvailable` /
+/// `HostUnreachable` / `NetworkUnreachable`, hyper-util's connect errors (feature `hyper-util`),
+/// and errors whose `Display` starts with `dns error` (hyper-util's resolver).
+pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(ours) = err.downcast_ref::<Error>() {
+            return ours.is_connect();
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                io.kind(),
+                K::ConnectionRefused | K::AddrNotAvailable | K::HostUnreachable | K::NetworkUnreachable
+            ) {
+                return true;
+            }
+        }
+        #[cfg(feature = "hyper-util")]
+        if let Some(client) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if client.is_connect() {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// Searches an error's source chain for a transport failure after the request may have been
+/// sent but before a response arrived: a reset or closed connection, an incomplete message.
+/// Like the OpenAI SDK, the default retry policy retries these.
+pub fn is_transport_failure(err: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                io.kind(),
+                K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::BrokenPipe
+                    | K::UnexpectedEof
+                    | K::NotConnected
+            ) {
+                return true;
+            }
+        }
+        #[cfg(feature = "hyper-util")]
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ours_pass_through_unwrapped() {
+        let inner = Error::timeout(TimeoutPhase::Attempt);
+        let outer = Error::from_inner(inner);
+        assert_eq!(outer.kind(), ErrorKind::Timeout(TimeoutPhase::Attempt));
+        assert!(outer.into_source().is_none());
+    }
+
+    #[test]
+    fn io_refused_is_connect_and_never_reached_the_server() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::from_inner(io);
+        assert!(err.is_connect());
+        assert_eq!(err.reached_server(), Some(false));
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn reset_is_transport_not_connect() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(!is_connect_failure(&io));
+        assert!(is_transport_failure(&io));
+        let err = Error::from_inner(io);
+        assert_eq!(err.kind(), ErrorKind::Inner);
+        assert_eq!(err.reached_server(), None);
+    }
+
+    #[test]
+    fn rate_limited_carries_the_wait() {
+        let err = Error::rate_limited(Some(Duration::from_secs(7)));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+        assert!(err.to_string().contains("7.000s"));
+    }
+}

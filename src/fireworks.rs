@@ -1,0 +1,132 @@
+//! The preset: the four layers in the recommended order, with the guide's numbers.
+//!
+//! ```text
+//! TimeoutByWorkload     total deadline, body idle timeout       (outermost)
+//!   RetryOnStatus       what to retry, 5 attempts, budget, body replay
+//!     JitteredBackoff   1 s * 2^n + U(0, 1 s), server hints up to 120 s
+//!       RateLimitAware  whether anyone may send now
+//!         AttemptTimeout  per-attempt time to headers (batch submission: 20 s)
+//!           your client (hyper-util, reqwest, ...)
+//! ```
+//!
+//! Why this order: the deadline must cover every attempt and wait, so it is outermost; each
+//! retry must wait its backoff and then pass the shared gate, so both sit inside the retry
+//! layer; the per-attempt limit must cut one attempt, not the whole request, so it sits
+//! innermost. Everything can be swapped: [`FireworksLayer`] has a method per layer.
+//!
+//! ```no_run
+//! use http_body_util::Full;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::ServiceBuilder;
+//! use tower_reliability::{fireworks, Workload};
+//!
+//! let client = Client::builder(TokioExecutor::new()).build_http::<tower_reliability::retry::ReplayBody<Full<bytes::Bytes>>>();
+//! let service = ServiceBuilder::new()
+//!     .layer(fireworks::layer(Workload::Interactive))
+//!     .service(client);
+//! # let _ = service;
+//! ```
+
+use tower_layer::Layer;
+
+use crate::{
+    backoff::{BackoffService, JitteredBackoff},
+    rate_limit::{RateLimitAware, RateLimitService},
+    retry::{ReplayBody, RetryOnStatus, RetryService},
+    timeout::{AttemptTimeout, AttemptTimeoutService, TimeoutBody, TimeoutByWorkload, TimeoutService},
+    workload::Workload,
+};
+
+/// The Fireworks inference API's base URL.
+pub const BASE_URL: &str = "https://api.fireworks.ai/inference/v1";
+
+/// The stack with the guide's values, for requests of `workload` by default (a request's own
+/// [`Workload`] extension overrides it).
+pub fn layer(workload: Workload) -> FireworksLayer {
+    FireworksLayer {
+        timeouts: TimeoutByWorkload::new(workload),
+        retry: RetryOnStatus::default(),
+        backoff: JitteredBackoff::default(),
+        rate_limit: RateLimitAware::new(),
+        attempt: AttemptTimeout::by_workload(workload),
+    }
+}
+
+/// The four layers (and the per-attempt timeout) stacked in the recommended order.
+///
+/// Clones share the rate-limit state and the retry budget: build one per API key and clone it
+/// into every stack that uses the key.
+#[derive(Debug, Clone)]
+pub struct FireworksLayer {
+    timeouts: TimeoutByWorkload,
+    retry: RetryOnStatus,
+    backoff: JitteredBackoff,
+    rate_limit: RateLimitAware,
+    attempt: AttemptTimeout,
+}
+
+/// The service the preset builds around `S`.
+pub type FireworksService<S> =
+    TimeoutService<RetryService<BackoffService<RateLimitService<AttemptTimeoutService<S>>>>>;
+
+/// The response body the preset hands back around the client's body `B`.
+pub type ResponseBody<B> = TimeoutBody<ReplayBody<B>>;
+
+impl FireworksLayer {
+    /// Replaces the timeouts layer.
+    pub fn timeouts(mut self, timeouts: TimeoutByWorkload) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Replaces the retry layer.
+    pub fn retry(mut self, retry: RetryOnStatus) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Replaces the backoff layer.
+    pub fn backoff(mut self, backoff: JitteredBackoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Replaces the rate-limit layer (pass a clone to share a gate between presets).
+    pub fn rate_limit(mut self, rate_limit: RateLimitAware) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Replaces the per-attempt timeout.
+    pub fn attempt_timeout(mut self, attempt: AttemptTimeout) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// The retry layer in use (its budget is shared by clones).
+    pub fn retry_layer(&self) -> &RetryOnStatus {
+        &self.retry
+    }
+
+    /// The rate-limit layer in use (its state is shared by clones).
+    pub fn rate_limit_layer(&self) -> &RateLimitAware {
+        &self.rate_limit
+    }
+
+    /// The timeouts layer in use.
+    pub fn timeouts_layer(&self) -> &TimeoutByWorkload {
+        &self.timeouts
+    }
+}
+
+impl<S> Layer<S> for FireworksLayer {
+    type Service = FireworksService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let inner = self.attempt.layer(inner);
+        let inner = self.rate_limit.layer(inner);
+        let inner = self.backoff.layer(inner);
+        let inner = self.retry.layer(inner);
+        self.timeouts.layer(inner)
+    }
+}

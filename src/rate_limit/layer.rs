@@ -1,0 +1,102 @@
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tower_layer::Layer;
+
+use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake};
+
+/// One rate-limit state per client, shared by every clone: it learns from every response and
+/// paces every request, so the process backs off as a whole.
+///
+/// - A **429** (or a 503 with a hint) closes the gate for every request of every clone until
+///   the server's `retry-after-ms` / `Retry-After` time (at most [`GateConfig::max_hold`]), or
+///   for a short doubling backoff when the server gave no hint (Fireworks does not promise
+///   one).
+/// - `x-ratelimit-remaining-requests: 0` with a reset header closes it *before* the 429.
+/// - A **run of 5xx or broken connections** with no hint means overload or an outage: new
+///   requests are held while a single probe at a time tests the server (a circuit breaker's
+///   half-open state), so an outage costs about one attempt per request, and held requests
+///   go out once it is over, within their deadlines.
+/// - When the gate reopens, held requests are released [paced](GateConfig::release_spacing),
+///   not as a herd.
+/// - A request whose wait would pass its [`Deadline`](crate::Deadline) fails at once with
+///   [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited), carrying the wait.
+///
+/// Waiting happens in the response future, never in `poll_ready`, so the service stays
+/// `Clone` and works under axum's `Router` and tower's `Buffer` (unlike tower's `RateLimit`).
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use tower_reliability::RateLimitAware;
+///
+/// let shared = RateLimitAware::new();
+/// // Two stacks (say, chat and batch) on one API key share one gate.
+/// let chat = ServiceBuilder::new().layer(shared.clone());
+/// let batch = ServiceBuilder::new().layer(shared.clone());
+/// # let _ = (chat, batch);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateLimitAware {
+    pub(super) shared: Arc<Shared>,
+}
+
+/// The state and the wake-ups, behind one `Arc`.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) store: Arc<dyn RateLimitStore>,
+    pub(super) notify: Notify,
+}
+
+impl Shared {
+    pub(super) fn wake(&self, wake: Wake) {
+        if wake == Wake::All {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+impl Default for RateLimitAware {
+    fn default() -> Self {
+        RateLimitAware::new()
+    }
+}
+
+impl RateLimitAware {
+    /// A fresh in-memory state with the default [`GateConfig`].
+    pub fn new() -> Self {
+        RateLimitAware::with_config(GateConfig::default())
+    }
+
+    /// A fresh in-memory state with these knobs.
+    pub fn with_config(config: GateConfig) -> Self {
+        RateLimitAware::with_store(Arc::new(LocalStore::new(config)))
+    }
+
+    /// Uses another store (for example one shared by many processes).
+    pub fn with_store(store: Arc<dyn RateLimitStore>) -> Self {
+        RateLimitAware {
+            shared: Arc::new(Shared {
+                store,
+                notify: Notify::new(),
+            }),
+        }
+    }
+
+    /// The shared store.
+    pub fn store(&self) -> &Arc<dyn RateLimitStore> {
+        &self.shared.store
+    }
+
+    /// Whether two handles share one state.
+    pub fn shares_state_with(&self, other: &RateLimitAware) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl<S> Layer<S> for RateLimitAware {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService::new(inner, self.shared.clone())
+    }
+}

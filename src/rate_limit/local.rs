@@ -1,0 +1,400 @@
+//! The in-memory shared state: one per client, shared by every clone.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, MutexGuard,
+    },
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::{Admission, RateLimitStore, Reservation, Signal, Ticket, Wake};
+
+/// The knobs of the in-memory state. Every wait has a cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateConfig {
+    /// Gap between two held requests released after the gate reopens (default 20 ms), so they
+    /// do not reach the server as a herd.
+    pub release_spacing: Duration,
+    /// The longest the gate stays closed on one server hint (default 120 s, the backoff's
+    /// `max_server_wait`). A longer hint holds the gate this long.
+    pub max_hold: Duration,
+    /// How long a 429 without any hint closes the gate at first (default 100 ms); doubled on
+    /// each 429 in a row, up to `no_hint_max`, reset by any success.
+    pub no_hint_base: Duration,
+    /// The cap on the no-hint closure (default 5 s).
+    pub no_hint_max: Duration,
+    /// Failures in a row (5xx without hint, broken connections) that trip the circuit
+    /// breaker (default 3).
+    pub failure_threshold: u32,
+    /// How long the breaker holds everyone before the first probe (default 500 ms); doubled
+    /// after each failed probe up to `probe_max`.
+    pub probe_base: Duration,
+    /// The cap on the time between probes (default 2 s): recovery is noticed within it.
+    pub probe_max: Duration,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            release_spacing: Duration::from_millis(20),
+            max_hold: Duration::from_secs(120),
+            no_hint_base: Duration::from_millis(100),
+            no_hint_max: Duration::from_secs(5),
+            failure_threshold: 3,
+            probe_base: Duration::from_millis(500),
+            probe_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The in-memory [`RateLimitStore`].
+///
+/// The healthy path is one atomic load per request and one per response: the mutex is taken
+/// only while the server has said something (a 429, a failure) that is not yet forgotten.
+#[derive(Debug)]
+pub struct LocalStore {
+    config: GateConfig,
+    /// `false` while nothing restricts sending and there is nothing to forget: the fast path.
+    restricted: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    closed_until: Option<Instant>,
+    next_slot: Option<Instant>,
+    epoch: u64,
+    throttle_streak: u32,
+    failure_streak: u32,
+    breaker: Breaker,
+    probe_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaker {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+impl Default for LocalStore {
+    fn default() -> Self {
+        LocalStore::new(GateConfig::default())
+    }
+}
+
+impl LocalStore {
+    /// A fresh state with these knobs.
+    pub fn new(config: GateConfig) -> Self {
+        LocalStore {
+            config,
+            restricted: AtomicBool::new(false),
+            state: Mutex::new(State {
+                closed_until: None,
+                next_slot: None,
+                epoch: 0,
+                throttle_streak: 0,
+                failure_streak: 0,
+                breaker: Breaker::Closed,
+                probe_wait: config.probe_base,
+            }),
+        }
+    }
+
+    /// The knobs.
+    pub fn config(&self) -> &GateConfig {
+        &self.config
+    }
+
+    /// When the gate reopens, if it is closed at `now` by a server hint or a backoff.
+    pub fn closed_until(&self, now: Instant) -> Option<Instant> {
+        self.lock().closed_until.filter(|&t| t > now)
+    }
+
+    /// Whether the circuit breaker is holding requests (open or half-open).
+    pub fn breaker_engaged(&self) -> bool {
+        self.lock().breaker != Breaker::Closed
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent across a panic elsewhere: every update is a few stores.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn slot_after(&self, state: &mut State, start: Instant) -> Reservation {
+        let at = state.next_slot.map_or(start, |s| s.max(start));
+        state.next_slot = Some(at + self.config.release_spacing);
+        Reservation {
+            at,
+            epoch: state.epoch,
+        }
+    }
+
+    /// Clears the fast-path flag when nothing is left to enforce or forget.
+    fn settle(&self, state: &mut State, now: Instant) {
+        if state.closed_until.is_some_and(|t| t <= now) {
+            state.closed_until = None;
+        }
+        if state.next_slot.is_some_and(|t| t <= now) {
+            state.next_slot = None;
+        }
+        let idle = state.closed_until.is_none()
+            && state.next_slot.is_none()
+            && state.breaker == Breaker::Closed
+            && state.throttle_streak == 0
+            && state.failure_streak == 0;
+        if idle {
+            self.restricted.store(false, Ordering::Release);
+        }
+    }
+
+    fn close(&self, state: &mut State, until: Instant) {
+        if state.closed_until.is_none_or(|t| t < until) {
+            state.closed_until = Some(until);
+            state.epoch += 1;
+        }
+        self.restricted.store(true, Ordering::Release);
+    }
+}
+
+impl RateLimitStore for LocalStore {
+    fn admit(&self, now: Instant, ticket: Ticket) -> Admission {
+        if ticket == Ticket::New && !self.restricted.load(Ordering::Acquire) {
+            return Admission::Go;
+        }
+        let mut state = self.lock();
+        match state.breaker {
+            Breaker::Open { until } if now < until => return Admission::Held { recheck: until },
+            Breaker::Open { .. } | Breaker::HalfOpen { probing: false } => {
+                state.breaker = Breaker::HalfOpen { probing: true };
+                return Admission::Probe;
+            }
+            Breaker::HalfOpen { probing: true } => {
+                return Admission::Held {
+                    recheck: now + self.config.probe_max,
+                }
+            }
+            Breaker::Closed => {}
+        }
+        if let Some(until) = state.closed_until.filter(|&t| t > now) {
+            return Admission::Wait(self.slot_after(&mut state, until));
+        }
+        let admission = match ticket {
+            Ticket::New => Admission::Go,
+            Ticket::Reserved(r) if r.epoch == state.epoch => Admission::Go,
+            // Waited, and the gate closed again meanwhile (or the breaker held it): take a
+            // paced slot so the waiting crowd does not leave as a herd.
+            Ticket::Reserved(_) | Ticket::Held => {
+                let slot = self.slot_after(&mut state, now);
+                if slot.at <= now {
+                    Admission::Go
+                } else {
+                    Admission::Wait(slot)
+                }
+            }
+        };
+        self.settle(&mut state, now);
+        admission
+    }
+
+    fn record(&self, now: Instant, signal: Signal, probe: bool) -> Wake {
+        let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
+        if quiet && !probe && !self.restricted.load(Ordering::Acquire) {
+            return Wake::No;
+        }
+        let mut state = self.lock();
+        let mut wake = Wake::No;
+        let cfg = &self.config;
+        match signal {
+            Signal::Healthy | Signal::Exhausted { .. } | Signal::Throttled { .. } => {
+                // The server answered: it is up. Close the breaker, forget failures.
+                state.failure_streak = 0;
+                if state.breaker != Breaker::Closed {
+                    state.breaker = Breaker::Closed;
+                    state.probe_wait = cfg.probe_base;
+                    wake = Wake::All;
+                }
+            }
+            Signal::Failing => {
+                state.failure_streak = state.failure_streak.saturating_add(1);
+                self.restricted.store(true, Ordering::Release);
+                let trip = match state.breaker {
+                    Breaker::HalfOpen { .. } if probe => true,
+                    Breaker::Closed => state.failure_streak >= cfg.failure_threshold,
+                    _ => false,
+                };
+                if trip {
+                    if state.breaker == Breaker::Closed {
+                        state.probe_wait = cfg.probe_base;
+                    }
+                    state.breaker = Breaker::Open {
+                        until: now + state.probe_wait,
+                    };
+                    state.probe_wait = (state.probe_wait * 2).min(cfg.probe_max);
+                    tracing::debug!(target: "tower_reliability", streak = state.failure_streak, "circuit breaker holds new requests");
+                }
+            }
+            Signal::Neutral => {
+                if probe && state.breaker == (Breaker::HalfOpen { probing: true }) {
+                    state.breaker = Breaker::HalfOpen { probing: false };
+                    wake = Wake::All;
+                }
+            }
+        }
+        match signal {
+            Signal::Healthy => state.throttle_streak = 0,
+            Signal::Exhausted { reset } => self.close(&mut state, now + reset.min(cfg.max_hold)),
+            Signal::Throttled { hint } => {
+                let wait = match hint {
+                    Some(hint) => hint.min(cfg.max_hold),
+                    None => {
+                        let doubling = state.throttle_streak.min(16);
+                        (cfg.no_hint_base * 2u32.pow(doubling)).min(cfg.no_hint_max)
+                    }
+                };
+                state.throttle_streak = state.throttle_streak.saturating_add(1);
+                tracing::debug!(target: "tower_reliability", wait_ms = wait.as_millis() as u64, hinted = hint.is_some(), "rate-limit gate closed");
+                self.close(&mut state, now + wait);
+            }
+            Signal::Failing | Signal::Neutral => {}
+        }
+        self.settle(&mut state, now);
+        wake
+    }
+
+    fn release_probe(&self) -> Wake {
+        let mut state = self.lock();
+        if state.breaker == (Breaker::HalfOpen { probing: true }) {
+            state.breaker = Breaker::HalfOpen { probing: false };
+            return Wake::All;
+        }
+        Wake::No
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn healthy_path_stays_unlocked_and_open() {
+        let s = LocalStore::default();
+        let now = Instant::now();
+        assert_eq!(s.admit(now, Ticket::New), Admission::Go);
+        assert_eq!(s.record(now, Signal::Healthy, false), Wake::No);
+        assert!(!s.restricted.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_hint_closes_the_gate_and_waiters_get_paced_slots() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(t0, Signal::Throttled { hint: Some(ms(2000)) }, false);
+        let slots: Vec<_> = (0..3)
+            .map(|_| match s.admit(t0 + ms(10), Ticket::New) {
+                Admission::Wait(r) => r,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(slots[0].at, t0 + ms(2000));
+        assert_eq!(slots[1].at, t0 + ms(2020));
+        assert_eq!(slots[2].at, t0 + ms(2040));
+        // At their slots, the reserved requests go; a newcomer then also goes at once.
+        assert_eq!(s.admit(t0 + ms(2000), Ticket::Reserved(slots[0])), Admission::Go);
+        assert_eq!(s.admit(t0 + ms(2040), Ticket::Reserved(slots[2])), Admission::Go);
+        assert_eq!(s.admit(t0 + ms(2100), Ticket::New), Admission::Go);
+    }
+
+    #[test]
+    fn a_huge_hint_holds_at_most_max_hold() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(t0, Signal::Throttled { hint: Some(Duration::from_secs(86_400)) }, false);
+        assert_eq!(s.closed_until(t0), Some(t0 + Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn no_hint_backoff_doubles_and_resets_on_success() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(t0, Signal::Throttled { hint: None }, false);
+        assert_eq!(s.closed_until(t0), Some(t0 + ms(100)));
+        s.record(t0, Signal::Throttled { hint: None }, false);
+        assert_eq!(s.closed_until(t0), Some(t0 + ms(200)));
+        for _ in 0..10 {
+            s.record(t0, Signal::Throttled { hint: None }, false);
+        }
+        assert_eq!(s.closed_until(t0), Some(t0 + Duration::from_secs(5)));
+        let later = t0 + Duration::from_secs(6);
+        s.record(later, Signal::Healthy, false);
+        s.record(later, Signal::Throttled { hint: None }, false);
+        assert_eq!(s.closed_until(later), Some(later + ms(100)));
+    }
+
+    #[test]
+    fn a_reclosed_gate_voids_old_slots() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(t0, Signal::Throttled { hint: Some(ms(100)) }, false);
+        let Admission::Wait(slot) = s.admit(t0, Ticket::New) else { panic!() };
+        s.record(t0 + ms(50), Signal::Throttled { hint: Some(ms(500)) }, false);
+        match s.admit(slot.at, Ticket::Reserved(slot)) {
+            Admission::Wait(r) => assert!(r.at >= t0 + ms(550)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn breaker_trips_probes_one_at_a_time_and_recovers() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            s.record(t0, Signal::Failing, false);
+        }
+        assert!(s.breaker_engaged());
+        assert_eq!(s.admit(t0, Ticket::New), Admission::Held { recheck: t0 + ms(500) });
+        let t1 = t0 + ms(500);
+        assert_eq!(s.admit(t1, Ticket::Held), Admission::Probe);
+        assert!(matches!(s.admit(t1, Ticket::New), Admission::Held { .. }));
+        // The probe fails: hold longer (doubling), then probe again.
+        s.record(t1, Signal::Failing, true);
+        assert_eq!(s.admit(t1, Ticket::Held), Admission::Held { recheck: t1 + ms(1000) });
+        let t2 = t1 + ms(1000);
+        assert_eq!(s.admit(t2, Ticket::New), Admission::Probe);
+        // The probe succeeds: everyone is woken and released with paced slots.
+        assert_eq!(s.record(t2, Signal::Healthy, true), Wake::All);
+        assert_eq!(s.admit(t2, Ticket::Held), Admission::Go);
+        assert_eq!(s.admit(t2, Ticket::Held), Admission::Wait(Reservation { at: t2 + ms(20), epoch: 0 }));
+        assert_eq!(s.admit(t2, Ticket::New), Admission::Go, "newcomers are not held");
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_another_probe() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            s.record(t0, Signal::Failing, false);
+        }
+        let t1 = t0 + ms(500);
+        assert_eq!(s.admit(t1, Ticket::New), Admission::Probe);
+        assert_eq!(s.release_probe(), Wake::All);
+        assert_eq!(s.admit(t1, Ticket::Held), Admission::Probe);
+        assert_eq!(s.release_probe(), Wake::All);
+        assert_eq!(s.release_probe(), Wake::No, "no double release");
+    }
+
+    #[test]
+    fn exhausted_allowance_closes_until_reset() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(t0, Signal::Exhausted { reset: ms(750) }, false);
+        assert_eq!(s.closed_until(t0), Some(t0 + ms(750)));
+    }
+}

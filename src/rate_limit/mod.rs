@@ -1,0 +1,24 @@
+//! `RateLimitAware`: whether anyone may send now.
+//!
+//! A retry loop per request is the wrong unit when the server rate-limits an *account*: fifty
+//! requests that each got a 429 back off fifty times and return as a crowd. The guide's advice
+//! — back off on 429 — works only if the whole client backs off. This layer keeps one state per
+//! client, learns from every response ([`Signal`]), and makes every request of every clone wait
+//! at one gate while the server has said stop.
+//!
+//! The state sits behind [`RateLimitStore`], so a store shared by many processes can replace
+//! the in-memory [`LocalStore`]. Its policy is plain synchronous code, tested without a socket.
+
+mod future;
+mod layer;
+mod local;
+mod service;
+mod signal;
+mod store;
+
+pub use future::{Observer, RateLimitFuture};
+pub use layer::RateLimitAware;
+pub use local::{GateConfig, LocalStore};
+pub use service::RateLimitService;
+pub use signal::Signal;
+pub use store::{Admission, RateLimitStore, Reservation, Ticket, Wake};

@@ -1,0 +1,77 @@
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::{layer::Shared, Admission, RateLimitFuture, Ticket};
+use crate::{
+    context::Deadline,
+    error::{BoxError, Error},
+};
+
+/// The service made by [`RateLimitAware`](super::RateLimitAware).
+#[derive(Debug, Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> RateLimitService<S> {
+    pub(super) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        RateLimitService { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for RateLimitService<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+    ResB: Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = Error;
+    type Future = RateLimitFuture<S::Future, ResB>;
+
+    /// Only the inner service's readiness: waiting happens in the response future.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::from_inner)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let now = Instant::now();
+        match self.shared.store.admit(now, Ticket::New) {
+            Admission::Go => RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), false),
+            Admission::Probe => RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), true),
+            admission => {
+                let deadline = Deadline::of(&request);
+                if let Admission::Wait(slot) = admission {
+                    if deadline.is_some_and(|d| d.instant() < slot.at) {
+                        let wait = slot.at - now;
+                        tracing::debug!(target: "tower_reliability", wait_ms = wait.as_millis() as u64, "gate closed past the deadline: failing fast");
+                        return RateLimitFuture::refused(Error::rate_limited(Some(wait)));
+                    }
+                }
+                // The readied inner service stays here for the next call; the request waits
+                // with a clone that it readies after the wait.
+                RateLimitFuture::waiting(
+                    self.inner.clone(),
+                    request,
+                    self.shared.clone(),
+                    admission,
+                    deadline,
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What one response or error says about the server's capacity.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+
+use crate::{
+    error::{is_transport_failure, Error, ErrorKind, TimeoutPhase},
+    headers::{self, RateLimitHeaders},
+};
+
+/// What an outcome tells the shared rate-limit state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Signal {
+    /// The server answered normally.
+    Healthy,
+    /// The server answered, and said its request allowance is spent until `reset`
+    /// (`x-ratelimit-remaining-requests: 0` with a reset header).
+    Exhausted {
+        /// Time until the allowance resets.
+        reset: Duration,
+    },
+    /// Throttled: a 429, or a 503 carrying a hint. Hold everyone for the hint, or for a
+    /// backoff when there is none.
+    Throttled {
+        /// The server's `retry-after-ms` / `Retry-After`, if any.
+        hint: Option<Duration>,
+    },
+    /// Overloaded or down with no hint: a 5xx, a connection that failed or broke, an attempt
+    /// that timed out. A run of these trips the circuit breaker.
+    Failing,
+    /// Nothing to learn (a 4xx that is the request's own fault, an application error).
+    Neutral,
+}
+
+impl Signal {
+    /// Reads a response head.
+    pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Signal {
+        if status.is_success() {
+            // The cheap common case: one header lookup.
+            return match headers.get("x-ratelimit-remaining-requests") {
+                Some(v) if v.as_bytes() == b"0" => {
+                    let rl = RateLimitHeaders::parse(headers, SystemTime::now());
+                    match rl.reset_requests {
+                        Some(reset) if !reset.is_zero() => Signal::Exhausted { reset },
+                        _ => Signal::Healthy,
+                    }
+                }
+                _ => Signal::Healthy,
+            };
+        }
+        let hint = || headers::retry_after(headers, SystemTime::now());
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => Signal::Throttled { hint: hint() },
+            StatusCode::SERVICE_UNAVAILABLE => match hint() {
+                Some(hint) => Signal::Throttled { hint: Some(hint) },
+                None => Signal::Failing,
+            },
+            s if s.is_server_error() => Signal::Failing,
+            _ => Signal::Neutral,
+        }
+    }
+
+    /// Reads an error of an attempt.
+    pub fn from_error(error: &Error) -> Signal {
+        match error.kind() {
+            ErrorKind::Connect | ErrorKind::Timeout(TimeoutPhase::Attempt) => Signal::Failing,
+            ErrorKind::Inner => match std::error::Error::source(error) {
+                Some(source) if is_transport_failure(source) => Signal::Failing,
+                _ => Signal::Neutral,
+            },
+            _ => Signal::Neutral,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (http::HeaderName::from_static(k), http::HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn reads_statuses_and_hints() {
+        let s = |code, headers: &HeaderMap| Signal::from_response(StatusCode::from_u16(code).unwrap(), headers);
+        assert_eq!(s(200, &h(&[])), Signal::Healthy);
+        assert_eq!(s(404, &h(&[])), Signal::Neutral);
+        assert_eq!(s(429, &h(&[])), Signal::Throttled { hint: None });
+        assert_eq!(
+            s(429, &h(&[("retry-after", "3")])),
+            Signal::Throttled { hint: Some(Duration::from_secs(3)) }
+        );
+        assert_eq!(s(503, &h(&[])), Signal::Failing);
+        assert_eq!(
+            s(503, &h(&[("retry-after-ms", "1500")])),
+            Signal::Throttled { hint: Some(Duration::from_millis(1500)) }
+        );
+        assert_eq!(s(502, &h(&[])), Signal::Failing);
+        assert_eq!(
+            s(200, &h(&[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "2s")])),
+            Signal::Exhausted { reset: Duration::from_secs(2) }
+        );
+        assert_eq!(s(200, &h(&[("x-ratelimit-remaining-requests", "0")])), Signal::Healthy);
+        assert_eq!(s(200, &h(&[("x-ratelimit-remaining-requests", "5")])), Signal::Healthy);
+    }
+
+    #[test]
+    fn reads_errors() {
+        let refused = Error::from_inner(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(Signal::from_error(&refused), Signal::Failing);
+        assert_eq!(Signal::from_error(&Error::from_inner("bad input")), Signal::Neutral);
+        assert_eq!(Signal::from_error(&Error::timeout(TimeoutPhase::Attempt)), Signal::Failing);
+    }
+}

@@ -1,0 +1,73 @@
+//! The trait behind the shared state, so another store (Redis, for a fleet of processes on one
+//! API key) can replace the in-memory one.
+
+use std::fmt::Debug;
+
+use tokio::time::Instant;
+
+use super::Signal;
+
+/// Who is asking to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ticket {
+    /// A request arriving for the first time.
+    New,
+    /// A request that waited for the slot it was given.
+    Reserved(Reservation),
+    /// A request that waited without a slot (while the circuit breaker held everyone).
+    Held,
+}
+
+/// A paced sending slot handed to a waiting request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// When the request may send.
+    pub at: Instant,
+    /// The state's closure count when the slot was given; a later closure voids the slot.
+    pub epoch: u64,
+}
+
+/// The answer to "may I send now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Send now.
+    Go,
+    /// Send now, as the single probe testing a failing server. Its outcome must be
+    /// [recorded](RateLimitStore::record) with `probe = true`, or the probe
+    /// [released](RateLimitStore::release_probe).
+    Probe,
+    /// Wait for this slot, then ask again with [`Ticket::Reserved`].
+    Wait(Reservation),
+    /// Wait until a probe reports back (a wake-up comes) or until `recheck`, then ask again
+    /// with [`Ticket::Held`].
+    Held {
+        /// When to ask again at the latest.
+        recheck: Instant,
+    },
+}
+
+/// Whether a state change should wake held requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Nothing to wake.
+    No,
+    /// Wake every held request so it asks again.
+    All,
+}
+
+/// The shared rate-limit state behind [`RateLimitAware`](crate::RateLimitAware).
+///
+/// Implementations must be cheap when the server is healthy: [`admit`](Self::admit) with
+/// [`Ticket::New`] and [`record`](Self::record) of [`Signal::Healthy`] sit on every request's
+/// path. They must never block on I/O: a remote store syncs in the background and answers
+/// from local memory.
+pub trait RateLimitStore: Debug + Send + Sync + 'static {
+    /// May a request send now?
+    fn admit(&self, now: Instant, ticket: Ticket) -> Admission;
+
+    /// Learns from the outcome of a request that was sent.
+    fn record(&self, now: Instant, signal: Signal, probe: bool) -> Wake;
+
+    /// A probe ended without an outcome (its caller went away): let another request probe.
+    fn release_probe(&self) -> Wake;
+}

@@ -1,0 +1,447 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use http::{request, response, HeaderMap, Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::{
+    body::{Collected, Collector},
+    classify::{RetryCause, Verdict},
+    layer::RetryConfig,
+    ReplayBody,
+};
+use crate::{
+    context::{Deadline, Outcome, RetryContext, RetryReport, StopReason},
+    error::{BoxError, Error, ErrorKind, TimeoutPhase},
+    headers,
+};
+
+pin_project! {
+    /// The response future of [`RetryService`](super::RetryService).
+    pub struct RetryFuture<S, B, ResB>
+    where
+        S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    {
+        #[pin]
+        state: State<S::Future, ResB>,
+        service: S,
+        pending: Option<(request::Parts, B, Collector)>,
+        tracker: Tracker,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, ResB> {
+        // Reading the request body before the first attempt.
+        Buffering,
+        // An attempt is in flight.
+        Attempting { #[pin] future: F },
+        // Setting a retryable response's body aside before the next attempt.
+        Draining {
+            #[pin] sleep: Sleep,
+            head: Option<response::Parts>,
+            body: Option<ResB>,
+            collector: Collector,
+        },
+        // Waiting for the service to be ready for the next attempt.
+        Readying,
+        // Failed before any attempt.
+        Failed { error: Option<Error> },
+    }
+}
+
+/// The retry bookkeeping of one logical request.
+struct Tracker {
+    config: Arc<RetryConfig>,
+    replay: Option<Replay>,
+    attempt: u32,
+    spent: u32,
+    last_cost: u32,
+    ctx: Option<RetryContext>,
+    last: Option<Last>,
+    stopped: Option<StopReason>,
+}
+
+/// What every attempt sends again.
+struct Replay {
+    parts: request::Parts,
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+/// The last retryable outcome, handed back if the next attempt cannot start.
+enum Last {
+    Response {
+        head: response::Parts,
+        data: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
+    Error(Error),
+}
+
+impl<S, B, ResB> RetryFuture<S, B, ResB>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+{
+    fn new(service: S, config: Arc<RetryConfig>, state: State<S::Future, ResB>) -> Self {
+        RetryFuture {
+            state,
+            service,
+            pending: None,
+            tracker: Tracker {
+                config,
+                replay: None,
+                attempt: 1,
+                spent: 0,
+                last_cost: 0,
+                ctx: None,
+                last: None,
+                stopped: None,
+            },
+        }
+    }
+
+    /// The body is in memory: send the first attempt now.
+    pub(super) fn start(
+        mut service: S,
+        config: Arc<RetryConfig>,
+        parts: request::Parts,
+        mut collector: Collector,
+    ) -> Self {
+        let replay = Replay {
+            parts,
+            data: collector.take_data(),
+            trailers: collector.take_trailers(),
+        };
+        let future = service.call(replay.request(None));
+        let mut this = Self::new(service, config, State::Attempting { future });
+        this.tracker.replay = Some(replay);
+        this
+    }
+
+    /// The body is over the replay cap: send it once, as a stream.
+    pub(super) fn send_once(
+        mut service: S,
+        config: Arc<RetryConfig>,
+        parts: request::Parts,
+        mut collector: Collector,
+        body: B,
+    ) -> Self {
+        tracing::debug!(
+            target: "tower_reliability",
+            read = collector.len(),
+            cap = config.replay_cap,
+            "request body larger than the replay cap: sent once, not retried"
+        );
+        let body = ReplayBody::streaming(collector.take_data(), body);
+        let future = service.call(Request::from_parts(parts, body));
+        Self::new(service, config, State::Attempting { future })
+    }
+
+    /// The body is not ready yet: read it in the future.
+    pub(super) fn buffering(
+        service: S,
+        config: Arc<RetryConfig>,
+        parts: request::Parts,
+        collector: Collector,
+        body: B,
+    ) -> Self {
+        let mut this = Self::new(service, config, State::Buffering);
+        this.pending = Some((parts, body, collector));
+        this
+    }
+
+    /// The body failed before any attempt.
+    pub(super) fn failed(service: S, config: Arc<RetryConfig>, error: Error) -> Self {
+        Self::new(service, config, State::Failed { error: Some(error) })
+    }
+}
+
+impl<S, B, ResB> Future for RetryFuture<S, B, ResB>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+    ResB: Body + Unpin,
+    ResB::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ReplayBody<ResB>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Buffering => {
+                    let Some((_, body, collector)) = this.pending.as_mut() else {
+                        return Poll::Ready(Err(Error::from_inner("retry future polled after completion")));
+                    };
+                    let collected = ready!(collector.poll_collect(body, cx));
+                    let Some((parts, body, mut collector)) = this.pending.take() else {
+                        continue;
+                    };
+                    let request = match collected {
+                        Err(e) => return Poll::Ready(Err(Error::from_inner(e))),
+                        Ok(Collected::OverCap) => {
+                            this.tracker.replay = None;
+                            Request::from_parts(parts, ReplayBody::streaming(collector.take_data(), body))
+                        }
+                        Ok(Collected::Complete) => {
+                            let replay = Replay {
+                                parts,
+                                data: collector.take_data(),
+                                trailers: collector.take_trailers(),
+                            };
+                            let request = replay.request(None);
+                            this.tracker.replay = Some(replay);
+                            request
+                        }
+                    };
+                    let future = this.service.call(request);
+                    this.state.set(State::Attempting { future });
+                }
+                StateProj::Attempting { future } => match ready!(future.poll(cx)) {
+                    Ok(response) => match this.tracker.on_response(response) {
+                        Ok(done) => return Poll::Ready(Ok(done)),
+                        Err((head, body)) => {
+                            let wait = this.tracker.drain_timeout();
+                            let collector = Collector::new(this.tracker.config.drain_cap);
+                            this.state.set(State::Draining {
+                                sleep: tokio::time::sleep(wait),
+                                head: Some(head),
+                                body: Some(body),
+                                collector,
+                            });
+                        }
+                    },
+                    Err(e) => match this.tracker.on_error(Error::from_inner(e)) {
+                        Some(done) => return Poll::Ready(done),
+                        None => this.state.set(State::Readying),
+                    },
+                },
+                StateProj::Draining {
+                    sleep,
+                    head,
+                    body,
+                    collector,
+                } => {
+                    let Some(inner) = body.as_mut() else {
+                        return Poll::Ready(Err(Error::from_inner("retry future polled after completion")));
+                    };
+                    let drained = match collector.poll_collect(inner, cx) {
+                        Poll::Ready(Ok(Collected::Complete)) => true,
+                        // A body that breaks while being discarded is discarded all the same.
+                        Poll::Ready(Err(_)) => true,
+                        Poll::Ready(Ok(Collected::OverCap)) => false,
+                        Poll::Pending if sleep.poll(cx).is_ready() => false,
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    let (Some(head), Some(body)) = (head.take(), body.take()) else {
+                        continue;
+                    };
+                    if drained {
+                        this.tracker.last = Some(Last::Response {
+                            head,
+                            data: collector.take_data(),
+                            trailers: collector.take_trailers(),
+                        });
+                        this.state.set(State::Readying);
+                    } else {
+                        this.tracker.cancel_retry(StopReason::ResponseNotDrainable);
+                        let body = ReplayBody::streaming(collector.take_data(), body);
+                        return Poll::Ready(Ok(this.tracker.report(Response::from_parts(head, body))));
+                    }
+                }
+                StateProj::Readying => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Err(Error::from_inner(e)));
+                    }
+                    let Some(request) = this.tracker.next_request() else {
+                        return Poll::Ready(Err(Error::from_inner("retry without a replayable request")));
+                    };
+                    let future = this.service.call(request);
+                    this.state.set(State::Attempting { future });
+                }
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| Error::from_inner("retry future polled after completion"))));
+                }
+            }
+        }
+    }
+}
+
+type Retryable<ResB> = (response::Parts, ResB);
+
+impl Tracker {
+    /// A response arrived: hand it back (`Ok`), or keep its parts for a retry (`Err`).
+    fn on_response<ResB>(
+        &mut self,
+        response: Response<ResB>,
+    ) -> Result<Response<ReplayBody<ResB>>, Retryable<ResB>> {
+        let status = response.status();
+        match self.config.classifier.response(status, response.headers()) {
+            Verdict::Final => {
+                self.config.budget.on_success(self.spent);
+                Ok(self.finish(response))
+            }
+            Verdict::ServerSaidNo => {
+                self.stopped = Some(StopReason::ServerSaidNo);
+                Ok(self.finish(response))
+            }
+            Verdict::Retry(cause) => {
+                if let Err(reason) = self.reserve_retry(cause) {
+                    self.stopped = Some(reason);
+                    return Ok(self.finish(response));
+                }
+                let hint = headers::retry_after(response.headers(), SystemTime::now());
+                tracing::debug!(
+                    target: "tower_reliability",
+                    attempt = self.attempt,
+                    status = status.as_u16(),
+                    server_hint_ms = hint.map(|h| h.as_millis() as u64),
+                    "retryable response"
+                );
+                self.prepare_next(Outcome::Status(status), hint);
+                Err(response.into_parts())
+            }
+        }
+    }
+
+    /// An attempt failed: the final outcome (`Some`), or `None` to retry.
+    fn on_error<ResB>(&mut self, error: Error) -> Option<Result<Response<ReplayBody<ResB>>, Error>> {
+        if self.attempt > 1 && is_refusal(&error) {
+            // The retry never left: its wait could not be made. Hand back what we had.
+            tracing::debug!(target: "tower_reliability", attempt = self.attempt, reason = %error, "retry refused before sending");
+            self.cancel_retry(StopReason::NextAttemptRefused);
+            self.attempt -= 1;
+            return Some(match self.last.take() {
+                Some(Last::Response { head, data, trailers }) => {
+                    Ok(self.report(Response::from_parts(head, ReplayBody::buffered(data, trailers))))
+                }
+                Some(Last::Error(previous)) => Err(previous),
+                None => Err(error),
+            });
+        }
+        let Some(cause) = self.config.classifier.error(&error) else {
+            return Some(Err(error));
+        };
+        if let Err(reason) = self.reserve_retry(cause) {
+            tracing::debug!(target: "tower_reliability", attempt = self.attempt, ?reason, error = %error, "not retrying");
+            return Some(Err(error));
+        }
+        tracing::debug!(target: "tower_reliability", attempt = self.attempt, cause = cause.as_str(), error = %error, "retrying after error");
+        self.prepare_next(Outcome::Error(error.kind()), None);
+        self.last = Some(Last::Error(error));
+        None
+    }
+
+    /// Checks every limit and takes the retry's cost from the budget.
+    fn reserve_retry(&mut self, cause: RetryCause) -> Result<(), StopReason> {
+        if self.replay.is_none() {
+            tracing::warn!(
+                target: "tower_reliability",
+                cap = self.config.replay_cap,
+                "retryable outcome not retried: the request body was larger than the replay cap"
+            );
+            return Err(StopReason::BodyNotReplayable);
+        }
+        if self.attempt >= self.config.max_attempts {
+            return Err(StopReason::AttemptsExhausted);
+        }
+        if self.deadline().is_some_and(|d| d.remaining(Instant::now()).is_zero()) {
+            return Err(StopReason::NextAttemptRefused);
+        }
+        let cost = self.config.budget.cost(cause == RetryCause::AttemptTimeout);
+        if !self.config.budget.try_withdraw(cost) {
+            tracing::debug!(target: "tower_reliability", "retry budget exhausted");
+            return Err(StopReason::BudgetExhausted);
+        }
+        self.last_cost = cost;
+        self.spent += cost;
+        Ok(())
+    }
+
+    /// The retry reserved last will not happen: give its cost back.
+    fn cancel_retry(&mut self, reason: StopReason) {
+        self.config.budget.deposit(self.last_cost);
+        self.spent -= self.last_cost;
+        self.last_cost = 0;
+        self.stopped = Some(reason);
+    }
+
+    fn prepare_next(&mut self, previous: Outcome, hint: Option<Duration>) {
+        self.ctx = Some(match &self.ctx {
+            Some(ctx) => ctx.next(previous, hint),
+            None => RetryContext::new(2, previous, hint),
+        });
+    }
+
+    fn next_request<B>(&mut self) -> Option<Request<ReplayBody<B>>> {
+        let request = self.replay.as_ref()?.request(self.ctx.as_ref());
+        self.attempt += 1;
+        Some(request)
+    }
+
+    fn deadline(&self) -> Option<Deadline> {
+        let explicit = self
+            .replay
+            .as_ref()
+            .and_then(|r| r.parts.extensions.get::<Deadline>().copied());
+        explicit.or_else(Deadline::ambient)
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        let cap = self.config.drain_timeout;
+        self.deadline()
+            .map_or(cap, |d| d.remaining(Instant::now()).min(cap))
+    }
+
+    fn finish<ResB>(&self, response: Response<ResB>) -> Response<ReplayBody<ResB>> {
+        self.report(response.map(|body| ReplayBody::streaming(None, body)))
+    }
+
+    fn report<T>(&self, mut response: Response<T>) -> Response<T> {
+        if self.attempt > 1 || self.stopped.is_some() {
+            let waited = self.ctx.as_ref().map_or(Duration::ZERO, RetryContext::total_wait);
+            response.extensions_mut().insert(RetryReport {
+                attempts: self.attempt,
+                waited,
+                stopped: self.stopped,
+            });
+        }
+        response
+    }
+}
+
+impl Replay {
+    fn request<B>(&self, ctx: Option<&RetryContext>) -> Request<ReplayBody<B>> {
+        let mut request = Request::from_parts(
+            self.parts.clone(),
+            ReplayBody::buffered(self.data.clone(), self.trailers.clone()),
+        );
+        if let Some(ctx) = ctx {
+            request.extensions_mut().insert(ctx.clone());
+        }
+        request
+    }
+}
+
+/// Errors the layers inside return for a retry they would not send.
+fn is_refusal(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::RateLimited { .. } | ErrorKind::Timeout(TimeoutPhase::Deadline)
+    )
+}

@@ -1,0 +1,155 @@
+use std::{sync::Arc, time::Duration};
+
+use tower_layer::Layer;
+
+use super::{classify::Classifier, RetryBudget, RetryService, StatusSet};
+
+/// Re-issues a request when the outcome says another attempt can help.
+///
+/// Retried (the guide's table, and what never reached the server):
+/// - responses with 429, 500, 502, 503, 504 (configurable with [`statuses`](Self::statuses));
+/// - connect failures, transport failures before a response (reset, closed), and per-attempt
+///   timeouts;
+/// - any response with `x-should-retry: true`.
+///
+/// Never retried: 400, 401, 404, 422 and every other status outside the set; a response with
+/// `x-should-retry: false`; a total-deadline timeout; a stream already handed to the caller (the
+/// decision is made on the response head, before any body reaches you).
+///
+/// Limits: at most [`max_attempts`](Self::max_attempts) attempts (5, the guide's loop), a
+/// [`RetryBudget`] shared by every clone (an outage cannot multiply load), and no retry that
+/// cannot start before the [`Deadline`](crate::Deadline).
+///
+/// **Bodies.** The request body is read into memory, up to [`replay_cap`](Self::replay_cap)
+/// (16 MiB: about four million tokens of JSON, more than any long-context prompt), and every
+/// attempt sends the same bytes. A larger body is sent once, as a stream, and not retried
+/// ([`StopReason::BodyNotReplayable`](crate::StopReason::BodyNotReplayable) in the
+/// [`RetryReport`](crate::RetryReport) and a `warn` event). A single-chunk body (`Full<Bytes>`,
+/// `String`) is never copied. The body type must be `Unpin`; wrap other bodies in `Box::pin`.
+///
+/// The body of a response that will be retried is read (up to 64 KiB, for at most 5 s) so the
+/// connection goes back to the pool; if the retry cannot start, you get that response back,
+/// status, headers and body intact. A response too large or too slow to set aside is handed to
+/// you as it is, not retried.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_reliability::{retry::{RetryBudget, StatusSet}, RetryOnStatus};
+///
+/// let retry = RetryOnStatus::default()
+///     .max_attempts(3)
+///     .statuses(StatusSet::GUIDE.with(408).with(520))
+///     .budget(RetryBudget::new(100, 5, 10))
+///     .replay_cap(1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryOnStatus {
+    pub(super) config: RetryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RetryConfig {
+    pub(crate) classifier: Classifier,
+    pub(crate) max_attempts: u32,
+    pub(crate) replay_cap: usize,
+    pub(crate) drain_cap: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) budget: RetryBudget,
+}
+
+impl Default for RetryOnStatus {
+    /// The guide's statuses, 5 attempts, the AWS retry quota, a 16 MiB replay cap.
+    fn default() -> Self {
+        RetryOnStatus {
+            config: RetryConfig {
+                classifier: Classifier::default(),
+                max_attempts: 5,
+                replay_cap: 16 * 1024 * 1024,
+                drain_cap: 64 * 1024,
+                drain_timeout: Duration::from_secs(5),
+                budget: RetryBudget::default(),
+            },
+        }
+    }
+}
+
+impl RetryOnStatus {
+    /// The defaults; same as [`Default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The total number of attempts, the first included (default 5; at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The statuses to retry (default [`StatusSet::GUIDE`]).
+    pub fn statuses(mut self, statuses: StatusSet) -> Self {
+        self.config.classifier.statuses = statuses;
+        self
+    }
+
+    /// Whether a response's `x-should-retry: true|false` overrides the status (default `true`).
+    pub fn honour_should_retry(mut self, honour: bool) -> Self {
+        self.config.classifier.honour_should_retry = honour;
+        self
+    }
+
+    /// Whether to retry failures that never reached the server (default `true`).
+    pub fn retry_connect_errors(mut self, retry: bool) -> Self {
+        self.config.classifier.retry_connect = retry;
+        self
+    }
+
+    /// Whether to retry connections lost after sending, before a response (default `true`, as
+    /// the OpenAI SDK does; the server may have seen the request).
+    pub fn retry_transport_errors(mut self, retry: bool) -> Self {
+        self.config.classifier.retry_transport = retry;
+        self
+    }
+
+    /// Whether to retry per-attempt timeouts (default `true`).
+    pub fn retry_attempt_timeouts(mut self, retry: bool) -> Self {
+        self.config.classifier.retry_attempt_timeout = retry;
+        self
+    }
+
+    /// The largest request body replayed (default 16 MiB). Larger bodies are sent once.
+    pub fn replay_cap(mut self, bytes: usize) -> Self {
+        self.config.replay_cap = bytes;
+        self
+    }
+
+    /// The largest retryable response body set aside before retrying (default 64 KiB).
+    pub fn drain_cap(mut self, bytes: usize) -> Self {
+        self.config.drain_cap = bytes;
+        self
+    }
+
+    /// How long to wait for a retryable response's body (default 5 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// The retry budget. Pass clones of one budget to share it between stacks.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.config.budget = budget;
+        self
+    }
+
+    /// The retry budget in use (clones share the bucket).
+    pub fn current_budget(&self) -> &RetryBudget {
+        &self.config.budget
+    }
+}
+
+impl<S> Layer<S> for RetryOnStatus {
+    type Service = RetryService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RetryService::new(inner, Arc::new(self.config.clone()))
+    }
+}

@@ -1,0 +1,161 @@
+//! The per-attempt time-to-headers limit.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::Request;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    error::{BoxError, Error, TimeoutPhase},
+    workload::Workload,
+};
+
+/// Limits each attempt's time to response headers; a retry layer outside retries it.
+///
+/// The limit comes from the request's [`Workload`] (the profiles' `attempt` field: by default
+/// only [`Workload::BatchSubmit`] has one, 20 s) or is fixed. With no limit, requests pass
+/// through with no timer at all.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_reliability::{timeout::AttemptTimeout, Workload};
+///
+/// let per_workload = AttemptTimeout::by_workload(Workload::Interactive);
+/// let fixed = AttemptTimeout::fixed(Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptTimeout {
+    default: Workload,
+    limits: [Option<Duration>; 4],
+}
+
+impl AttemptTimeout {
+    /// Limits from the workload profiles, with `default` for requests that name none.
+    pub fn by_workload(default: Workload) -> Self {
+        AttemptTimeout {
+            default,
+            limits: Workload::ALL.map(|w| w.profile().attempt),
+        }
+    }
+
+    /// The same limit for every request.
+    pub fn fixed(limit: Duration) -> Self {
+        AttemptTimeout {
+            default: Workload::Interactive,
+            limits: [Some(limit); 4],
+        }
+    }
+
+    /// Sets (or clears) one workload's limit.
+    pub fn limit(mut self, workload: Workload, limit: Option<Duration>) -> Self {
+        self.limits[workload.index()] = limit;
+        self
+    }
+
+    /// The limit in force for `workload`.
+    pub fn limit_of(&self, workload: Workload) -> Option<Duration> {
+        self.limits[workload.index()]
+    }
+}
+
+impl<S> Layer<S> for AttemptTimeout {
+    type Service = AttemptTimeoutService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptTimeoutService {
+            inner,
+            config: *self,
+        }
+    }
+}
+
+/// The service made by [`AttemptTimeout`].
+#[derive(Debug, Clone)]
+pub struct AttemptTimeoutService<S> {
+    inner: S,
+    config: AttemptTimeout,
+}
+
+impl<S, B> Service<Request<B>> for AttemptTimeoutService<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = Error;
+    type Future = AttemptFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::from_inner)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let workload = request
+            .extensions()
+            .get::<Workload>()
+            .copied()
+            .unwrap_or(self.config.default);
+        let limit = self.config.limit_of(workload);
+        let inner = self.inner.call(request);
+        let state = match limit {
+            None => State::Unlimited { inner },
+            Some(limit) => State::Limited {
+                inner,
+                sleep: tokio::time::sleep(limit),
+            },
+        };
+        AttemptFuture { state }
+    }
+}
+
+pin_project! {
+    /// The response future of [`AttemptTimeoutService`].
+    pub struct AttemptFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = AttemptProj]
+    enum State<F> {
+        // No limit for this request.
+        Unlimited { #[pin] inner: F },
+        // Racing the limit.
+        Limited { #[pin] inner: F, #[pin] sleep: Sleep },
+    }
+}
+
+impl<F, T, E> Future for AttemptFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            AttemptProj::Unlimited { inner } => inner.poll(cx).map_err(Error::from_inner),
+            AttemptProj::Limited { inner, sleep } => {
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    return Poll::Ready(result.map_err(Error::from_inner));
+                }
+                match sleep.poll(cx) {
+                    Poll::Ready(()) => {
+                        tracing::debug!(target: "tower_reliability", phase = "attempt", "attempt timed out");
+                        Poll::Ready(Err(Error::timeout(TimeoutPhase::Attempt)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::{BoxError, Error, TimeoutPhase};
+
+pin_project! {
+    /// A response body that fails with [`TimeoutPhase::BodyIdle`] when no frame arrives for
+    /// the idle-read timeout while it is being read.
+    ///
+    /// The clock runs only while the reader waits on the server: it starts when a read finds
+    /// nothing ready and resets with every frame, so a slow reader is never blamed on the
+    /// server, and a stream that keeps producing is never cut however long it lasts.
+    pub struct TimeoutBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Sleep,
+        idle: Duration,
+        armed: bool,
+    }
+}
+
+impl<B> TimeoutBody<B> {
+    /// Wraps `inner` with an idle-read timeout.
+    pub fn new(inner: B, idle: Duration) -> Self {
+        TimeoutBody {
+            inner,
+            sleep: tokio::time::sleep(idle),
+            idle,
+            armed: false,
+        }
+    }
+
+    /// The wrapped body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the body, dropping the timeout.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> Body for TimeoutBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                *this.armed = false;
+                return Poll::Ready(frame.map(|f| f.map_err(Error::from_inner)));
+            }
+            Poll::Pending => {}
+        }
+        if !*this.armed {
+            this.sleep.as_mut().reset(Instant::now() + *this.idle);
+            *this.armed = true;
+        }
+        ready!(this.sleep.poll(cx));
+        tracing::debug!(target: "tower_reliability", phase = "body_idle", "response body idle timeout");
+        Poll::Ready(Some(Err(Error::timeout(TimeoutPhase::BodyIdle))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> std::fmt::Debug for TimeoutBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeoutBody").field("idle", &self.idle).finish()
+    }
+}

@@ -1,0 +1,69 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::Response;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::TimeoutBody;
+use crate::{
+    context::Deadline,
+    error::{BoxError, Error, TimeoutPhase},
+};
+
+pin_project! {
+    /// The response future of [`TimeoutService`](super::TimeoutService).
+    pub struct TimeoutFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Sleep,
+        deadline: Deadline,
+        idle_read: Duration,
+    }
+}
+
+impl<F> TimeoutFuture<F> {
+    pub(super) fn new(inner: F, deadline: Deadline, idle_read: Duration) -> Self {
+        TimeoutFuture {
+            inner,
+            sleep: tokio::time::sleep_until(deadline.instant()),
+            deadline,
+            idle_read,
+        }
+    }
+}
+
+impl<F, ResB, E> Future for TimeoutFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<TimeoutBody<ResB>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The inner future first: an outcome ready at the deadline wins over the timeout (a
+        // retry layer inside hands back its last response when its next wait hits the
+        // deadline).
+        let inner = this.inner;
+        if let Poll::Ready(result) = this.deadline.scope(|| inner.poll(cx)) {
+            let idle = *this.idle_read;
+            return Poll::Ready(match result {
+                Ok(response) => Ok(response.map(|body| TimeoutBody::new(body, idle))),
+                Err(e) => Err(Error::from_inner(e)),
+            });
+        }
+        match this.sleep.poll(cx) {
+            Poll::Ready(()) => {
+                tracing::debug!(target: "tower_reliability", phase = "deadline", "request timed out");
+                Poll::Ready(Err(Error::timeout(TimeoutPhase::Deadline)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

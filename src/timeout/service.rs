@@ -1,0 +1,62 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::{TimeoutBody, TimeoutByWorkload, TimeoutFuture};
+use crate::{
+    context::Deadline,
+    error::{BoxError, Error},
+    workload::Workload,
+};
+
+/// The service made by [`TimeoutByWorkload`].
+#[derive(Debug, Clone)]
+pub struct TimeoutService<S> {
+    inner: S,
+    config: TimeoutByWorkload,
+}
+
+impl<S> TimeoutService<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, config: TimeoutByWorkload) -> Self {
+        TimeoutService { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for TimeoutService<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<TimeoutBody<ResB>>;
+    type Error = Error;
+    type Future = TimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::from_inner)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let workload = request
+            .extensions()
+            .get::<Workload>()
+            .copied()
+            .unwrap_or(self.config.default);
+        let profile = self.config.profile_of(workload);
+        let own = Deadline::at(Instant::now() + profile.total);
+        let deadline = Deadline::earliest(Some(own), Deadline::of(&request)).unwrap_or(own);
+        if self.config.deadline_in_extensions {
+            request.extensions_mut().insert(deadline);
+        }
+        let inner = &mut self.inner;
+        let future = deadline.scope(|| inner.call(request));
+        TimeoutFuture::new(future, deadline, profile.idle_read)
+    }
+}

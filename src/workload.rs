@@ -1,0 +1,182 @@
+//! Workloads and their timeout profiles.
+//!
+//! The Fireworks guide sets client timeouts by the kind of work, not one number for everything:
+//!
+//! | Workload | Guide's client timeout | [`TimeoutProfile::total`] here | idle read | per attempt |
+//! |---|---|---|---|---|
+//! | [`Interactive`](Workload::Interactive) (chat) | 30–60 s | 60 s | 30 s | none |
+//! | [`Agentic`](Workload::Agentic) (tool calls, multi-step) | 5–30 min | 15 min | 10 min | none |
+//! | [`LongContext`](Workload::LongContext) (large model inference) | 10–30 min | 30 min | 30 min | none |
+//! | [`BatchSubmit`](Workload::BatchSubmit) (results are async) | 60 s | 60 s | 30 s | 20 s |
+//!
+//! Every profile also carries the guide's httpx phases that only a connector can enforce:
+//! connect 10 s, write 30 s, pool 10 s.
+//!
+//! Why these choices:
+//! - The **total** deadline covers every attempt and every backoff wait up to the response head,
+//!   so it takes the *top* of the guide's range: the guide's own retry loop sleeps about 15 s
+//!   across its five attempts, which must fit inside it.
+//! - After the head arrives, the body is governed by the **idle-read** timeout (httpx's `read`):
+//!   a stream that keeps producing tokens is never cut, however long it runs, and one that goes
+//!   silent fails. Long-context prefill can take minutes before the first token, hence the
+//!   guide's `read=1800` there.
+//! - A **per-attempt** time-to-headers is off for generation workloads (a non-streamed
+//!   completion sends its head only when generation ends, so any limit would cut good requests)
+//!   and 20 s for batch submission, which is a quick metadata call: three tries fit in 60 s.
+//!
+//! A request picks its workload by carrying a [`Workload`] in its extensions; otherwise the
+//! layer's default applies:
+//!
+//! ```
+//! use tower_reliability::Workload;
+//!
+//! let mut request = http::Request::new(String::from("{}"));
+//! request.extensions_mut().insert(Workload::Agentic);
+//! ```
+
+use std::time::Duration;
+
+/// The kind of work a request is, which decides its timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Workload {
+    /// Interactive chat: a person is waiting. Guide: 30–60 s.
+    #[default]
+    Interactive,
+    /// Agentic work: tool calls, multi-step plans. Guide: 5–30 min.
+    Agentic,
+    /// Large-model, long-context inference. Guide: 10–30 min.
+    LongContext,
+    /// Submitting a batch job; results are fetched later. Guide: 60 s.
+    BatchSubmit,
+}
+
+impl Workload {
+    /// Every workload, in declaration order.
+    pub const ALL: [Workload; 4] = [
+        Workload::Interactive,
+        Workload::Agentic,
+        Workload::LongContext,
+        Workload::BatchSubmit,
+    ];
+
+    /// The default timeout profile of this workload (see the module docs for the reasons).
+    pub const fn profile(self) -> TimeoutProfile {
+        const MIN: u64 = 60;
+        match self {
+            Workload::Interactive => TimeoutProfile::new(Duration::from_secs(60))
+                .with_idle_read(Duration::from_secs(30)),
+            Workload::Agentic => TimeoutProfile::new(Duration::from_secs(15 * MIN))
+                .with_idle_read(Duration::from_secs(10 * MIN)),
+            Workload::LongContext => TimeoutProfile::new(Duration::from_secs(30 * MIN))
+                .with_idle_read(Duration::from_secs(30 * MIN)),
+            Workload::BatchSubmit => TimeoutProfile::new(Duration::from_secs(60))
+                .with_idle_read(Duration::from_secs(30))
+                .with_attempt(Some(Duration::from_secs(20))),
+        }
+    }
+
+    /// A short, stable name, suitable as a metrics label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Workload::Interactive => "interactive",
+            Workload::Agentic => "agentic",
+            Workload::LongContext => "long_context",
+            Workload::BatchSubmit => "batch_submit",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The timeouts of one workload, phase by phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutProfile {
+    /// The overall deadline: every attempt and every wait until the response head arrives.
+    pub total: Duration,
+    /// The longest gap allowed between two response body frames (httpx's `read`).
+    pub idle_read: Duration,
+    /// An optional limit on each attempt's time to response headers.
+    pub attempt: Option<Duration>,
+    /// Time to establish a connection. Applied by connectors that support it.
+    pub connect: Duration,
+    /// Time to send the request. Applied by connectors that support it.
+    pub write: Duration,
+    /// Time to get a connection from the pool. Applied by clients that support it.
+    pub pool: Duration,
+}
+
+impl TimeoutProfile {
+    /// A profile with the given total deadline and the guide's per-phase defaults: idle read
+    /// 1800 s, no per-attempt limit, connect 10 s, write 30 s, pool 10 s.
+    pub const fn new(total: Duration) -> Self {
+        TimeoutProfile {
+            total,
+            idle_read: Duration::from_secs(1800),
+            attempt: None,
+            connect: Duration::from_secs(10),
+            write: Duration::from_secs(30),
+            pool: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the overall deadline.
+    pub const fn with_total(mut self, total: Duration) -> Self {
+        self.total = total;
+        self
+    }
+
+    /// Sets the idle-read timeout between response body frames.
+    pub const fn with_idle_read(mut self, idle_read: Duration) -> Self {
+        self.idle_read = idle_read;
+        self
+    }
+
+    /// Sets (or clears) the per-attempt time-to-headers limit.
+    pub const fn with_attempt(mut self, attempt: Option<Duration>) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets the connect timeout (for connectors).
+    pub const fn with_connect(mut self, connect: Duration) -> Self {
+        self.connect = connect;
+        self
+    }
+
+    /// Sets the write timeout (for connectors).
+    pub const fn with_write(mut self, write: Duration) -> Self {
+        self.write = write;
+        self
+    }
+
+    /// Sets the pool timeout (for clients).
+    pub const fn with_pool(mut self, pool: Duration) -> Self {
+        self.pool = pool;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_sit_inside_the_guides_ranges() {
+        let secs = |w: Workload| w.profile().total.as_secs();
+        assert!((30..=60).contains(&secs(Workload::Interactive)));
+        assert!((5 * 60..=30 * 60).contains(&secs(Workload::Agentic)));
+        assert!((10 * 60..=30 * 60).contains(&secs(Workload::LongContext)));
+        assert_eq!(secs(Workload::BatchSubmit), 60);
+        assert_eq!(Workload::LongContext.profile().idle_read, Duration::from_secs(1800));
+        for w in Workload::ALL {
+            let p = w.profile();
+            assert_eq!(p.connect, Duration::from_secs(10));
+            assert_eq!(p.write, Duration::from_secs(30));
+            assert_eq!(p.pool, Duration::from_secs(10));
+            assert!(p.attempt.is_none_or(|a| a <= p.total));
+            assert_eq!(Workload::ALL[w.index()], w);
+        }
+    }
+}
