@@ -1,0 +1,215 @@
+//! Rules 2, 3 and 5: what is retried, the last real response, body replay, and the budget.
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::{Full, StreamBody};
+use support::{body_bytes, call, post, Mock, Step};
+use tower::ServiceBuilder;
+use tower_reliability::{
+    backoff::Jitter,
+    retry::{RetryBudget, StatusSet},
+    ErrorKind, JitteredBackoff, RetryOnStatus, RetryReport, StopReason,
+};
+
+/// Retry + a 1 ms backoff: the retry rules, without waiting.
+fn stack(retry: RetryOnStatus, mock: &Mock) -> impl tower::Service<
+    http::Request<Full<Bytes>>,
+    Response = http::Response<tower_reliability::retry::ReplayBody<support::TestBody>>,
+    Error = tower_reliability::Error,
+> {
+    ServiceBuilder::new()
+        .layer(retry)
+        .layer(fast_backoff())
+        .service(mock.clone())
+}
+
+fn fast_backoff() -> JitteredBackoff {
+    JitteredBackoff::default()
+        .jitter(Jitter::None)
+        .base(Duration::from_millis(1))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_guides_retryable_statuses_are_retried_until_the_cap() {
+    for code in [429, 500, 502, 503, 504] {
+        let mock = Mock::always(Step::Status(code, "nope"));
+        let mut svc = stack(RetryOnStatus::default(), &mock);
+        let response = call(&mut svc, post("{}")).await.unwrap();
+        assert_eq!(response.status(), code);
+        assert_eq!(mock.count(), 5, "{code}: the guide's loop makes 5 attempts");
+        let report = *response.extensions().get::<RetryReport>().unwrap();
+        assert_eq!(report.attempts, 5);
+        assert_eq!(report.stopped, Some(StopReason::AttemptsExhausted));
+        assert_eq!(body_bytes(response).await.unwrap(), "nope", "{code}: the last real body");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_are_never_retried() {
+    for code in [400, 401, 403, 404, 408, 409, 422] {
+        let mock = Mock::always(Step::Status(code, "fix the request"));
+        let mut svc = stack(RetryOnStatus::default(), &mock);
+        let response = call(&mut svc, post("{}")).await.unwrap();
+        assert_eq!(response.status(), code);
+        assert_eq!(mock.count(), 1, "{code} must not be retried");
+        assert!(response.extensions().get::<RetryReport>().is_none());
+        assert_eq!(body_bytes(response).await.unwrap(), "fix the request");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_response_keeps_its_headers() {
+    let mock = Mock::new(
+        [Step::Status(503, "first")],
+        Step::With(502, vec![("x-request-id", "last".into())], "last body"),
+    );
+    let mut svc = stack(RetryOnStatus::default().max_attempts(3), &mock);
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["x-request-id"], "last");
+    assert_eq!(body_bytes(response).await.unwrap(), "last body");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_succeeds_reports_its_attempts() {
+    let mock = Mock::new([Step::Status(500, ""), Step::Status(429, "")], Step::ok());
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let report = response.extensions().get::<RetryReport>().unwrap();
+    assert_eq!((report.attempts, report.stopped), (3, None));
+    let attempts: Vec<_> = mock.calls().iter().map(|c| c.attempt).collect();
+    assert_eq!(attempts, [None, Some(2), Some(3)], "a RetryContext on retries only");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_status_set_is_configurable_and_x_should_retry_overrides() {
+    let mock = Mock::new([Step::Status(408, "")], Step::ok());
+    let mut svc = stack(RetryOnStatus::default().statuses(StatusSet::GUIDE.with(408)), &mock);
+    assert_eq!(call(&mut svc, post("{}")).await.unwrap().status(), 200);
+    assert_eq!(mock.count(), 2);
+
+    let no = vec![("x-should-retry", "false".to_string())];
+    let mock = Mock::always(Step::With(503, no, ""));
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(mock.count(), 1);
+    assert_eq!(response.extensions().get::<RetryReport>().unwrap().stopped, Some(StopReason::ServerSaidNo));
+
+    let yes = vec![("x-should-retry", "true".to_string())];
+    let mock = Mock::new([Step::With(409, yes, "")], Step::ok());
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    assert_eq!(call(&mut svc, post("{}")).await.unwrap().status(), 200);
+    assert_eq!(mock.count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_that_never_reached_the_server_are_retried_and_classified() {
+    let mock = Mock::new([Step::Fail(std::io::ErrorKind::ConnectionRefused)], Step::ok());
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    assert_eq!(call(&mut svc, post("{}")).await.unwrap().status(), 200);
+    assert_eq!(mock.count(), 2);
+
+    let mock = Mock::always(Step::Fail(std::io::ErrorKind::ConnectionRefused));
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    let err = call(&mut svc, post("{}")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "the last error, classified");
+    assert_eq!(err.reached_server(), Some(false));
+    assert_eq!(mock.count(), 5);
+
+    // An application error is the inner service's own: not retried, kept as the source.
+    let mock = Mock::always(Step::Fail(std::io::ErrorKind::InvalidData));
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    let err = call(&mut svc, post("{}")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Inner);
+    assert!(std::error::Error::source(&err).is_some());
+    assert_eq!(mock.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_is_replayed_byte_for_byte() {
+    // Five chunks, each arriving after a pause: not collectable at `call` time.
+    let chunks: Vec<&'static str> = vec!["{\"model\":", "\"m\",", "\"messages\":", "[]", "}"];
+    let stream = futures::stream::iter(chunks.clone()).then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(c.as_bytes())))
+    });
+    use futures::StreamExt;
+    let request = http::Request::post("http://x/").body(StreamBody::new(Box::pin(stream))).unwrap();
+    let mock = Mock::new([Step::Status(503, ""), Step::Status(502, "")], Step::ok());
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryOnStatus::default())
+        .layer(fast_backoff())
+        .service(mock.clone());
+    assert_eq!(call(&mut svc, request).await.unwrap().status(), 200);
+    let expected = chunks.concat();
+    let bodies: Vec<_> = mock.calls().into_iter().map(|c| c.body).collect();
+    assert_eq!(bodies, vec![Bytes::from(expected); 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_replay_cap_is_sent_once_whole_and_not_retried() {
+    let big = "x".repeat(1000);
+    let request = http::Request::post("http://x/").body(Full::new(Bytes::from(big.clone()))).unwrap();
+    let mock = Mock::always(Step::Status(503, "busy"));
+    let mut svc = stack(RetryOnStatus::default().replay_cap(100), &mock);
+    let response = call(&mut svc, request).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(mock.count(), 1);
+    assert_eq!(mock.calls()[0].body, big, "never truncated");
+    let report = response.extensions().get::<RetryReport>().unwrap();
+    assert_eq!(report.stopped, Some(StopReason::BodyNotReplayable));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retryable_response_too_large_to_set_aside_is_handed_back_intact() {
+    let huge: &'static str = Box::leak("e".repeat(100_000).into_boxed_str());
+    let mock = Mock::new([Step::Status(500, huge)], Step::ok());
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(mock.count(), 1);
+    assert_eq!(
+        response.extensions().get::<RetryReport>().unwrap().stopped,
+        Some(StopReason::ResponseNotDrainable)
+    );
+    assert_eq!(body_bytes(response).await.unwrap().len(), 100_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_makes_an_outage_cost_about_one_attempt_per_request() {
+    let budget = RetryBudget::new(50, 5, 10); // room for 10 retries
+    let mock = Mock::always(Step::Status(503, "down"));
+    let retry = RetryOnStatus::default().budget(budget.clone());
+    let mut svc = stack(retry.clone(), &mock);
+    // A clone of the layer (another stack) shares the bucket.
+    let mut other = stack(retry, &mock);
+    for i in 0..100 {
+        let svc = if i % 2 == 0 { &mut svc } else { &mut other };
+        assert_eq!(call(svc, post("{}")).await.unwrap().status(), 503);
+    }
+    assert_eq!(mock.count(), 100 + 10, "1.1 attempts per request, not 5");
+    assert_eq!(budget.available(), 0);
+
+    // Recovery: successes refill the bucket (1 token each), retries come back.
+    mock.set_otherwise(Step::ok());
+    for _ in 0..5 {
+        call(&mut svc, post("{}")).await.unwrap();
+    }
+    assert_eq!(budget.available(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_budget_reports_why() {
+    let mock = Mock::always(Step::Status(503, ""));
+    let mut svc = stack(RetryOnStatus::default().budget(RetryBudget::new(0, 5, 10)), &mock);
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(
+        response.extensions().get::<RetryReport>().unwrap().stopped,
+        Some(StopReason::BudgetExhausted)
+    );
+    assert_eq!(mock.count(), 1);
+}

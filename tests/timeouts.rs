@@ -1,0 +1,141 @@
+//! Rule 1: the total deadline covers all attempts and waits; the idle-read timeout resets on
+//! every body frame; a per-attempt time-to-headers can be set; timeouts are errors.
+mod support;
+
+use std::time::Duration;
+
+use support::{body_bytes, post, Mock, Step};
+use tokio::time::Instant;
+use tower::ServiceBuilder;
+use tower_reliability::{
+    backoff::Jitter, fireworks, timeout::AttemptTimeout, Deadline, ErrorKind, JitteredBackoff,
+    RetryOnStatus, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn total_deadline_covers_every_attempt_and_wait() {
+    // Each attempt takes 3 s to answer 503; the backoff waits 1 s; the deadline is 5 s.
+    let mock = Mock::always(Step::Delay(secs(3), Box::new(Step::Status(503, "busy"))));
+    let timeouts = TimeoutByWorkload::new(Workload::Interactive)
+        .profile(Workload::Interactive, TimeoutProfile::new(secs(5)));
+    let mut svc = ServiceBuilder::new()
+        .layer(timeouts)
+        .layer(RetryOnStatus::default())
+        .layer(JitteredBackoff::default().jitter(Jitter::None))
+        .service(mock.clone());
+    let start = Instant::now();
+    let err = support::call(&mut svc, post("{}")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout(TimeoutPhase::Deadline));
+    assert_eq!(start.elapsed(), secs(5), "fired exactly at the deadline");
+    assert_eq!(mock.count(), 2, "attempt 1 at 0 s, attempt 2 at 4 s, cut at 5 s");
+    // The deadline was published to the layers inside (ambiently, no extension).
+    assert_eq!(mock.calls()[0].deadline, Some(Deadline::at(start + secs(5))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_picks_its_workload_in_extensions() {
+    let mock = Mock::always(Step::Delay(secs(120), Box::new(Step::ok())));
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Interactive))
+        .service(mock.clone());
+    let err = support::call(&mut svc, post("{}")).await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "interactive: 60 s");
+
+    let mut agentic = post("{}");
+    agentic.extensions_mut().insert(Workload::Agentic);
+    let response = support::call(&mut svc, agentic).await.unwrap();
+    assert_eq!(response.status(), 200, "agentic: 15 min allows a 2 min answer");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_read_resets_on_every_frame_so_a_40_minute_stream_survives() {
+    // A frame every 20 s for 40 minutes; idle-read 30 s (interactive); the total deadline
+    // (60 s) bounds only the time to headers.
+    let frames = vec![(secs(20), "tok "); 120];
+    let mock = Mock::always(Step::Stream(frames, false));
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Interactive))
+        .service(mock);
+    let start = Instant::now();
+    let response = support::call(&mut svc, post("{}")).await.unwrap();
+    let body = body_bytes(response).await.unwrap();
+    assert_eq!(body.len(), 120 * 4);
+    assert_eq!(start.elapsed(), secs(40 * 60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_stream_fails_with_body_idle() {
+    let mock = Mock::always(Step::Stream(vec![(secs(1), "a"), (secs(29), "b")], true));
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Interactive))
+        .service(mock);
+    let response = support::call(&mut svc, post("{}")).await.unwrap();
+    let start = Instant::now();
+    let err = body_bytes(response).await.unwrap_err();
+    let err = err.downcast::<tower_reliability::Error>().unwrap();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::BodyIdle));
+    assert_eq!(start.elapsed(), secs(1 + 29 + 30), "30 s of silence after the last frame");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_clock_runs_only_while_the_reader_waits() {
+    let mock = Mock::always(Step::Stream(vec![(secs(0), "a"), (secs(0), "b")], false));
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Interactive))
+        .service(mock);
+    let response = support::call(&mut svc, post("{}")).await.unwrap();
+    // A slow reader: nothing read for 10 minutes is not the server's fault.
+    tokio::time::sleep(secs(600)).await;
+    assert_eq!(body_bytes(response).await.unwrap(), "ab");
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_attempt_time_to_headers_is_retried() {
+    let mock = Mock::new(
+        [Step::Delay(secs(100), Box::new(Step::ok()))],
+        Step::Status(200, "second"),
+    );
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Agentic))
+        .layer(RetryOnStatus::default())
+        .layer(JitteredBackoff::default().jitter(Jitter::None))
+        .layer(AttemptTimeout::fixed(secs(10)))
+        .service(mock.clone());
+    let start = Instant::now();
+    let response = support::call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(body_bytes(response).await.unwrap(), "second");
+    assert_eq!(start.elapsed(), secs(10 + 1), "cut at 10 s, 1 s backoff, instant answer");
+    assert_eq!(mock.count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_submission_has_a_per_attempt_limit_in_the_preset() {
+    let mock = Mock::always(Step::Delay(secs(25), Box::new(Step::ok())));
+    let mut svc = ServiceBuilder::new()
+        .layer(fireworks::layer(Workload::BatchSubmit))
+        .service(mock.clone());
+    let start = Instant::now();
+    let err = support::call(&mut svc, post("{}")).await.unwrap_err();
+    // Attempt 1 is cut at 20 s, backoff 1-2 s, attempt 2 cut at 41-42 s, backoff 2-3 s,
+    // attempt 3 starts at 43-45 s and the 60 s deadline ends it.
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err}");
+    assert_eq!(start.elapsed(), secs(60));
+    assert_eq!(mock.count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_in_extensions_reaches_a_layer_across_a_task_hop() {
+    let mock = Mock::always(Step::ok());
+    let timeouts = TimeoutByWorkload::new(Workload::Interactive).deadline_in_extensions(true);
+    let mut svc = ServiceBuilder::new()
+        .layer(timeouts)
+        .buffer(8)
+        .service(mock.clone());
+    let start = Instant::now();
+    support::call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(mock.calls()[0].deadline, Some(Deadline::at(start + secs(60))));
+}
