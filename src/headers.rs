@@ -38,28 +38,26 @@ const UNIX_TIMESTAMP_FLOOR: f64 = 1_000_000_000.0;
 /// ```
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
-        if let Some(d) = parse_seconds(ms).map(|ms| ms / 1000) {
+        if let Some(d) = parse_decimal(ms).and_then(|ms| clamp_secs(ms / 1000.0)) {
             return Some(d);
         }
     }
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    if let Some(d) = parse_seconds(value) {
+    if let Some(d) = parse_decimal(value).and_then(clamp_secs) {
         return Some(d);
     }
     let at = httpdate::parse_http_date(value.trim()).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_HINT))
 }
 
-/// Parses a non-negative, finite decimal number of seconds (`"2"`, `"0.25"`), clamped to
-/// [`MAX_HINT`] (read as milliseconds by callers that divide by 1000).
-fn parse_seconds(value: &str) -> Option<Duration> {
+/// Parses a plain non-negative decimal (`"2"`, `"0.25"`): no sign, exponent, `inf` or `NaN`,
+/// which `f64::from_str` would accept.
+fn parse_decimal(value: &str) -> Option<f64> {
     let value = value.trim();
-    // `f64::from_str` accepts "inf", "NaN" and exponents: keep to plain decimals.
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return None;
     }
-    let secs: f64 = value.parse().ok()?;
-    clamp_secs(secs)
+    value.parse().ok()
 }
 
 fn clamp_secs(secs: f64) -> Option<Duration> {
@@ -214,6 +212,7 @@ mod tests {
         }
         let huge = "99999999999999999999999999999999";
         assert_eq!(retry_after(&headers(&[("retry-after", huge)]), now), Some(MAX_HINT));
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", huge)]), now), Some(MAX_HINT));
         assert_eq!(parse_reset("9999999h", now), Some(MAX_HINT));
         assert_eq!(parse_reset("1x", now), None);
         assert_eq!(parse_reset("s", now), None);
