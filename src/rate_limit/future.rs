@@ -111,12 +111,8 @@ where
         let ticket = match admission {
             Admission::Go => break false,
             Admission::Probe => break true,
+            Admission::TooLate { wait } => return Err(Error::rate_limited(Some(wait))),
             Admission::Wait(slot) => {
-                if let Some(d) = deadline.filter(|d| d.instant() < slot.at) {
-                    let wait = slot.at.saturating_duration_since(Instant::now());
-                    let _ = d;
-                    return Err(Error::rate_limited(Some(wait)));
-                }
                 waited_for_gate = true;
                 tokio::time::sleep_until(slot.at).await;
                 Ticket::Reserved(slot)
@@ -127,7 +123,7 @@ where
                 let mut notified = pin!(notified);
                 notified.as_mut().enable();
                 // Re-ask after enabling the wake-up, so a probe's report cannot be missed.
-                match shared.store.admit(Instant::now(), Ticket::Held) {
+                match shared.store.admit(Instant::now(), Ticket::Held, deadline.map(Deadline::instant)) {
                     Admission::Held { recheck: again } => {
                         let until = match deadline {
                             Some(d) => again.min(recheck).min(d.instant()),
@@ -147,7 +143,7 @@ where
                 }
             }
         };
-        admission = shared.store.admit(Instant::now(), ticket);
+        admission = shared.store.admit(Instant::now(), ticket, deadline.map(Deadline::instant));
     };
     if waited_for_gate {
         tracing::debug!(target: "tower_reliability", probe, "released by the rate-limit gate");

@@ -124,13 +124,21 @@ impl LocalStore {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn slot_after(&self, state: &mut State, start: Instant) -> Reservation {
+    /// The next paced slot at or after `start`, or `TooLate` (nothing reserved) when it would
+    /// come after the deadline.
+    fn slot_after(&self, state: &mut State, now: Instant, start: Instant, deadline: Option<Instant>) -> Admission {
         let at = state.next_slot.map_or(start, |s| s.max(start));
+        if deadline.is_some_and(|d| d < at) {
+            return Admission::TooLate { wait: at - now };
+        }
         state.next_slot = Some(at + self.config.release_spacing);
-        Reservation {
+        if at <= now {
+            return Admission::Go;
+        }
+        Admission::Wait(Reservation {
             at,
             epoch: state.epoch,
-        }
+        })
     }
 
     /// Clears the fast-path flag when nothing is left to enforce or forget.
@@ -161,7 +169,7 @@ impl LocalStore {
 }
 
 impl RateLimitStore for LocalStore {
-    fn admit(&self, now: Instant, ticket: Ticket) -> Admission {
+    fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
         if ticket == Ticket::New && !self.restricted.load(Ordering::Acquire) {
             return Admission::Go;
         }
@@ -180,21 +188,14 @@ impl RateLimitStore for LocalStore {
             Breaker::Closed => {}
         }
         if let Some(until) = state.closed_until.filter(|&t| t > now) {
-            return Admission::Wait(self.slot_after(&mut state, until));
+            return self.slot_after(&mut state, now, until, deadline);
         }
         let admission = match ticket {
             Ticket::New => Admission::Go,
             Ticket::Reserved(r) if r.epoch == state.epoch => Admission::Go,
             // Waited, and the gate closed again meanwhile (or the breaker held it): take a
             // paced slot so the waiting crowd does not leave as a herd.
-            Ticket::Reserved(_) | Ticket::Held => {
-                let slot = self.slot_after(&mut state, now);
-                if slot.at <= now {
-                    Admission::Go
-                } else {
-                    Admission::Wait(slot)
-                }
-            }
+            Ticket::Reserved(_) | Ticket::Held => self.slot_after(&mut state, now, now, deadline),
         };
         self.settle(&mut state, now);
         admission
@@ -287,7 +288,7 @@ mod tests {
     fn healthy_path_stays_unlocked_and_open() {
         let s = LocalStore::default();
         let now = Instant::now();
-        assert_eq!(s.admit(now, Ticket::New), Admission::Go);
+        assert_eq!(s.admit(now, Ticket::New, None), Admission::Go);
         assert_eq!(s.record(now, Signal::Healthy, false), Wake::No);
         assert!(!s.restricted.load(Ordering::Relaxed));
     }
@@ -298,7 +299,7 @@ mod tests {
         let t0 = Instant::now();
         s.record(t0, Signal::Throttled { hint: Some(ms(2000)) }, false);
         let slots: Vec<_> = (0..3)
-            .map(|_| match s.admit(t0 + ms(10), Ticket::New) {
+            .map(|_| match s.admit(t0 + ms(10), Ticket::New, None) {
                 Admission::Wait(r) => r,
                 other => panic!("{other:?}"),
             })
@@ -307,9 +308,9 @@ mod tests {
         assert_eq!(slots[1].at, t0 + ms(2020));
         assert_eq!(slots[2].at, t0 + ms(2040));
         // At their slots, the reserved requests go; a newcomer then also goes at once.
-        assert_eq!(s.admit(t0 + ms(2000), Ticket::Reserved(slots[0])), Admission::Go);
-        assert_eq!(s.admit(t0 + ms(2040), Ticket::Reserved(slots[2])), Admission::Go);
-        assert_eq!(s.admit(t0 + ms(2100), Ticket::New), Admission::Go);
+        assert_eq!(s.admit(t0 + ms(2000), Ticket::Reserved(slots[0]), None), Admission::Go);
+        assert_eq!(s.admit(t0 + ms(2040), Ticket::Reserved(slots[2]), None), Admission::Go);
+        assert_eq!(s.admit(t0 + ms(2100), Ticket::New, None), Admission::Go);
     }
 
     #[test]
@@ -343,9 +344,9 @@ mod tests {
         let s = LocalStore::default();
         let t0 = Instant::now();
         s.record(t0, Signal::Throttled { hint: Some(ms(100)) }, false);
-        let Admission::Wait(slot) = s.admit(t0, Ticket::New) else { panic!() };
+        let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else { panic!() };
         s.record(t0 + ms(50), Signal::Throttled { hint: Some(ms(500)) }, false);
-        match s.admit(slot.at, Ticket::Reserved(slot)) {
+        match s.admit(slot.at, Ticket::Reserved(slot), None) {
             Admission::Wait(r) => assert!(r.at >= t0 + ms(550)),
             other => panic!("{other:?}"),
         }
@@ -359,20 +360,20 @@ mod tests {
             s.record(t0, Signal::Failing, false);
         }
         assert!(s.breaker_engaged());
-        assert_eq!(s.admit(t0, Ticket::New), Admission::Held { recheck: t0 + ms(500) });
+        assert_eq!(s.admit(t0, Ticket::New, None), Admission::Held { recheck: t0 + ms(500) });
         let t1 = t0 + ms(500);
-        assert_eq!(s.admit(t1, Ticket::Held), Admission::Probe);
-        assert!(matches!(s.admit(t1, Ticket::New), Admission::Held { .. }));
+        assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Probe);
+        assert!(matches!(s.admit(t1, Ticket::New, None), Admission::Held { .. }));
         // The probe fails: hold longer (doubling), then probe again.
         s.record(t1, Signal::Failing, true);
-        assert_eq!(s.admit(t1, Ticket::Held), Admission::Held { recheck: t1 + ms(1000) });
+        assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Held { recheck: t1 + ms(1000) });
         let t2 = t1 + ms(1000);
-        assert_eq!(s.admit(t2, Ticket::New), Admission::Probe);
+        assert_eq!(s.admit(t2, Ticket::New, None), Admission::Probe);
         // The probe succeeds: everyone is woken and released with paced slots.
         assert_eq!(s.record(t2, Signal::Healthy, true), Wake::All);
-        assert_eq!(s.admit(t2, Ticket::Held), Admission::Go);
-        assert_eq!(s.admit(t2, Ticket::Held), Admission::Wait(Reservation { at: t2 + ms(20), epoch: 0 }));
-        assert_eq!(s.admit(t2, Ticket::New), Admission::Go, "newcomers are not held");
+        assert_eq!(s.admit(t2, Ticket::Held, None), Admission::Go);
+        assert_eq!(s.admit(t2, Ticket::Held, None), Admission::Wait(Reservation { at: t2 + ms(20), epoch: 0 }));
+        assert_eq!(s.admit(t2, Ticket::New, None), Admission::Go, "newcomers are not held");
     }
 
     #[test]
@@ -383,11 +384,21 @@ mod tests {
             s.record(t0, Signal::Failing, false);
         }
         let t1 = t0 + ms(500);
-        assert_eq!(s.admit(t1, Ticket::New), Admission::Probe);
+        assert_eq!(s.admit(t1, Ticket::New, None), Admission::Probe);
         assert_eq!(s.release_probe(), Wake::All);
-        assert_eq!(s.admit(t1, Ticket::Held), Admission::Probe);
+        assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Probe);
         assert_eq!(s.release_probe(), Wake::All);
         assert_eq!(s.release_probe(), Wake::No, "no double release");
+    }
+
+    #[test]
+    fn a_slot_past_the_deadline_is_refused_without_being_taken() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(t0, Signal::Throttled { hint: Some(ms(1000)) }, false);
+        assert_eq!(s.admit(t0, Ticket::New, Some(t0 + ms(500))), Admission::TooLate { wait: ms(1000) });
+        let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else { panic!() };
+        assert_eq!(slot.at, t0 + ms(1000), "the refused request took no slot");
     }
 
     #[test]

@@ -50,18 +50,15 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let now = Instant::now();
-        match self.shared.store.admit(now, Ticket::New) {
+        let deadline = Deadline::of(&request);
+        match self.shared.store.admit(now, Ticket::New, deadline.map(Deadline::instant)) {
             Admission::Go => RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), false),
             Admission::Probe => RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), true),
+            Admission::TooLate { wait } => {
+                tracing::debug!(target: "tower_reliability", wait_ms = wait.as_millis() as u64, "gate closed past the deadline: failing fast");
+                RateLimitFuture::refused(Error::rate_limited(Some(wait)))
+            }
             admission => {
-                let deadline = Deadline::of(&request);
-                if let Admission::Wait(slot) = admission {
-                    if deadline.is_some_and(|d| d.instant() < slot.at) {
-                        let wait = slot.at - now;
-                        tracing::debug!(target: "tower_reliability", wait_ms = wait.as_millis() as u64, "gate closed past the deadline: failing fast");
-                        return RateLimitFuture::refused(Error::rate_limited(Some(wait)));
-                    }
-                }
                 // The readied inner service stays here for the next call; the request waits
                 // with a clone that it readies after the wait.
                 RateLimitFuture::waiting(

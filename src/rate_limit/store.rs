@@ -38,6 +38,11 @@ pub enum Admission {
     Probe,
     /// Wait for this slot, then ask again with [`Ticket::Reserved`].
     Wait(Reservation),
+    /// The wait would end past the request's deadline: refuse it now. No slot was taken.
+    TooLate {
+        /// How long the request would have had to wait.
+        wait: std::time::Duration,
+    },
     /// Wait until a probe reports back (a wake-up comes) or until `recheck`, then ask again
     /// with [`Ticket::Held`].
     Held {
@@ -62,8 +67,9 @@ pub enum Wake {
 /// path. They must never block on I/O: a remote store syncs in the background and answers
 /// from local memory.
 pub trait RateLimitStore: Debug + Send + Sync + 'static {
-    /// May a request send now?
-    fn admit(&self, now: Instant, ticket: Ticket) -> Admission;
+    /// May a request send now? `deadline` is when the request must be done: a slot after it
+    /// is refused with [`Admission::TooLate`] rather than reserved.
+    fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission;
 
     /// Learns from the outcome of a request that was sent.
     fn record(&self, now: Instant, signal: Signal, probe: bool) -> Wake;
