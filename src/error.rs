@@ -201,7 +201,9 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -219,7 +221,10 @@ pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
             use std::io::ErrorKind as K;
             if matches!(
                 io.kind(),
-                K::ConnectionRefused | K::AddrNotAvailable | K::HostUnreachable | K::NetworkUnreachable
+                K::ConnectionRefused
+                    | K::AddrNotAvailable
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
             ) {
                 return true;
             }

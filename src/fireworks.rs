@@ -33,7 +33,9 @@ use crate::{
     backoff::{BackoffService, JitteredBackoff},
     rate_limit::{RateLimitAware, RateLimitService},
     retry::{ReplayBody, RetryOnStatus, RetryService},
-    timeout::{AttemptTimeout, AttemptTimeoutService, TimeoutBody, TimeoutByWorkload, TimeoutService},
+    timeout::{
+        AttemptTimeout, AttemptTimeoutService, TimeoutBody, TimeoutByWorkload, TimeoutService,
+    },
     workload::Workload,
 };
 

@@ -47,7 +47,11 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         return Some(d);
     }
     let at = httpdate::parse_http_date(value.trim()).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_HINT))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_HINT),
+    )
 }
 
 /// Parses a plain non-negative decimal (`"2"`, `"0.25"`): no sign, exponent, `inf` or `NaN`,
@@ -135,7 +139,11 @@ pub fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
         if secs >= UNIX_TIMESTAMP_FLOOR {
             let since_epoch = Duration::try_from_secs_f64(secs.min(1e12)).ok()?;
             let at = SystemTime::UNIX_EPOCH.checked_add(since_epoch)?;
-            return Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_HINT));
+            return Some(
+                at.duration_since(now)
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_HINT),
+            );
         }
         return clamp_secs(secs);
     }
@@ -206,13 +214,29 @@ mod tests {
     #[test]
     fn hostile_values_are_ignored_or_clamped() {
         let now = SystemTime::now();
-        for bad in ["-1", "NaN", "inf", "1e9999", "", "  ", "soon", "1,5", "0x10", "-0.5"] {
-            assert_eq!(retry_after(&headers(&[("retry-after", bad)]), now), None, "{bad:?}");
-            assert_eq!(retry_after(&headers(&[("retry-after-ms", bad)]), now), None, "{bad:?}");
+        for bad in [
+            "-1", "NaN", "inf", "1e9999", "", "  ", "soon", "1,5", "0x10", "-0.5",
+        ] {
+            assert_eq!(
+                retry_after(&headers(&[("retry-after", bad)]), now),
+                None,
+                "{bad:?}"
+            );
+            assert_eq!(
+                retry_after(&headers(&[("retry-after-ms", bad)]), now),
+                None,
+                "{bad:?}"
+            );
         }
         let huge = "99999999999999999999999999999999";
-        assert_eq!(retry_after(&headers(&[("retry-after", huge)]), now), Some(MAX_HINT));
-        assert_eq!(retry_after(&headers(&[("retry-after-ms", huge)]), now), Some(MAX_HINT));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", huge)]), now),
+            Some(MAX_HINT)
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", huge)]), now),
+            Some(MAX_HINT)
+        );
         assert_eq!(parse_reset("9999999h", now), Some(MAX_HINT));
         assert_eq!(parse_reset("1x", now), None);
         assert_eq!(parse_reset("s", now), None);
@@ -221,7 +245,10 @@ mod tests {
     #[test]
     fn ms_wins_over_seconds() {
         let h = headers(&[("retry-after", "10"), ("retry-after-ms", "20")]);
-        assert_eq!(retry_after(&h, SystemTime::now()), Some(Duration::from_millis(20)));
+        assert_eq!(
+            retry_after(&h, SystemTime::now()),
+            Some(Duration::from_millis(20))
+        );
     }
 
     #[test]
@@ -229,7 +256,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_reset("1700000005", now), Some(Duration::from_secs(5)));
         assert_eq!(parse_reset("1600000000", now), Some(Duration::ZERO));
-        assert_eq!(parse_reset("1h2m3.5s", now), Some(Duration::from_millis(3_723_500)));
+        assert_eq!(
+            parse_reset("1h2m3.5s", now),
+            Some(Duration::from_millis(3_723_500))
+        );
     }
 
     #[test]

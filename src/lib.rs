@@ -105,6 +105,8 @@ pub mod fireworks;
 pub mod headers;
 pub mod rate_limit;
 pub mod retry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timeout;
 mod workload;
 

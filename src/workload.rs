@@ -63,8 +63,9 @@ impl Workload {
     pub const fn profile(self) -> TimeoutProfile {
         const MIN: u64 = 60;
         match self {
-            Workload::Interactive => TimeoutProfile::new(Duration::from_secs(60))
-                .with_idle_read(Duration::from_secs(30)),
+            Workload::Interactive => {
+                TimeoutProfile::new(Duration::from_secs(60)).with_idle_read(Duration::from_secs(30))
+            }
             Workload::Agentic => TimeoutProfile::new(Duration::from_secs(15 * MIN))
                 .with_idle_read(Duration::from_secs(10 * MIN)),
             Workload::LongContext => TimeoutProfile::new(Duration::from_secs(30 * MIN))
@@ -169,7 +170,10 @@ mod tests {
         assert!((5 * 60..=30 * 60).contains(&secs(Workload::Agentic)));
         assert!((10 * 60..=30 * 60).contains(&secs(Workload::LongContext)));
         assert_eq!(secs(Workload::BatchSubmit), 60);
-        assert_eq!(Workload::LongContext.profile().idle_read, Duration::from_secs(1800));
+        assert_eq!(
+            Workload::LongContext.profile().idle_read,
+            Duration::from_secs(1800)
+        );
         for w in Workload::ALL {
             let p = w.profile();
             assert_eq!(p.connect, Duration::from_secs(10));

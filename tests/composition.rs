@@ -26,10 +26,14 @@ async fn layers_services_and_futures_are_send_and_clone() {
     assert_send_sync_clone(&RetryOnStatus::default());
     assert_send_sync_clone(&JitteredBackoff::default());
     assert_send_sync_clone(&RateLimitAware::new());
-    let mut svc = ServiceBuilder::new().layer(layer).service(Mock::always(Step::ok()));
+    let mut svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(Mock::always(Step::ok()));
     assert_send_sync_clone(&svc);
     type Request = http::Request<Full<Bytes>>;
-    std::future::poll_fn(|cx| tower::Service::<Request>::poll_ready(&mut svc, cx)).await.unwrap();
+    std::future::poll_fn(|cx| tower::Service::<Request>::poll_ready(&mut svc, cx))
+        .await
+        .unwrap();
     let future = tower::Service::call(&mut svc, support::post("{}"));
     assert_send(&future);
     assert_eq!(future.await.unwrap().status(), 200);
@@ -57,7 +61,9 @@ async fn inside_axum_with_handle_error_layer() {
         .service(upstream.clone());
     let app = Router::new().route_service("/v1/chat/completions", proxy);
 
-    let request = http::Request::post("/v1/chat/completions").body(axum::body::Body::from("{}")).unwrap();
+    let request = http::Request::post("/v1/chat/completions")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(body_bytes(response).await.unwrap(), "from upstream");
@@ -65,7 +71,9 @@ async fn inside_axum_with_handle_error_layer() {
 
     // A timeout becomes a 504 through HandleErrorLayer.
     upstream.set_otherwise(Step::Delay(Duration::from_secs(600), Box::new(Step::ok())));
-    let request = http::Request::post("/v1/chat/completions").body(axum::body::Body::from("{}")).unwrap();
+    let request = http::Request::post("/v1/chat/completions")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
 }
@@ -78,12 +86,18 @@ async fn each_layer_works_alone_under_tower_s_own_layers() {
     let mut svc = ServiceBuilder::new()
         .timeout(Duration::from_secs(30))
         .layer(RetryOnStatus::default())
-        .layer(JitteredBackoff::default().jitter(Jitter::None).base(Duration::from_millis(10)))
+        .layer(
+            JitteredBackoff::default()
+                .jitter(Jitter::None)
+                .base(Duration::from_millis(10)),
+        )
         .buffer(4)
         .concurrency_limit(2)
         .layer(RateLimitAware::new())
         .service(mock.clone());
-    let request = http::Request::post("http://x/").body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    let request = http::Request::post("http://x/")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
     let response = call(&mut svc, request).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(mock.count(), 3);

@@ -3,10 +3,7 @@
 mod support;
 
 use std::{
-    sync::{
-        atomic::Ordering,
-        Arc, Mutex,
-    },
+    sync::{atomic::Ordering, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -22,7 +19,8 @@ use tower_reliability::{
 
 type Body = ReplayBody<Full<Bytes>>;
 
-fn client<B: http_body::Body + Send + 'static + Unpin>() -> Client<hyper_util::client::legacy::connect::HttpConnector, B>
+fn client<B: http_body::Body + Send + 'static + Unpin>(
+) -> Client<hyper_util::client::legacy::connect::HttpConnector, B>
 where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -46,12 +44,21 @@ fn fast_backoff() -> JitteredBackoff {
 #[tokio::test]
 async fn timeout_layer_cuts_a_stalled_stream_over_the_wire() {
     let (addr, _) = serve(handler(|_, _| async {
-        streaming(vec![(Duration::ZERO, "data: a\n\n"), (Duration::from_millis(20), "data: b\n\n")], true)
+        streaming(
+            vec![
+                (Duration::ZERO, "data: a\n\n"),
+                (Duration::from_millis(20), "data: b\n\n"),
+            ],
+            true,
+        )
     }))
     .await;
-    let profile = TimeoutProfile::new(Duration::from_secs(5)).with_idle_read(Duration::from_millis(300));
+    let profile =
+        TimeoutProfile::new(Duration::from_secs(5)).with_idle_read(Duration::from_millis(300));
     let mut svc = ServiceBuilder::new()
-        .layer(TimeoutByWorkload::new(Workload::Interactive).profile(Workload::Interactive, profile))
+        .layer(
+            TimeoutByWorkload::new(Workload::Interactive).profile(Workload::Interactive, profile),
+        )
         .service(client::<Full<Bytes>>());
     let response = call(&mut svc, post(addr, "{}")).await.unwrap();
     let err = body_bytes(response).await.unwrap_err();
@@ -78,19 +85,32 @@ async fn retry_layer_replays_the_body_over_the_wire_and_returns_the_last_respons
         .layer(RetryOnStatus::default())
         .layer(fast_backoff())
         .service(client::<Body>());
-    let payload = r#"{"model":"accounts/fireworks/models/x","messages":[{"role":"user","content":"hi"}]}"#;
+    let payload =
+        r#"{"model":"accounts/fireworks/models/x","messages":[{"role":"user","content":"hi"}]}"#;
     let response = call(&mut svc, post(addr, payload)).await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.extensions().get::<RetryReport>().unwrap().attempts, 3);
+    assert_eq!(
+        response.extensions().get::<RetryReport>().unwrap().attempts,
+        3
+    );
     assert_eq!(body_bytes(response).await.unwrap(), "done");
     assert_eq!(count.load(Ordering::SeqCst), 3);
-    assert_eq!(*bodies.lock().unwrap(), vec![Bytes::from_static(payload.as_bytes()); 3]);
+    assert_eq!(
+        *bodies.lock().unwrap(),
+        vec![Bytes::from_static(payload.as_bytes()); 3]
+    );
 
     // A 404 is not retried: the server sees it once, the caller gets the real body.
-    let (addr, count) = serve(handler(|_, _| async { respond(404, &[], r#"{"error":{"message":"model not found"}}"#) })).await;
+    let (addr, count) = serve(handler(|_, _| async {
+        respond(404, &[], r#"{"error":{"message":"model not found"}}"#)
+    }))
+    .await;
     let response = call(&mut svc, post(addr, "{}")).await.unwrap();
     assert_eq!(response.status(), 404);
-    assert!(body_bytes(response).await.unwrap().starts_with(b"{\"error\""));
+    assert!(body_bytes(response)
+        .await
+        .unwrap()
+        .starts_with(b"{\"error\""));
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
 
@@ -129,9 +149,15 @@ async fn backoff_layer_honours_retry_after_ms_over_the_wire() {
         .layer(RetryOnStatus::default())
         .layer(fast_backoff())
         .service(client::<Body>());
-    assert_eq!(call(&mut svc, post(addr, "{}")).await.unwrap().status(), 200);
+    assert_eq!(
+        call(&mut svc, post(addr, "{}")).await.unwrap().status(),
+        200
+    );
     let times = times.lock().unwrap();
-    assert!(times[1] - times[0] >= Duration::from_millis(150), "the server's hint was honoured");
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(150),
+        "the server's hint was honoured"
+    );
 }
 
 #[tokio::test]
@@ -157,7 +183,10 @@ async fn rate_limit_layer_holds_concurrent_callers_over_the_wire() {
         .layer(RateLimitAware::new())
         .service(client::<Full<Bytes>>());
     let mut first = svc.clone();
-    assert_eq!(call(&mut first, post(addr, "{}")).await.unwrap().status(), 429);
+    assert_eq!(
+        call(&mut first, post(addr, "{}")).await.unwrap().status(),
+        429
+    );
     let callers: Vec<_> = (0..8)
         .map(|_| {
             let mut svc = svc.clone();
@@ -170,15 +199,25 @@ async fn rate_limit_layer_holds_concurrent_callers_over_the_wire() {
     assert_eq!(count.load(Ordering::SeqCst), 9);
     let open_at = opened.lock().unwrap().unwrap();
     // Allow for the server's clock being read a moment after the client's.
-    let early = received.lock().unwrap()[1..].iter().filter(|t| **t + Duration::from_millis(5) < open_at).count();
-    assert_eq!(early, 0, "no caller reached the server while the gate was closed");
+    let early = received.lock().unwrap()[1..]
+        .iter()
+        .filter(|t| **t + Duration::from_millis(5) < open_at)
+        .count();
+    assert_eq!(
+        early, 0,
+        "no caller reached the server while the gate was closed"
+    );
 }
 
 #[tokio::test]
 async fn the_preset_over_a_hyper_client_recovers_from_a_burst_of_503s() {
     let (addr, count) = serve(handler(move |n, _| async move {
         if n < 2 {
-            respond(503, &[("retry-after-ms", "20")], r#"{"error":{"message":"Service Overloaded"}}"#)
+            respond(
+                503,
+                &[("retry-after-ms", "20")],
+                r#"{"error":{"message":"Service Overloaded"}}"#,
+            )
         } else {
             respond(200, &[], r#"{"choices":[]}"#)
         }

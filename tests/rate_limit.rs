@@ -7,8 +7,7 @@ use support::{call, post, Mock, Step};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
-    fireworks, rate_limit::LocalStore, ErrorKind, RateLimitAware, TimeoutByWorkload,
-    Workload,
+    fireworks, rate_limit::LocalStore, ErrorKind, RateLimitAware, TimeoutByWorkload, Workload,
 };
 
 fn ms(n: u64) -> Duration {
@@ -16,7 +15,11 @@ fn ms(n: u64) -> Duration {
 }
 
 fn with(code: u16, headers: &[(&'static str, &str)]) -> Step {
-    Step::With(code, headers.iter().map(|(k, v)| (*k, v.to_string())).collect(), "")
+    Step::With(
+        code,
+        headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        "",
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -43,7 +46,10 @@ async fn a_429_holds_every_clone_and_releases_them_paced() {
     let times: Vec<Duration> = mock.calls().iter().map(|c| c.at - start).collect();
     assert_eq!(times.len(), 12, "1 + its retry + 10");
     assert_eq!(times[0], Duration::ZERO);
-    assert!(times[1..].iter().all(|t| *t >= Duration::from_secs(5)), "nobody sent while closed: {times:?}");
+    assert!(
+        times[1..].iter().all(|t| *t >= Duration::from_secs(5)),
+        "nobody sent while closed: {times:?}"
+    );
     // Released paced (20 ms apart), not as a herd.
     let spread = times[11] - times[1];
     assert!(spread >= ms(9 * 20), "{times:?}");
@@ -52,7 +58,13 @@ async fn a_429_holds_every_clone_and_releases_them_paced() {
 #[tokio::test(start_paused = true)]
 async fn remaining_zero_with_a_reset_closes_the_gate_before_any_429() {
     let mock = Mock::new(
-        [with(200, &[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "2s")])],
+        [with(
+            200,
+            &[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "2s"),
+            ],
+        )],
         Step::ok(),
     );
     let mut svc = ServiceBuilder::new()
@@ -76,7 +88,12 @@ async fn a_wait_past_the_deadline_fails_at_once_with_the_wait() {
     let start = Instant::now();
     let err = call(&mut svc, post("{}")).await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::ZERO, "no sleep");
-    assert_eq!(err.kind(), ErrorKind::RateLimited { retry_after: Some(Duration::from_secs(100)) });
+    assert_eq!(
+        err.kind(),
+        ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(100))
+        }
+    );
     assert_eq!(err.reached_server(), Some(false));
     // A longer workload waits instead.
     let mut agentic = post("{}");
@@ -89,7 +106,9 @@ async fn a_wait_past_the_deadline_fails_at_once_with_the_wait() {
 #[tokio::test(start_paused = true)]
 async fn a_429_without_a_hint_closes_briefly_with_a_doubling_backoff() {
     let mock = Mock::new([Step::Status(429, ""), Step::Status(429, "")], Step::ok());
-    let mut svc = ServiceBuilder::new().layer(RateLimitAware::new()).service(mock.clone());
+    let mut svc = ServiceBuilder::new()
+        .layer(RateLimitAware::new())
+        .service(mock.clone());
     call(&mut svc, post("{}")).await.unwrap();
     call(&mut svc, post("{}")).await.unwrap();
     call(&mut svc, post("{}")).await.unwrap();
@@ -125,16 +144,32 @@ async fn an_outage_costs_about_one_attempt_per_request_and_held_requests_succeed
     let mut ok = 0;
     for handle in handles {
         let (result, done) = handle.await.unwrap();
-        assert!(done - start <= Duration::from_secs(20 + 60), "within its deadline");
+        assert!(
+            done - start <= Duration::from_secs(20 + 60),
+            "within its deadline"
+        );
         if matches!(result, Ok(200)) {
             ok += 1;
         }
     }
-    let during_outage = mock.calls().iter().filter(|c| c.at - start < Duration::from_secs(20)).count();
+    let during_outage = mock
+        .calls()
+        .iter()
+        .filter(|c| c.at - start < Duration::from_secs(20))
+        .count();
     let attempts = mock.count();
-    assert!(ok >= 198, "held requests succeed after the outage: {ok}/200");
-    assert!(during_outage <= 30, "about one probe at a time during the outage: {during_outage}");
-    assert!(attempts as f64 / 200.0 <= 1.15, "attempts per request: {attempts}/200");
+    assert!(
+        ok >= 198,
+        "held requests succeed after the outage: {ok}/200"
+    );
+    assert!(
+        during_outage <= 30,
+        "about one probe at a time during the outage: {during_outage}"
+    );
+    assert!(
+        attempts as f64 / 200.0 <= 1.15,
+        "attempts per request: {attempts}/200"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -143,7 +178,12 @@ async fn a_dropped_probe_lets_another_request_probe() {
     let gate = RateLimitAware::with_store(store.clone());
     // Three failures trip the breaker; then the server hangs on the probe.
     let mock = Mock::new(
-        [Step::Status(500, ""), Step::Status(500, ""), Step::Status(500, ""), Step::Delay(Duration::from_secs(3600), Box::new(Step::ok()))],
+        [
+            Step::Status(500, ""),
+            Step::Status(500, ""),
+            Step::Status(500, ""),
+            Step::Delay(Duration::from_secs(3600), Box::new(Step::ok())),
+        ],
         Step::ok(),
     );
     let mut svc = ServiceBuilder::new().layer(gate).service(mock.clone());
@@ -156,7 +196,8 @@ async fn a_dropped_probe_lets_another_request_probe() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(mock.count(), 4, "the probe is in flight");
     let mut held_svc = svc.clone();
-    let held = tokio::spawn(async move { call(&mut held_svc, post("{}")).await.map(|r| r.status()) });
+    let held =
+        tokio::spawn(async move { call(&mut held_svc, post("{}")).await.map(|r| r.status()) });
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(mock.count(), 4, "the second request is held");
     // The probe's caller goes away: the held request becomes the probe, succeeds, recovers.
@@ -169,7 +210,9 @@ async fn a_dropped_probe_lets_another_request_probe() {
 async fn dropping_a_request_held_at_the_gate_leaves_nothing_behind() {
     let gate = RateLimitAware::new();
     let mock = Mock::new([with(429, &[("retry-after", "30")])], Step::ok());
-    let mut svc = ServiceBuilder::new().layer(gate.clone()).service(mock.clone());
+    let mut svc = ServiceBuilder::new()
+        .layer(gate.clone())
+        .service(mock.clone());
     call(&mut svc, post("{}")).await.unwrap();
     let waiters: Vec<_> = (0..50)
         .map(|_| {

@@ -15,7 +15,10 @@ use tower_reliability::{
 };
 
 /// Retry + a 1 ms backoff: the retry rules, without waiting.
-fn stack(retry: RetryOnStatus, mock: &Mock) -> impl tower::Service<
+fn stack(
+    retry: RetryOnStatus,
+    mock: &Mock,
+) -> impl tower::Service<
     http::Request<Full<Bytes>>,
     Response = http::Response<tower_reliability::retry::ReplayBody<support::TestBody>>,
     Error = tower_reliability::Error,
@@ -43,7 +46,11 @@ async fn the_guides_retryable_statuses_are_retried_until_the_cap() {
         let report = *response.extensions().get::<RetryReport>().unwrap();
         assert_eq!(report.attempts, 5);
         assert_eq!(report.stopped, Some(StopReason::AttemptsExhausted));
-        assert_eq!(body_bytes(response).await.unwrap(), "nope", "{code}: the last real body");
+        assert_eq!(
+            body_bytes(response).await.unwrap(),
+            "nope",
+            "{code}: the last real body"
+        );
     }
 }
 
@@ -82,13 +89,20 @@ async fn a_retry_that_succeeds_reports_its_attempts() {
     let report = response.extensions().get::<RetryReport>().unwrap();
     assert_eq!((report.attempts, report.stopped), (3, None));
     let attempts: Vec<_> = mock.calls().iter().map(|c| c.attempt).collect();
-    assert_eq!(attempts, [None, Some(2), Some(3)], "a RetryContext on retries only");
+    assert_eq!(
+        attempts,
+        [None, Some(2), Some(3)],
+        "a RetryContext on retries only"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_status_set_is_configurable_and_x_should_retry_overrides() {
     let mock = Mock::new([Step::Status(408, "")], Step::ok());
-    let mut svc = stack(RetryOnStatus::default().statuses(StatusSet::GUIDE.with(408)), &mock);
+    let mut svc = stack(
+        RetryOnStatus::default().statuses(StatusSet::GUIDE.with(408)),
+        &mock,
+    );
     assert_eq!(call(&mut svc, post("{}")).await.unwrap().status(), 200);
     assert_eq!(mock.count(), 2);
 
@@ -97,7 +111,10 @@ async fn the_status_set_is_configurable_and_x_should_retry_overrides() {
     let mut svc = stack(RetryOnStatus::default(), &mock);
     let response = call(&mut svc, post("{}")).await.unwrap();
     assert_eq!(mock.count(), 1);
-    assert_eq!(response.extensions().get::<RetryReport>().unwrap().stopped, Some(StopReason::ServerSaidNo));
+    assert_eq!(
+        response.extensions().get::<RetryReport>().unwrap().stopped,
+        Some(StopReason::ServerSaidNo)
+    );
 
     let yes = vec![("x-should-retry", "true".to_string())];
     let mock = Mock::new([Step::With(409, yes, "")], Step::ok());
@@ -108,7 +125,10 @@ async fn the_status_set_is_configurable_and_x_should_retry_overrides() {
 
 #[tokio::test(start_paused = true)]
 async fn failures_that_never_reached_the_server_are_retried_and_classified() {
-    let mock = Mock::new([Step::Fail(std::io::ErrorKind::ConnectionRefused)], Step::ok());
+    let mock = Mock::new(
+        [Step::Fail(std::io::ErrorKind::ConnectionRefused)],
+        Step::ok(),
+    );
     let mut svc = stack(RetryOnStatus::default(), &mock);
     assert_eq!(call(&mut svc, post("{}")).await.unwrap().status(), 200);
     assert_eq!(mock.count(), 2);
@@ -138,7 +158,9 @@ async fn a_streaming_body_is_replayed_byte_for_byte() {
         Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(c.as_bytes())))
     });
     use futures::StreamExt;
-    let request = http::Request::post("http://x/").body(StreamBody::new(Box::pin(stream))).unwrap();
+    let request = http::Request::post("http://x/")
+        .body(StreamBody::new(Box::pin(stream)))
+        .unwrap();
     let mock = Mock::new([Step::Status(503, ""), Step::Status(502, "")], Step::ok());
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default())
@@ -153,7 +175,9 @@ async fn a_streaming_body_is_replayed_byte_for_byte() {
 #[tokio::test(start_paused = true)]
 async fn a_body_over_the_replay_cap_is_sent_once_whole_and_not_retried() {
     let big = "x".repeat(1000);
-    let request = http::Request::post("http://x/").body(Full::new(Bytes::from(big.clone()))).unwrap();
+    let request = http::Request::post("http://x/")
+        .body(Full::new(Bytes::from(big.clone())))
+        .unwrap();
     let mock = Mock::always(Step::Status(503, "busy"));
     let mut svc = stack(RetryOnStatus::default().replay_cap(100), &mock);
     let response = call(&mut svc, request).await.unwrap();
@@ -205,7 +229,10 @@ async fn the_budget_makes_an_outage_cost_about_one_attempt_per_request() {
 #[tokio::test(start_paused = true)]
 async fn an_exhausted_budget_reports_why() {
     let mock = Mock::always(Step::Status(503, ""));
-    let mut svc = stack(RetryOnStatus::default().budget(RetryBudget::new(0, 5, 10)), &mock);
+    let mut svc = stack(
+        RetryOnStatus::default().budget(RetryBudget::new(0, 5, 10)),
+        &mock,
+    );
     let response = call(&mut svc, post("{}")).await.unwrap();
     assert_eq!(
         response.extensions().get::<RetryReport>().unwrap().stopped,

@@ -31,9 +31,16 @@ async fn total_deadline_covers_every_attempt_and_wait() {
     let err = support::call(&mut svc, post("{}")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout(TimeoutPhase::Deadline));
     assert_eq!(start.elapsed(), secs(5), "fired exactly at the deadline");
-    assert_eq!(mock.count(), 2, "attempt 1 at 0 s, attempt 2 at 4 s, cut at 5 s");
+    assert_eq!(
+        mock.count(),
+        2,
+        "attempt 1 at 0 s, attempt 2 at 4 s, cut at 5 s"
+    );
     // The deadline was published to the layers inside (ambiently, no extension).
-    assert_eq!(mock.calls()[0].deadline, Some(Deadline::at(start + secs(5))));
+    assert_eq!(
+        mock.calls()[0].deadline,
+        Some(Deadline::at(start + secs(5)))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -43,12 +50,20 @@ async fn a_request_picks_its_workload_in_extensions() {
         .layer(TimeoutByWorkload::new(Workload::Interactive))
         .service(mock.clone());
     let err = support::call(&mut svc, post("{}")).await.unwrap_err();
-    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "interactive: 60 s");
+    assert_eq!(
+        err.timeout_phase(),
+        Some(TimeoutPhase::Deadline),
+        "interactive: 60 s"
+    );
 
     let mut agentic = post("{}");
     agentic.extensions_mut().insert(Workload::Agentic);
     let response = support::call(&mut svc, agentic).await.unwrap();
-    assert_eq!(response.status(), 200, "agentic: 15 min allows a 2 min answer");
+    assert_eq!(
+        response.status(),
+        200,
+        "agentic: 15 min allows a 2 min answer"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -78,7 +93,11 @@ async fn a_silent_stream_fails_with_body_idle() {
     let err = body_bytes(response).await.unwrap_err();
     let err = err.downcast::<tower_reliability::Error>().unwrap();
     assert_eq!(err.timeout_phase(), Some(TimeoutPhase::BodyIdle));
-    assert_eq!(start.elapsed(), secs(1 + 29 + 30), "30 s of silence after the last frame");
+    assert_eq!(
+        start.elapsed(),
+        secs(1 + 29 + 30),
+        "30 s of silence after the last frame"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -108,7 +127,11 @@ async fn per_attempt_time_to_headers_is_retried() {
     let start = Instant::now();
     let response = support::call(&mut svc, post("{}")).await.unwrap();
     assert_eq!(body_bytes(response).await.unwrap(), "second");
-    assert_eq!(start.elapsed(), secs(10 + 1), "cut at 10 s, 1 s backoff, instant answer");
+    assert_eq!(
+        start.elapsed(),
+        secs(10 + 1),
+        "cut at 10 s, 1 s backoff, instant answer"
+    );
     assert_eq!(mock.count(), 2);
 }
 
@@ -137,5 +160,8 @@ async fn deadline_in_extensions_reaches_a_layer_across_a_task_hop() {
         .service(mock.clone());
     let start = Instant::now();
     support::call(&mut svc, post("{}")).await.unwrap();
-    assert_eq!(mock.calls()[0].deadline, Some(Deadline::at(start + secs(60))));
+    assert_eq!(
+        mock.calls()[0].deadline,
+        Some(Deadline::at(start + secs(60)))
+    );
 }

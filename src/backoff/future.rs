@@ -87,15 +87,17 @@ where
                     }
                     ready!(service.poll_ready(cx)).map_err(Error::from_inner)?;
                     let Some(request) = request.take() else {
-                        return Poll::Ready(Err(Error::from_inner("backoff future polled after completion")));
+                        return Poll::Ready(Err(Error::from_inner(
+                            "backoff future polled after completion",
+                        )));
                     };
                     let future = service.call(request);
                     state.set(State::Direct { future });
                 }
                 Proj::Refused { error } => {
-                    return Poll::Ready(Err(error
-                        .take()
-                        .unwrap_or_else(|| Error::from_inner("backoff future polled after completion"))));
+                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                        Error::from_inner("backoff future polled after completion")
+                    })));
                 }
             }
         }

@@ -124,7 +124,9 @@ impl JitteredBackoff {
     ) -> Result<Duration, Error> {
         let computed = self.schedule.delay(retry, previous, self.random.unit());
         let wait = match hint {
-            Some(hint) if hint > self.max_server_wait => return Err(Error::rate_limited(Some(hint))),
+            Some(hint) if hint > self.max_server_wait => {
+                return Err(Error::rate_limited(Some(hint)))
+            }
             Some(hint) => hint.max(computed),
             None => computed,
         };
@@ -156,9 +158,18 @@ mod tests {
         let now = Instant::now();
         let wait = |hint| b.wait_before(0, None, hint, now, None);
         assert_eq!(wait(None).unwrap(), Duration::from_secs(1));
-        assert_eq!(wait(Some(Duration::from_millis(10))).unwrap(), Duration::from_secs(1));
-        assert_eq!(wait(Some(Duration::from_secs(7))).unwrap(), Duration::from_secs(7));
-        assert_eq!(wait(Some(Duration::from_secs(120))).unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            wait(Some(Duration::from_millis(10))).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            wait(Some(Duration::from_secs(7))).unwrap(),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            wait(Some(Duration::from_secs(120))).unwrap(),
+            Duration::from_secs(120)
+        );
         let refused = wait(Some(Duration::from_secs(121))).unwrap_err();
         assert_eq!(
             refused.kind(),
@@ -173,7 +184,10 @@ mod tests {
         let b = JitteredBackoff::default().jitter(Jitter::None);
         let now = Instant::now();
         let deadline = Some(Deadline::at(now + Duration::from_secs(3)));
-        assert_eq!(b.wait_before(1, None, None, now, deadline).unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            b.wait_before(1, None, None, now, deadline).unwrap(),
+            Duration::from_secs(2)
+        );
         let err = b.wait_before(2, None, None, now, deadline).unwrap_err();
         assert_eq!(err.timeout_phase(), Some(crate::TimeoutPhase::Deadline));
         let err = b

@@ -108,7 +108,13 @@ mod tests {
 
     #[test]
     fn every_mode_respects_the_cap_even_for_huge_n() {
-        for jitter in [Jitter::Guide, Jitter::Full, Jitter::Equal, Jitter::Decorrelated, Jitter::None] {
+        for jitter in [
+            Jitter::Guide,
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+            Jitter::None,
+        ] {
             let s = Schedule {
                 jitter,
                 cap: Duration::from_secs(5),
@@ -117,7 +123,10 @@ mod tests {
             for n in [0, 1, 10, 63, u32::MAX] {
                 for unit in [0.0, 0.5, 0.999, f64::NAN, -3.0, 7.0] {
                     let d = s.delay(n, Some(Duration::from_secs(1_000_000)), unit);
-                    assert!(d <= Duration::from_secs(5), "{jitter:?} n={n} unit={unit} {d:?}");
+                    assert!(
+                        d <= Duration::from_secs(5),
+                        "{jitter:?} n={n} unit={unit} {d:?}"
+                    );
                 }
             }
         }
@@ -129,17 +138,32 @@ mod tests {
             cap: Duration::from_secs(100),
             ..Schedule::default()
         };
-        let full = Schedule { jitter: Jitter::Full, ..base };
+        let full = Schedule {
+            jitter: Jitter::Full,
+            ..base
+        };
         assert_eq!(full.delay(2, None, 0.0), Duration::ZERO);
         assert_eq!(full.delay(2, None, 0.5), Duration::from_secs(2));
-        let equal = Schedule { jitter: Jitter::Equal, ..base };
+        let equal = Schedule {
+            jitter: Jitter::Equal,
+            ..base
+        };
         assert_eq!(equal.delay(2, None, 0.0), Duration::from_secs(2));
         assert_eq!(equal.delay(2, None, 1.0), Duration::from_secs(4));
-        let dec = Schedule { jitter: Jitter::Decorrelated, ..base };
+        let dec = Schedule {
+            jitter: Jitter::Decorrelated,
+            ..base
+        };
         assert_eq!(dec.delay(0, None, 0.0), Duration::from_secs(1));
         assert_eq!(dec.delay(0, None, 1.0), Duration::from_secs(3));
-        assert_eq!(dec.delay(5, Some(Duration::from_secs(3)), 1.0), Duration::from_secs(9));
-        let none = Schedule { jitter: Jitter::None, ..base };
+        assert_eq!(
+            dec.delay(5, Some(Duration::from_secs(3)), 1.0),
+            Duration::from_secs(9)
+        );
+        let none = Schedule {
+            jitter: Jitter::None,
+            ..base
+        };
         assert_eq!(none.delay(3, None, 0.7), Duration::from_secs(8));
     }
 }

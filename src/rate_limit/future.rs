@@ -70,7 +70,9 @@ impl<F, ResB> RateLimitFuture<F, ResB> {
     {
         RateLimitFuture {
             state: State::Waiting {
-                future: Box::pin(wait_then_send(service, request, shared, admission, deadline)),
+                future: Box::pin(wait_then_send(
+                    service, request, shared, admission, deadline,
+                )),
             },
         }
     }
@@ -87,9 +89,9 @@ where
         match self.project().state.project() {
             Proj::Sent { future, outcome } => future.poll(cx).map(|r| outcome.observe(r)),
             Proj::Waiting { future } => future.as_mut().poll(cx),
-            Proj::Refused { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or_else(|| Error::from_inner("rate-limit future polled after completion")))),
+            Proj::Refused { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                Error::from_inner("rate-limit future polled after completion")
+            }))),
         }
     }
 }
@@ -123,7 +125,11 @@ where
                 let mut notified = pin!(notified);
                 notified.as_mut().enable();
                 // Re-ask after enabling the wake-up, so a probe's report cannot be missed.
-                match shared.store.admit(Instant::now(), Ticket::Held, deadline.map(Deadline::instant)) {
+                match shared.store.admit(
+                    Instant::now(),
+                    Ticket::Held,
+                    deadline.map(Deadline::instant),
+                ) {
                     Admission::Held { recheck: again } => {
                         let until = match deadline {
                             Some(d) => again.min(recheck).min(d.instant()),
@@ -143,7 +149,9 @@ where
                 }
             }
         };
-        admission = shared.store.admit(Instant::now(), ticket, deadline.map(Deadline::instant));
+        admission = shared
+            .store
+            .admit(Instant::now(), ticket, deadline.map(Deadline::instant));
     };
     if waited_for_gate {
         tracing::debug!(target: "tower_reliability", probe, "released by the rate-limit gate");
@@ -202,7 +210,11 @@ impl Observer {
             }
             Err(e) => {
                 let error = Error::from_inner(e);
-                shared.wake(shared.store.record(now, Signal::from_error(&error), self.probe));
+                shared.wake(
+                    shared
+                        .store
+                        .record(now, Signal::from_error(&error), self.probe),
+                );
                 Err(error)
             }
         }

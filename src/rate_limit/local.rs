@@ -121,12 +121,20 @@ impl LocalStore {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent across a panic elsewhere: every update is a few stores.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The next paced slot at or after `start`, or `TooLate` (nothing reserved) when it would
     /// come after the deadline.
-    fn slot_after(&self, state: &mut State, now: Instant, start: Instant, deadline: Option<Instant>) -> Admission {
+    fn slot_after(
+        &self,
+        state: &mut State,
+        now: Instant,
+        start: Instant,
+        deadline: Option<Instant>,
+    ) -> Admission {
         let at = state.next_slot.map_or(start, |s| s.max(start));
         if deadline.is_some_and(|d| d < at) {
             return Admission::TooLate { wait: at - now };
@@ -297,7 +305,13 @@ mod tests {
     fn a_hint_closes_the_gate_and_waiters_get_paced_slots() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(t0, Signal::Throttled { hint: Some(ms(2000)) }, false);
+        s.record(
+            t0,
+            Signal::Throttled {
+                hint: Some(ms(2000)),
+            },
+            false,
+        );
         let slots: Vec<_> = (0..3)
             .map(|_| match s.admit(t0 + ms(10), Ticket::New, None) {
                 Admission::Wait(r) => r,
@@ -308,8 +322,14 @@ mod tests {
         assert_eq!(slots[1].at, t0 + ms(2020));
         assert_eq!(slots[2].at, t0 + ms(2040));
         // At their slots, the reserved requests go; a newcomer then also goes at once.
-        assert_eq!(s.admit(t0 + ms(2000), Ticket::Reserved(slots[0]), None), Admission::Go);
-        assert_eq!(s.admit(t0 + ms(2040), Ticket::Reserved(slots[2]), None), Admission::Go);
+        assert_eq!(
+            s.admit(t0 + ms(2000), Ticket::Reserved(slots[0]), None),
+            Admission::Go
+        );
+        assert_eq!(
+            s.admit(t0 + ms(2040), Ticket::Reserved(slots[2]), None),
+            Admission::Go
+        );
         assert_eq!(s.admit(t0 + ms(2100), Ticket::New, None), Admission::Go);
     }
 
@@ -317,7 +337,13 @@ mod tests {
     fn a_huge_hint_holds_at_most_max_hold() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(t0, Signal::Throttled { hint: Some(Duration::from_secs(86_400)) }, false);
+        s.record(
+            t0,
+            Signal::Throttled {
+                hint: Some(Duration::from_secs(86_400)),
+            },
+            false,
+        );
         assert_eq!(s.closed_until(t0), Some(t0 + Duration::from_secs(120)));
     }
 
@@ -343,9 +369,23 @@ mod tests {
     fn a_reclosed_gate_voids_old_slots() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(t0, Signal::Throttled { hint: Some(ms(100)) }, false);
-        let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else { panic!() };
-        s.record(t0 + ms(50), Signal::Throttled { hint: Some(ms(500)) }, false);
+        s.record(
+            t0,
+            Signal::Throttled {
+                hint: Some(ms(100)),
+            },
+            false,
+        );
+        let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else {
+            panic!()
+        };
+        s.record(
+            t0 + ms(50),
+            Signal::Throttled {
+                hint: Some(ms(500)),
+            },
+            false,
+        );
         match s.admit(slot.at, Ticket::Reserved(slot), None) {
             Admission::Wait(r) => assert!(r.at >= t0 + ms(550)),
             other => panic!("{other:?}"),
@@ -360,20 +400,43 @@ mod tests {
             s.record(t0, Signal::Failing, false);
         }
         assert!(s.breaker_engaged());
-        assert_eq!(s.admit(t0, Ticket::New, None), Admission::Held { recheck: t0 + ms(500) });
+        assert_eq!(
+            s.admit(t0, Ticket::New, None),
+            Admission::Held {
+                recheck: t0 + ms(500)
+            }
+        );
         let t1 = t0 + ms(500);
         assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Probe);
-        assert!(matches!(s.admit(t1, Ticket::New, None), Admission::Held { .. }));
+        assert!(matches!(
+            s.admit(t1, Ticket::New, None),
+            Admission::Held { .. }
+        ));
         // The probe fails: hold longer (doubling), then probe again.
         s.record(t1, Signal::Failing, true);
-        assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Held { recheck: t1 + ms(1000) });
+        assert_eq!(
+            s.admit(t1, Ticket::Held, None),
+            Admission::Held {
+                recheck: t1 + ms(1000)
+            }
+        );
         let t2 = t1 + ms(1000);
         assert_eq!(s.admit(t2, Ticket::New, None), Admission::Probe);
         // The probe succeeds: everyone is woken and released with paced slots.
         assert_eq!(s.record(t2, Signal::Healthy, true), Wake::All);
         assert_eq!(s.admit(t2, Ticket::Held, None), Admission::Go);
-        assert_eq!(s.admit(t2, Ticket::Held, None), Admission::Wait(Reservation { at: t2 + ms(20), epoch: 0 }));
-        assert_eq!(s.admit(t2, Ticket::New, None), Admission::Go, "newcomers are not held");
+        assert_eq!(
+            s.admit(t2, Ticket::Held, None),
+            Admission::Wait(Reservation {
+                at: t2 + ms(20),
+                epoch: 0
+            })
+        );
+        assert_eq!(
+            s.admit(t2, Ticket::New, None),
+            Admission::Go,
+            "newcomers are not held"
+        );
     }
 
     #[test]
@@ -395,9 +458,20 @@ mod tests {
     fn a_slot_past_the_deadline_is_refused_without_being_taken() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(t0, Signal::Throttled { hint: Some(ms(1000)) }, false);
-        assert_eq!(s.admit(t0, Ticket::New, Some(t0 + ms(500))), Admission::TooLate { wait: ms(1000) });
-        let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else { panic!() };
+        s.record(
+            t0,
+            Signal::Throttled {
+                hint: Some(ms(1000)),
+            },
+            false,
+        );
+        assert_eq!(
+            s.admit(t0, Ticket::New, Some(t0 + ms(500))),
+            Admission::TooLate { wait: ms(1000) }
+        );
+        let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else {
+            panic!()
+        };
         assert_eq!(slot.at, t0 + ms(1000), "the refused request took no slot");
     }
 

@@ -51,9 +51,17 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let now = Instant::now();
         let deadline = Deadline::of(&request);
-        match self.shared.store.admit(now, Ticket::New, deadline.map(Deadline::instant)) {
-            Admission::Go => RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), false),
-            Admission::Probe => RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), true),
+        match self
+            .shared
+            .store
+            .admit(now, Ticket::New, deadline.map(Deadline::instant))
+        {
+            Admission::Go => {
+                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), false)
+            }
+            Admission::Probe => {
+                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), true)
+            }
             Admission::TooLate { wait } => {
                 tracing::debug!(target: "tower_reliability", wait_ms = wait.as_millis() as u64, "gate closed past the deadline: failing fast");
                 RateLimitFuture::refused(Error::rate_limited(Some(wait)))

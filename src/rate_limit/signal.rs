@@ -82,39 +82,71 @@ mod tests {
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), http::HeaderValue::from_static(v)))
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    http::HeaderValue::from_static(v),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn reads_statuses_and_hints() {
-        let s = |code, headers: &HeaderMap| Signal::from_response(StatusCode::from_u16(code).unwrap(), headers);
+        let s = |code, headers: &HeaderMap| {
+            Signal::from_response(StatusCode::from_u16(code).unwrap(), headers)
+        };
         assert_eq!(s(200, &h(&[])), Signal::Healthy);
         assert_eq!(s(404, &h(&[])), Signal::Neutral);
         assert_eq!(s(429, &h(&[])), Signal::Throttled { hint: None });
         assert_eq!(
             s(429, &h(&[("retry-after", "3")])),
-            Signal::Throttled { hint: Some(Duration::from_secs(3)) }
+            Signal::Throttled {
+                hint: Some(Duration::from_secs(3))
+            }
         );
         assert_eq!(s(503, &h(&[])), Signal::Failing);
         assert_eq!(
             s(503, &h(&[("retry-after-ms", "1500")])),
-            Signal::Throttled { hint: Some(Duration::from_millis(1500)) }
+            Signal::Throttled {
+                hint: Some(Duration::from_millis(1500))
+            }
         );
         assert_eq!(s(502, &h(&[])), Signal::Failing);
         assert_eq!(
-            s(200, &h(&[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "2s")])),
-            Signal::Exhausted { reset: Duration::from_secs(2) }
+            s(
+                200,
+                &h(&[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "2s")
+                ])
+            ),
+            Signal::Exhausted {
+                reset: Duration::from_secs(2)
+            }
         );
-        assert_eq!(s(200, &h(&[("x-ratelimit-remaining-requests", "0")])), Signal::Healthy);
-        assert_eq!(s(200, &h(&[("x-ratelimit-remaining-requests", "5")])), Signal::Healthy);
+        assert_eq!(
+            s(200, &h(&[("x-ratelimit-remaining-requests", "0")])),
+            Signal::Healthy
+        );
+        assert_eq!(
+            s(200, &h(&[("x-ratelimit-remaining-requests", "5")])),
+            Signal::Healthy
+        );
     }
 
     #[test]
     fn reads_errors() {
-        let refused = Error::from_inner(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let refused =
+            Error::from_inner(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(Signal::from_error(&refused), Signal::Failing);
-        assert_eq!(Signal::from_error(&Error::from_inner("bad input")), Signal::Neutral);
-        assert_eq!(Signal::from_error(&Error::timeout(TimeoutPhase::Attempt)), Signal::Failing);
+        assert_eq!(
+            Signal::from_error(&Error::from_inner("bad input")),
+            Signal::Neutral
+        );
+        assert_eq!(
+            Signal::from_error(&Error::timeout(TimeoutPhase::Attempt)),
+            Signal::Failing
+        );
     }
 }

@@ -71,9 +71,9 @@ where
         }
         if let Some(rest) = this.rest.as_pin_mut() {
             return match ready!(rest.poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    Poll::Ready(Some(Ok(frame.map_data(|mut d| d.copy_to_bytes(d.remaining())))))
-                }
+                Some(Ok(frame)) => Poll::Ready(Some(Ok(
+                    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+                ))),
                 Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
                 None => Poll::Ready(None),
             };
@@ -228,9 +228,12 @@ mod tests {
         ];
         let mut body = StreamBody::new(futures::stream::iter(chunks));
         let mut c = Collector::new(64);
-        let done = std::future::poll_fn(|cx| c.poll_collect(&mut body, cx)).await.unwrap();
+        let done = std::future::poll_fn(|cx| c.poll_collect(&mut body, cx))
+            .await
+            .unwrap();
         assert_eq!(done, Collected::Complete);
-        let replay: ReplayBody<Full<Bytes>> = ReplayBody::buffered(c.take_data(), c.take_trailers());
+        let replay: ReplayBody<Full<Bytes>> =
+            ReplayBody::buffered(c.take_data(), c.take_trailers());
         assert_eq!(replay.size_hint().exact(), Some(11));
         let collected = replay.collect().await.unwrap();
         assert!(collected.trailers().is_some());
@@ -243,21 +246,33 @@ mod tests {
         let ptr = data.as_ptr();
         let mut body = Full::new(data);
         let mut c = Collector::new(1000);
-        assert!(matches!(c.poll_collect(&mut body, &mut noop_cx()), Poll::Ready(Ok(Collected::Complete))));
+        assert!(matches!(
+            c.poll_collect(&mut body, &mut noop_cx()),
+            Poll::Ready(Ok(Collected::Complete))
+        ));
         assert_eq!(c.take_data().unwrap().as_ptr(), ptr, "no copy");
 
         let mut big = Full::new(Bytes::from(vec![1u8; 100]));
         let mut c = Collector::new(10);
-        assert!(matches!(c.poll_collect(&mut big, &mut noop_cx()), Poll::Ready(Ok(Collected::OverCap))));
+        assert!(matches!(
+            c.poll_collect(&mut big, &mut noop_cx()),
+            Poll::Ready(Ok(Collected::OverCap))
+        ));
         assert_eq!(c.len(), 100);
     }
 
     #[tokio::test]
     async fn streaming_replay_body_yields_prefix_then_rest() {
-        let body = ReplayBody::streaming(Some(Bytes::from_static(b"ab")), Full::new(Bytes::from_static(b"cd")));
+        let body = ReplayBody::streaming(
+            Some(Bytes::from_static(b"ab")),
+            Full::new(Bytes::from_static(b"cd")),
+        );
         assert_eq!(body.size_hint().exact(), Some(4));
         assert!(!body.is_end_stream());
-        assert_eq!(body.collect().await.unwrap().to_bytes(), Bytes::from_static(b"abcd"));
+        assert_eq!(
+            body.collect().await.unwrap().to_bytes(),
+            Bytes::from_static(b"abcd")
+        );
         assert!(ReplayBody::<Full<Bytes>>::empty().is_end_stream());
     }
 }

@@ -187,7 +187,10 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("x-should-retry", "false".parse().unwrap());
-        assert!(matches!(ignore.response(StatusCode::BAD_GATEWAY, &h), Verdict::Retry(_)));
+        assert!(matches!(
+            ignore.response(StatusCode::BAD_GATEWAY, &h),
+            Verdict::Retry(_)
+        ));
     }
 
     #[test]
@@ -195,20 +198,29 @@ mod tests {
         let set = StatusSet::EMPTY.with(408).with(999).with(1000).with(42);
         assert!(set.contains(StatusCode::REQUEST_TIMEOUT));
         assert!(set.contains(StatusCode::from_u16(999).unwrap()));
-        assert!(!StatusSet::GUIDE.without(429).contains(StatusCode::TOO_MANY_REQUESTS));
-        assert_eq!(format!("{:?}", StatusSet::GUIDE), "{429, 500, 502, 503, 504}");
+        assert!(!StatusSet::GUIDE
+            .without(429)
+            .contains(StatusCode::TOO_MANY_REQUESTS));
+        assert_eq!(
+            format!("{:?}", StatusSet::GUIDE),
+            "{429, 500, 502, 503, 504}"
+        );
     }
 
     #[test]
     fn errors() {
         let c = Classifier::default();
-        let connect = Error::from_inner(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let connect =
+            Error::from_inner(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let reset = Error::from_inner(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         let other = Error::from_inner("some application error");
         assert_eq!(c.error(&connect), Some(RetryCause::Connect));
         assert_eq!(c.error(&reset), Some(RetryCause::Transport));
         assert_eq!(c.error(&other), None);
-        assert_eq!(c.error(&Error::timeout(TimeoutPhase::Attempt)), Some(RetryCause::AttemptTimeout));
+        assert_eq!(
+            c.error(&Error::timeout(TimeoutPhase::Attempt)),
+            Some(RetryCause::AttemptTimeout)
+        );
         assert_eq!(c.error(&Error::timeout(TimeoutPhase::Deadline)), None);
         assert_eq!(c.error(&Error::rate_limited(None)), None);
     }

@@ -80,6 +80,8 @@ struct Replay {
 }
 
 /// The last retryable outcome, handed back if the next attempt cannot start.
+// One per retrying request, never per attempt: boxing the head would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Last {
     Response {
         head: response::Parts,
@@ -184,7 +186,9 @@ where
             match this.state.as_mut().project() {
                 StateProj::Buffering => {
                     let Some((_, body, collector)) = this.pending.as_mut() else {
-                        return Poll::Ready(Err(Error::from_inner("retry future polled after completion")));
+                        return Poll::Ready(Err(Error::from_inner(
+                            "retry future polled after completion",
+                        )));
                     };
                     let collected = ready!(collector.poll_collect(body, cx));
                     let Some((parts, body, mut collector)) = this.pending.take() else {
@@ -194,7 +198,10 @@ where
                         Err(e) => return Poll::Ready(Err(Error::from_inner(e))),
                         Ok(Collected::OverCap) => {
                             this.tracker.replay = None;
-                            Request::from_parts(parts, ReplayBody::streaming(collector.take_data(), body))
+                            Request::from_parts(
+                                parts,
+                                ReplayBody::streaming(collector.take_data(), body),
+                            )
                         }
                         Ok(Collected::Complete) => {
                             let replay = Replay {
@@ -236,7 +243,9 @@ where
                     collector,
                 } => {
                     let Some(inner) = body.as_mut() else {
-                        return Poll::Ready(Err(Error::from_inner("retry future polled after completion")));
+                        return Poll::Ready(Err(Error::from_inner(
+                            "retry future polled after completion",
+                        )));
                     };
                     let drained = match collector.poll_collect(inner, cx) {
                         Poll::Ready(Ok(Collected::Complete)) => true,
@@ -259,7 +268,9 @@ where
                     } else {
                         this.tracker.cancel_retry(StopReason::ResponseNotDrainable);
                         let body = ReplayBody::streaming(collector.take_data(), body);
-                        return Poll::Ready(Ok(this.tracker.report(Response::from_parts(head, body))));
+                        return Poll::Ready(Ok(this
+                            .tracker
+                            .report(Response::from_parts(head, body))));
                     }
                 }
                 StateProj::Readying => {
@@ -267,15 +278,17 @@ where
                         return Poll::Ready(Err(Error::from_inner(e)));
                     }
                     let Some(request) = this.tracker.next_request() else {
-                        return Poll::Ready(Err(Error::from_inner("retry without a replayable request")));
+                        return Poll::Ready(Err(Error::from_inner(
+                            "retry without a replayable request",
+                        )));
                     };
                     let future = this.service.call(request);
                     this.state.set(State::Attempting { future });
                 }
                 StateProj::Failed { error } => {
-                    return Poll::Ready(Err(error
-                        .take()
-                        .unwrap_or_else(|| Error::from_inner("retry future polled after completion"))));
+                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                        Error::from_inner("retry future polled after completion")
+                    })));
                 }
             }
         }
@@ -320,16 +333,24 @@ impl Tracker {
     }
 
     /// An attempt failed: the final outcome (`Some`), or `None` to retry.
-    fn on_error<ResB>(&mut self, error: Error) -> Option<Result<Response<ReplayBody<ResB>>, Error>> {
+    fn on_error<ResB>(
+        &mut self,
+        error: Error,
+    ) -> Option<Result<Response<ReplayBody<ResB>>, Error>> {
         if self.attempt > 1 && is_refusal(&error) {
             // The retry never left: its wait could not be made. Hand back what we had.
             tracing::debug!(target: "tower_reliability", attempt = self.attempt, reason = %error, "retry refused before sending");
             self.cancel_retry(StopReason::NextAttemptRefused);
             self.attempt -= 1;
             return Some(match self.last.take() {
-                Some(Last::Response { head, data, trailers }) => {
-                    Ok(self.report(Response::from_parts(head, ReplayBody::buffered(data, trailers))))
-                }
+                Some(Last::Response {
+                    head,
+                    data,
+                    trailers,
+                }) => Ok(self.report(Response::from_parts(
+                    head,
+                    ReplayBody::buffered(data, trailers),
+                ))),
                 Some(Last::Error(previous)) => Err(previous),
                 None => Err(error),
             });
@@ -360,7 +381,10 @@ impl Tracker {
         if self.attempt >= self.config.max_attempts {
             return Err(StopReason::AttemptsExhausted);
         }
-        if self.deadline().is_some_and(|d| d.remaining(Instant::now()).is_zero()) {
+        if self
+            .deadline()
+            .is_some_and(|d| d.remaining(Instant::now()).is_zero())
+        {
             return Err(StopReason::NextAttemptRefused);
         }
         let cost = self.config.budget.cost(cause == RetryCause::AttemptTimeout);
@@ -414,7 +438,10 @@ impl Tracker {
 
     fn report<T>(&self, mut response: Response<T>) -> Response<T> {
         if self.attempt > 1 || self.stopped.is_some() {
-            let waited = self.ctx.as_ref().map_or(Duration::ZERO, RetryContext::total_wait);
+            let waited = self
+                .ctx
+                .as_ref()
+                .map_or(Duration::ZERO, RetryContext::total_wait);
             response.extensions_mut().insert(RetryReport {
                 attempts: self.attempt,
                 waited,

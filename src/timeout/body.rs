@@ -90,6 +90,8 @@ where
 
 impl<B> std::fmt::Debug for TimeoutBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimeoutBody").field("idle", &self.idle).finish()
+        f.debug_struct("TimeoutBody")
+            .field("idle", &self.idle)
+            .finish()
     }
 }

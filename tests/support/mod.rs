@@ -100,7 +100,9 @@ fn full(s: &'static str) -> TestBody {
         .boxed()
 }
 
-fn perform(step: Step) -> Pin<Box<dyn Future<Output = Result<Response<TestBody>, BoxError>> + Send>> {
+fn perform(
+    step: Step,
+) -> Pin<Box<dyn Future<Output = Result<Response<TestBody>, BoxError>> + Send>> {
     Box::pin(async move {
         match step {
             Step::Status(code, body) => Ok(status(code, full(body))),
@@ -111,22 +113,30 @@ fn perform(step: Step) -> Pin<Box<dyn Future<Output = Result<Response<TestBody>,
                 }
                 Ok(response)
             }
-            Step::Fail(kind) => Err(Box::new(std::io::Error::new(kind, "mock failure")) as BoxError),
+            Step::Fail(kind) => {
+                Err(Box::new(std::io::Error::new(kind, "mock failure")) as BoxError)
+            }
             Step::Delay(wait, next) => {
                 tokio::time::sleep(wait).await;
                 perform(*next).await
             }
             Step::Stream(frames, stall) => {
-                let stream = futures::stream::unfold((frames.into_iter(), stall), |(mut it, stall)| async move {
-                    match it.next() {
-                        Some((wait, chunk)) => {
-                            tokio::time::sleep(wait).await;
-                            Some((Ok(Frame::data(Bytes::from_static(chunk.as_bytes()))), (it, stall)))
+                let stream = futures::stream::unfold(
+                    (frames.into_iter(), stall),
+                    |(mut it, stall)| async move {
+                        match it.next() {
+                            Some((wait, chunk)) => {
+                                tokio::time::sleep(wait).await;
+                                Some((
+                                    Ok(Frame::data(Bytes::from_static(chunk.as_bytes()))),
+                                    (it, stall),
+                                ))
+                            }
+                            None if stall => std::future::pending().await,
+                            None => None,
                         }
-                        None if stall => std::future::pending().await,
-                        None => None,
-                    }
-                });
+                    },
+                );
                 Ok(status(200, StreamBody::new(stream).boxed()))
             }
         }
@@ -156,14 +166,28 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let state = self.state.clone();
         let at = Instant::now();
-        let attempt = request.extensions().get::<RetryContext>().map(|c| c.attempt());
+        let attempt = request
+            .extensions()
+            .get::<RetryContext>()
+            .map(|c| c.attempt());
         let deadline = Deadline::of(&request);
         let headers = request.headers().clone();
         Box::pin(async move {
-            let body = request.into_body().collect().await.map_err(Into::into)?.to_bytes();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map_err(Into::into)?
+                .to_bytes();
             let step = {
                 let mut state = state.lock().unwrap();
-                state.calls.push(Call { at, body, attempt, deadline, headers });
+                state.calls.push(Call {
+                    at,
+                    body,
+                    attempt,
+                    deadline,
+                    headers,
+                });
                 let otherwise = state.otherwise.clone();
                 state.script.pop_front().unwrap_or(otherwise)
             };
@@ -185,12 +209,21 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    Ok(response.into_body().collect().await.map_err(Into::into)?.to_bytes())
+    Ok(response
+        .into_body()
+        .collect()
+        .await
+        .map_err(Into::into)?
+        .to_bytes())
 }
 
 // ---- A real hyper server on 127.0.0.1 -------------------------------------------------------
 
-pub type Handler = Arc<dyn Fn(usize, Request<Bytes>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(usize, Request<Bytes>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A hyper HTTP/1 server on 127.0.0.1 calling `handler(n, request)` for the n-th request (from
 /// 0). Returns its address and a counter of requests received.
@@ -205,7 +238,9 @@ pub async fn serve(handler: Handler) -> (SocketAddr, Arc<std::sync::atomic::Atom
     let counter = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let handler = handler.clone();
             let seen = seen.clone();
             tokio::spawn(async move {
@@ -214,18 +249,28 @@ pub async fn serve(handler: Handler) -> (SocketAddr, Arc<std::sync::atomic::Atom
                     let n = seen.fetch_add(1, Ordering::SeqCst);
                     async move {
                         let (parts, body) = request.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
                         Ok::<_, Infallible>(handler(n, Request::from_parts(parts, body)).await)
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
     (addr, counter)
 }
 
-pub fn respond(code: u16, headers: &[(&'static str, &str)], body: &'static str) -> Response<TestBody> {
+pub fn respond(
+    code: u16,
+    headers: &[(&'static str, &str)],
+    body: &'static str,
+) -> Response<TestBody> {
     let mut response = status(code, full(body));
     for (name, value) in headers {
         response.headers_mut().append(*name, value.parse().unwrap());
@@ -242,16 +287,20 @@ where
 }
 
 pub fn streaming(frames: Vec<(Duration, &'static str)>, stall: bool) -> Response<TestBody> {
-    let stream = futures::stream::unfold((frames.into_iter(), stall), |(mut it, stall)| async move {
-        match it.next() {
-            Some((wait, chunk)) => {
-                tokio::time::sleep(wait).await;
-                Some((Ok::<_, BoxError>(Frame::data(Bytes::from_static(chunk.as_bytes()))), (it, stall)))
+    let stream =
+        futures::stream::unfold((frames.into_iter(), stall), |(mut it, stall)| async move {
+            match it.next() {
+                Some((wait, chunk)) => {
+                    tokio::time::sleep(wait).await;
+                    Some((
+                        Ok::<_, BoxError>(Frame::data(Bytes::from_static(chunk.as_bytes()))),
+                        (it, stall),
+                    ))
+                }
+                None if stall => std::future::pending().await,
+                None => None,
             }
-            None if stall => std::future::pending().await,
-            None => None,
-        }
-    });
+        });
     status(200, StreamBody::new(stream).boxed())
 }
 

@@ -1,0 +1,188 @@
+//! Configuration of a [`FireworksServer`](super::FireworksServer).
+
+use std::time::Duration;
+
+use super::faults::{Fault, FaultMix};
+
+/// The model every server knows unless configured otherwise.
+pub const DEFAULT_MODEL: &str = "accounts/fireworks/models/llama-v3p1-8b-instruct";
+
+/// The API key every server expects unless configured otherwise.
+pub const DEFAULT_API_KEY: &str = "test-key";
+
+/// How a `429 Too Many Requests` answer tells the client when to come back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HintStyle {
+    /// No `Retry-After` hint at all (the `x-ratelimit-*` headers are still sent).
+    None,
+    /// `Retry-After: <seconds>`, an integer rounded up (never `0`).
+    #[default]
+    RetryAfterSeconds,
+    /// `retry-after-ms: <milliseconds>`, an integer rounded up, as OpenAI sends it.
+    RetryAfterMs,
+    /// `Retry-After: <HTTP-date>`, the moment a request is allowed again, rounded up to a whole
+    /// second.
+    RetryAfterHttpDate,
+}
+
+/// A token-bucket request limit: `burst` requests at once, refilled at `requests_per_second`.
+///
+/// Every chat and `/echo-hash` request that passes authentication takes one token. Without a
+/// token the server answers `429` with a `rate_limit_error` body, the headers
+/// `x-ratelimit-limit-requests` (the burst), `x-ratelimit-remaining-requests` (`0`),
+/// `x-ratelimit-reset-requests` (how long until the bucket is full again, Go-style such as `1s`
+/// or `250ms`), and the hint chosen by [`HintStyle`] (how long until one token is back).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimitConfig {
+    pub(crate) requests_per_second: f64,
+    pub(crate) burst: u32,
+    pub(crate) hint: HintStyle,
+}
+
+impl RateLimitConfig {
+    /// A bucket of `burst` tokens refilled at `requests_per_second` (a rate of zero, negative or
+    /// NaN never refills), with [`HintStyle::RetryAfterSeconds`].
+    pub fn new(requests_per_second: f64, burst: u32) -> Self {
+        Self {
+            requests_per_second,
+            burst,
+            hint: HintStyle::default(),
+        }
+    }
+
+    /// Chooses how `429` answers hint at the wait.
+    pub fn hint(mut self, hint: HintStyle) -> Self {
+        self.hint = hint;
+        self
+    }
+
+    /// The refill rate.
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests_per_second
+    }
+
+    /// The bucket size.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The hint style of `429` answers.
+    pub fn hint_style(&self) -> HintStyle {
+        self.hint
+    }
+}
+
+/// Everything a [`FireworksServer`](super::FireworksServer) is started with.
+///
+/// Built from [`Default`] with builder-style methods:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_reliability::testing::{RateLimitConfig, ServerConfig};
+///
+/// let config = ServerConfig::default()
+///     .api_key("secret")
+///     .tokens_per_completion(4)
+///     .token_interval(Duration::from_millis(1))
+///     .rate_limit(RateLimitConfig::new(10.0, 5));
+/// # let _ = config;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub(crate) api_key: Option<String>,
+    pub(crate) models: Vec<String>,
+    pub(crate) token_interval: Duration,
+    pub(crate) tokens_per_completion: usize,
+    pub(crate) rate_limit: Option<RateLimitConfig>,
+    pub(crate) fault_mix: FaultMix,
+    pub(crate) script: Vec<Fault>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    /// API key `test-key`, the one model [`DEFAULT_MODEL`], 16 tokens per completion streamed
+    /// every 5 ms, no rate limit, no random faults, an empty script, request bodies up to 4 MiB
+    /// and one second of grace on shutdown.
+    fn default() -> Self {
+        Self {
+            api_key: Some(DEFAULT_API_KEY.to_owned()),
+            models: vec![DEFAULT_MODEL.to_owned()],
+            token_interval: Duration::from_millis(5),
+            tokens_per_completion: 16,
+            rate_limit: None,
+            fault_mix: FaultMix::default(),
+            script: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Requires `Authorization: Bearer <key>` on the chat and models endpoints.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Accepts requests without any `Authorization` header.
+    pub fn without_auth(mut self) -> Self {
+        self.api_key = None;
+        self
+    }
+
+    /// Replaces the known models; requests naming any other model get `404`.
+    pub fn models<I>(mut self, models: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The pause between two streamed events.
+    pub fn token_interval(mut self, interval: Duration) -> Self {
+        self.token_interval = interval;
+        self
+    }
+
+    /// How many content tokens a completion has (a request's `max_tokens` may lower it).
+    pub fn tokens_per_completion(mut self, tokens: usize) -> Self {
+        self.tokens_per_completion = tokens;
+        self
+    }
+
+    /// Sets (or, with `None`, removes) the request rate limit.
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimitConfig>>) -> Self {
+        self.rate_limit = limit.into();
+        self
+    }
+
+    /// Random faults drawn for requests that find the script empty.
+    pub fn fault_mix(mut self, mix: FaultMix) -> Self {
+        self.fault_mix = mix;
+        self
+    }
+
+    /// Faults queued before the first request, as with
+    /// [`FireworksServer::push_script`](super::FireworksServer::push_script).
+    pub fn script(mut self, faults: impl IntoIterator<Item = Fault>) -> Self {
+        self.script.extend(faults);
+        self
+    }
+
+    /// The largest request body read; larger ones are answered `413`.
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// How long [`FireworksServer::shutdown`](super::FireworksServer::shutdown) waits for
+    /// in-flight responses before closing their connections.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}

@@ -1,0 +1,101 @@
+//! An in-process, Fireworks-compatible HTTP server that fails on demand.
+//!
+//! The layers of this crate exist to survive what real LLM APIs do under load: `429`s with
+//! (or without, or with nonsense) `Retry-After` hints, `503 Service Overloaded`, gateways
+//! timing out, connections reset before or in the middle of a response, streams that go
+//! silent. Those are hard to provoke against the real service and impossible to provoke
+//! *reproducibly*. [`FireworksServer`] speaks enough of the Fireworks (OpenAI-compatible)
+//! inference API for a real HTTP client to talk to it, and lets a test decide exactly what
+//! goes wrong and then count exactly what reached the server.
+//!
+//! # What it serves
+//!
+//! * `POST /inference/v1/chat/completions` — needs `Authorization: Bearer <key>` (`401`
+//!   otherwise), a JSON body (`400` if it is not JSON) with a string `model` and an array of
+//!   message objects `messages` (`422` if missing or ill-typed), and a known model (`404`
+//!   otherwise). It answers a `chat.completion` JSON document, or with `"stream": true`
+//!   `text/event-stream` events: one `chat.completion.chunk` per token, one final chunk with
+//!   `finish_reason` and `usage`, then `data: [DONE]`; each event after the first is sent one
+//!   token interval after the previous. `max_tokens` lowers the number of tokens.
+//! * `GET /inference/v1/models` — the configured models in OpenAI's list shape.
+//! * `POST /echo-hash` — `{"len": N, "hash": "<hex>"}` of the request body (see
+//!   [`body_hash`]), so a test can prove that a retried request carried identical bytes. It
+//!   needs no API key but honours faults and the rate limit like the chat endpoint.
+//!
+//! Every error is shaped like Fireworks':
+//! `{"error":{"object":"error","type":"…","message":"…","code":…}}`.
+//!
+//! # What goes wrong
+//!
+//! * a **script** of [`Fault`]s, first in first out, one per chat or `/echo-hash` request
+//!   ([`FireworksServer::push_script`]);
+//! * when the script is empty, a seedable random [`FaultMix`] of `500`/`502`/`503`/`504` and
+//!   connection resets;
+//! * a token-bucket **rate limit** answering `429` with `x-ratelimit-*` headers and the
+//!   `Retry-After` style of your choice ([`RateLimitConfig`], [`HintStyle`]);
+//! * an **outage**: every request answers one status until cleared
+//!   ([`FireworksServer::set_outage`]).
+//!
+//! [`FireworksServer::stats`] then tells how many requests, connections, statuses, resets and
+//! stalls the server saw, counted when they happen rather than when a client notices.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower_reliability::testing::{Fault, FireworksServer, ServerConfig};
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let server = FireworksServer::start(ServerConfig::default()).await?;
+//!     // The first request is refused as overloaded, the next one is served.
+//!     server.push_script([Fault::Status(503)]);
+//!
+//!     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//!     let body = r#"{"model":"accounts/fireworks/models/llama-v3p1-8b-instruct",
+//!                    "messages":[{"role":"user","content":"Hi"}]}"#;
+//!     let mut statuses = Vec::new();
+//!     for _ in 0..2 {
+//!         let request = http::Request::post(server.chat_url())
+//!             .header("authorization", "Bearer test-key")
+//!             .header("content-type", "application/json")
+//!             .body(Full::new(Bytes::from(body)))?;
+//!         let response = client.request(request).await?;
+//!         statuses.push(response.status().as_u16());
+//!         response.into_body().collect().await?;
+//!     }
+//!
+//!     assert_eq!(statuses, [503, 200]);
+//!     let stats = server.stats();
+//!     assert_eq!((stats.requests, stats.count(503), stats.count(200)), (2, 1, 1));
+//!     server.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+
+mod answer;
+mod body;
+mod chat;
+mod completion;
+mod config;
+mod conn;
+mod echo;
+mod errors;
+mod faults;
+mod models;
+mod pipeline;
+mod rate_limit;
+mod routes;
+mod server;
+mod sse;
+mod state;
+mod stats;
+
+pub use config::{HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY, DEFAULT_MODEL};
+pub use echo::body_hash;
+pub use faults::{Fault, FaultMix};
+pub use server::FireworksServer;
+pub use stats::Stats;
