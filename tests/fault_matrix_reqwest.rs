@@ -1,0 +1,1 @@
+//! Placeholder: the fault matrix is being written.
