@@ -1,0 +1,411 @@
+//! The rig of the fault matrix: a `FireworksServer`, a real HTTP client (hyper-util's or
+//! reqwest's) wrapped in the Fireworks preset, a log of the attempts the client really made,
+//! and the helpers every row uses. The rows themselves are in [`rows`], so the hyper-util and
+//! reqwest files run the very same assertions.
+#![allow(dead_code)]
+
+pub mod reqwest_adapter;
+pub mod rows;
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::{pin, Pin},
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use serde_json::{json, Value};
+use tower::{util::BoxCloneSyncService, Layer, Service, ServiceExt};
+use tower_reliability::{
+    backoff::Jitter,
+    fireworks::{self, FireworksLayer, FireworksService},
+    retry::ReplayBody,
+    testing::{FireworksServer, ServerConfig, Stats, DEFAULT_API_KEY, DEFAULT_MODEL},
+    BoxError, Error, JitteredBackoff, TimeoutByWorkload, TimeoutProfile, Workload,
+};
+
+/// The total deadline of most rows: every attempt and wait until the response head.
+pub const TOTAL: Duration = Duration::from_secs(4);
+/// The idle-read timeout of most rows: the longest silence allowed inside a response body.
+pub const IDLE: Duration = Duration::from_millis(300);
+
+/// Every request body of the matrix (a `Full` or a slow stream), boxed so one client type
+/// serves every row.
+pub type ReqBody = BoxBody<Bytes, BoxError>;
+/// The client's response body, boxed the same way.
+pub type ResBody = BoxBody<Bytes, BoxError>;
+/// The real client under test, behind one type: hyper-util's or reqwest's, with the attempt log.
+pub type Inner = BoxCloneSyncService<Request<ReplayBody<ReqBody>>, Response<ResBody>, BoxError>;
+/// The preset around the client.
+pub type Stack = FireworksService<Inner>;
+/// What a caller gets back from the preset.
+pub type Reply = Response<fireworks::ResponseBody<ResBody>>;
+
+/// Which real HTTP client carries the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `hyper_util::client::legacy::Client<HttpConnector, ReplayBody<_>>`.
+    Hyper,
+    /// `reqwest::Client` behind [`reqwest_adapter::ReqwestService`].
+    Reqwest,
+}
+
+impl Transport {
+    /// A fresh client (its own connection pool) that logs every attempt into `log`.
+    pub fn client(self, log: AttemptLog) -> Inner {
+        match self {
+            Transport::Hyper => {
+                let client: Client<HttpConnector, ReplayBody<ReqBody>> =
+                    Client::builder(TokioExecutor::new()).build_http();
+                erase(client, log)
+            }
+            Transport::Reqwest => {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .expect("a reqwest client");
+                erase(reqwest_adapter::ReqwestService::new(client), log)
+            }
+        }
+    }
+}
+
+/// Boxes a client's body and error types (nothing else changes: errors keep their source
+/// chain, bodies their frames) and logs its attempts.
+fn erase<S, B>(client: S, log: AttemptLog) -> Inner
+where
+    S: Service<Request<ReplayBody<ReqBody>>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let client =
+        ServiceExt::<Request<ReplayBody<ReqBody>>>::map_response(client, |r: Response<B>| {
+            r.map(|b| b.map_err(Into::into).boxed())
+        });
+    let client = ServiceExt::<Request<ReplayBody<ReqBody>>>::map_err(client, Into::into);
+    BoxCloneSyncService::new(Recorder { inner: client, log })
+}
+
+/// What the client really did, recorded just before and just after the inner client: one
+/// entry per attempt that left the preset.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptLog {
+    inner: Arc<Mutex<LogState>>,
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    sent: Vec<Instant>,
+    answered: Vec<(Instant, u16)>,
+}
+
+impl AttemptLog {
+    /// When each attempt was handed to the client, in order.
+    pub fn sent(&self) -> Vec<Instant> {
+        self.inner.lock().unwrap().sent.clone()
+    }
+
+    /// How many attempts were handed to the client.
+    pub fn attempts(&self) -> usize {
+        self.inner.lock().unwrap().sent.len()
+    }
+
+    /// When each response head arrived, with its status, in order of arrival.
+    pub fn answered(&self) -> Vec<(Instant, u16)> {
+        self.inner.lock().unwrap().answered.clone()
+    }
+
+    /// The time between attempt `i` and attempt `i + 1` (0-based).
+    pub fn gap(&self, i: usize) -> Duration {
+        let sent = self.sent();
+        sent[i + 1] - sent[i]
+    }
+}
+
+/// Logs each attempt (and each response head) around the real client.
+#[derive(Debug, Clone)]
+pub struct Recorder<S> {
+    inner: S,
+    log: AttemptLog,
+}
+
+impl<S, R, ResB> Service<R> for Recorder<S>
+where
+    S: Service<R, Response = Response<ResB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.log.inner.lock().unwrap().sent.push(Instant::now());
+        let future = self.inner.call(request);
+        let log = self.log.clone();
+        Box::pin(async move {
+            let result = future.await;
+            if let Ok(response) = &result {
+                let status = response.status().as_u16();
+                log.inner
+                    .lock()
+                    .unwrap()
+                    .answered
+                    .push((Instant::now(), status));
+            }
+            result
+        })
+    }
+}
+
+/// `JitteredBackoff` with full jitter on a 10 ms base: retries without a server hint are quick.
+pub fn fast_backoff() -> JitteredBackoff {
+    JitteredBackoff::default()
+        .jitter(Jitter::Full)
+        .base(Duration::from_millis(10))
+}
+
+/// Interactive timeouts with this total deadline and idle-read timeout.
+pub fn timeouts(total: Duration, idle: Duration) -> TimeoutByWorkload {
+    TimeoutByWorkload::new(Workload::Interactive).profile(
+        Workload::Interactive,
+        TimeoutProfile::new(total).with_idle_read(idle),
+    )
+}
+
+/// The preset with short timeouts and fast backoff; every other layer as shipped.
+pub fn preset(total: Duration, idle: Duration) -> FireworksLayer {
+    fireworks::layer(Workload::Interactive)
+        .timeouts(timeouts(total, idle))
+        .backoff(fast_backoff())
+}
+
+/// The usual preset of the matrix: [`TOTAL`], [`IDLE`], fast backoff.
+pub fn default_preset() -> FireworksLayer {
+    preset(TOTAL, IDLE)
+}
+
+/// A server with short completions: 5 tokens, 1 ms apart.
+pub fn fast_server() -> ServerConfig {
+    ServerConfig::default()
+        .tokens_per_completion(5)
+        .token_interval(Duration::from_millis(1))
+}
+
+/// One server, one client, one preset around it.
+pub struct Rig {
+    pub server: FireworksServer,
+    pub svc: Stack,
+    pub log: AttemptLog,
+    /// The total deadline of the preset's default workload.
+    pub total: Duration,
+}
+
+impl Rig {
+    /// Starts a server with `config` and wraps a fresh `transport` client in `layer`.
+    pub async fn start(transport: Transport, config: ServerConfig, layer: FireworksLayer) -> Rig {
+        let server = FireworksServer::start(config).await.expect("server starts");
+        let log = AttemptLog::default();
+        let total = layer
+            .timeouts_layer()
+            .profile_of(Workload::Interactive)
+            .total;
+        let svc = layer.layer(transport.client(log.clone()));
+        Rig {
+            server,
+            svc,
+            log,
+            total,
+        }
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Stats {
+        self.server.stats()
+    }
+
+    /// Sends one logical request through the preset; returns the outcome and how long it took.
+    pub async fn send(&mut self, request: Request<ReqBody>) -> (Result<Reply, Error>, Duration) {
+        send(&mut self.svc, request).await
+    }
+
+    /// A chat request with the right key and a valid body.
+    pub fn chat(&self, stream: bool) -> Request<ReqBody> {
+        chat_request(&self.server.chat_url(), DEFAULT_API_KEY, chat_json(stream))
+    }
+}
+
+/// Sends one logical request through `svc`, timing it.
+pub async fn send(svc: &mut Stack, request: Request<ReqBody>) -> (Result<Reply, Error>, Duration) {
+    let start = Instant::now();
+    let result = match svc.ready().await {
+        Ok(svc) => svc.call(request).await,
+        Err(e) => Err(e),
+    };
+    (result, start.elapsed())
+}
+
+/// A valid chat completion request body.
+pub fn chat_json(stream: bool) -> String {
+    json!({
+        "model": DEFAULT_MODEL,
+        "messages": [{ "role": "user", "content": "Say hello to the fault matrix" }],
+        "stream": stream,
+    })
+    .to_string()
+}
+
+/// `POST url` with `Authorization: Bearer key` and a JSON body.
+pub fn chat_request(url: &str, key: &str, body: impl Into<Bytes>) -> Request<ReqBody> {
+    Request::post(url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(full(body))
+        .expect("a valid request")
+}
+
+/// `POST url` with this body (for `/echo-hash`).
+pub fn post(url: &str, body: ReqBody) -> Request<ReqBody> {
+    Request::post(url)
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .expect("a valid request")
+}
+
+/// A body of these bytes, in one frame.
+pub fn full(bytes: impl Into<Bytes>) -> ReqBody {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// A body streamed chunk by chunk, each chunk after `gap` (so it is not ready when the
+/// request is made, and must be read in the background before the first attempt).
+pub fn slow_chunks(chunks: Vec<Bytes>, gap: Duration) -> ReqBody {
+    let stream = futures::stream::unfold(chunks.into_iter(), move |mut rest| async move {
+        let chunk = rest.next()?;
+        tokio::time::sleep(gap).await;
+        Some((Ok::<_, BoxError>(Frame::data(chunk)), rest))
+    });
+    StreamBody::new(stream).boxed()
+}
+
+/// `n` bytes of a pattern that never repeats on a short period (so a reordered or dropped
+/// chunk changes the hash).
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 7)) as u8)
+        .collect()
+}
+
+/// How reading a response body ended.
+#[derive(Debug)]
+pub struct BodyRead {
+    pub bytes: Vec<u8>,
+    /// The error the body failed with, if it did.
+    pub error: Option<Error>,
+    /// When the last data frame arrived.
+    pub last_data: Option<Instant>,
+    /// When the body ended or failed.
+    pub ended: Instant,
+}
+
+impl BodyRead {
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.bytes))
+        })
+    }
+
+    /// The `data:` payloads of a server-sent-event body.
+    pub fn events(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.bytes)
+            .split("\n\n")
+            .filter(|event| !event.is_empty())
+            .map(|event| event.strip_prefix("data: ").unwrap_or(event).to_owned())
+            .collect()
+    }
+}
+
+/// Reads a body frame by frame until it ends or fails.
+pub async fn read_body<B>(body: B) -> BodyRead
+where
+    B: Body<Data = Bytes, Error = Error>,
+{
+    let mut body = pin!(body);
+    let mut bytes = Vec::new();
+    let mut last_data = None;
+    loop {
+        match body.frame().await {
+            None => {
+                return BodyRead {
+                    bytes,
+                    error: None,
+                    last_data,
+                    ended: Instant::now(),
+                }
+            }
+            Some(Err(error)) => {
+                return BodyRead {
+                    bytes,
+                    error: Some(error),
+                    last_data,
+                    ended: Instant::now(),
+                }
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                    last_data = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// Reads a reply's body (boxed as a `Send` future where it is made, as [`send`]).
+pub fn read_reply(reply: Reply) -> BoxFuture<'static, BodyRead> {
+    Box::pin(read_body(reply.into_body()))
+}
+
+/// An address on 127.0.0.1 where nothing listens: bound, read, closed.
+pub fn dead_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+/// The largest number of instants in any window of `width` (the instants need not be sorted).
+pub fn max_in_window(times: &[Instant], width: Duration) -> usize {
+    let mut times = times.to_vec();
+    times.sort();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= width {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}

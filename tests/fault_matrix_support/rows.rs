@@ -1,0 +1,522 @@
+//! The rows of the fault matrix, written once against [`Transport`] and run by both files.
+//!
+//! Every row asserts (a) the outcome the caller sees, (b) the exact number of requests the
+//! server received, and (c) that the call ended within its configured deadline.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tower_reliability::{
+    testing::{body_hash, Fault, DEFAULT_API_KEY, DEFAULT_MODEL},
+    timeout::AttemptTimeout,
+    ErrorKind, RetryOnStatus, RetryReport, StopReason, TimeoutPhase,
+};
+
+use super::{
+    chat_request, dead_address, default_preset, fast_server, full, pattern, post, preset,
+    read_body, slow_chunks, Reply, Rig, Transport, IDLE,
+};
+
+/// (c): the call ended before its deadline.
+#[track_caller]
+fn assert_within(elapsed: Duration, deadline: Duration) {
+    assert!(
+        elapsed < deadline,
+        "the call took {elapsed:?}, past its deadline of {deadline:?}"
+    );
+}
+
+fn report(reply: &Reply) -> Option<RetryReport> {
+    reply.extensions().get::<RetryReport>().copied()
+}
+
+fn header(name: &str, value: &str) -> (String, String) {
+    (name.to_owned(), value.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 1: 429 and its hints.
+// ---------------------------------------------------------------------------------------------
+
+/// A 429 carrying `headers` is retried once, after a wait in `[min_gap, max_gap)`, and the
+/// retry succeeds.
+pub async fn hinted_429_is_retried_after(
+    transport: Transport,
+    headers: Vec<(String, String)>,
+    min_gap: Duration,
+    max_gap: Duration,
+) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    rig.server
+        .push_script([Fault::StatusWithHeaders(429, headers.clone())]);
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let reply = result.expect("the retry succeeds");
+    assert_eq!(reply.status(), 200, "{headers:?}");
+    assert_eq!(report(&reply).map(|r| r.attempts), Some(2));
+    let body = read_body(reply.into_body()).await;
+    assert_eq!(body.json()["object"], "chat.completion");
+
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 2, "{headers:?}");
+    assert_eq!((stats.count(429), stats.count(200)), (1, 1));
+    assert_eq!(rig.log.attempts(), 2);
+    let gap = rig.log.gap(0);
+    assert!(
+        gap >= min_gap && gap < max_gap,
+        "{headers:?}: waited {gap:?}, expected [{min_gap:?}, {max_gap:?})"
+    );
+    assert_within(elapsed, rig.total);
+}
+
+/// `Retry-After: 1`: the retry waits at least the second the server asked for.
+pub async fn retry_after_seconds(transport: Transport) {
+    hinted_429_is_retried_after(
+        transport,
+        vec![header("retry-after", "1")],
+        Duration::from_secs(1),
+        Duration::from_millis(1500),
+    )
+    .await;
+}
+
+/// `Retry-After: <HTTP-date>` two seconds ahead (whole seconds, so 1 to 2 s away): the retry
+/// waits until that date.
+pub async fn retry_after_http_date(transport: Transport) {
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+    // The date is truncated to the second: it is more than 1 s and at most 2 s away. Allow a
+    // few ms for the wall clock and the monotonic clock being read at different moments.
+    hinted_429_is_retried_after(
+        transport,
+        vec![header("retry-after", &date)],
+        Duration::from_millis(990),
+        Duration::from_millis(2500),
+    )
+    .await;
+}
+
+/// `retry-after-ms: 300`: the retry waits at least 300 ms, and not for seconds.
+pub async fn retry_after_ms(transport: Transport) {
+    hinted_429_is_retried_after(
+        transport,
+        vec![header("retry-after-ms", "300")],
+        Duration::from_millis(300),
+        Duration::from_millis(900),
+    )
+    .await;
+}
+
+/// No hint at all: the shared gate closes for its own no-hint backoff (100 ms at first), then
+/// the retry goes; nothing waits for seconds.
+pub async fn no_hint(transport: Transport) {
+    hinted_429_is_retried_after(
+        transport,
+        vec![],
+        Duration::from_millis(100),
+        Duration::from_millis(900),
+    )
+    .await;
+}
+
+/// Hints that are not a number of seconds, milliseconds or an HTTP-date are ignored: each 429
+/// is handled as if it had no hint (the gate's 100 ms), retried once, and succeeds.
+pub async fn garbage_hints(transport: Transport) {
+    let garbage = [
+        header("retry-after", "soon"),
+        header("retry-after", "-1"),
+        header("retry-after", "1e3"),
+        header("retry-after", "Thu, 99 Foo 2024 99:99:99 GMT"),
+        header("retry-after-ms", "NaN"),
+        header("retry-after-ms", "-250"),
+    ];
+    for hint in garbage {
+        hinted_429_is_retried_after(
+            transport,
+            vec![hint],
+            Duration::from_millis(100),
+            Duration::from_millis(900),
+        )
+        .await;
+    }
+}
+
+/// A hint above `max_server_wait` (one day, against the preset's 120 s): the 429 is handed
+/// back at once, status and body intact, with `NextAttemptRefused`; the server sees one
+/// request. The gate then stays closed, so the next call fails locally and fast.
+pub async fn huge_hint(transport: Transport) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    rig.server.push_script([Fault::StatusWithHeaders(
+        429,
+        vec![header("retry-after", "86400")],
+    )]);
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let reply = result.expect("the 429 itself comes back");
+    assert_eq!(reply.status(), 429);
+    assert_eq!(
+        report(&reply),
+        Some(RetryReport {
+            attempts: 1,
+            waited: Duration::ZERO,
+            stopped: Some(StopReason::NextAttemptRefused),
+        })
+    );
+    assert_eq!(reply.headers()["retry-after"], "86400");
+    let body = read_body(reply.into_body()).await;
+    assert_eq!(body.json()["error"]["type"], "rate_limit_error");
+    assert_eq!(rig.stats().requests, 1);
+    assert_eq!(rig.log.attempts(), 1);
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "not waited for: {elapsed:?}"
+    );
+
+    // The whole client now holds back: the next request never leaves.
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let err = result.expect_err("refused locally");
+    match err.kind() {
+        ErrorKind::RateLimited {
+            retry_after: Some(wait),
+        } => assert!(wait > Duration::from_secs(100), "held for {wait:?}"),
+        other => panic!("expected RateLimited with a wait, got {other:?}"),
+    }
+    assert_eq!(err.reached_server(), Some(false));
+    assert_eq!(rig.stats().requests, 1);
+    assert_eq!(rig.log.attempts(), 1);
+    assert!(
+        elapsed < Duration::from_millis(100),
+        "failed fast: {elapsed:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 2: 5xx are retried, the request's own faults never are.
+// ---------------------------------------------------------------------------------------------
+
+/// Three 503s in a row, then success: retried through. The third trips the gate's circuit
+/// breaker, so the fourth attempt goes out as its probe, no sooner than 500 ms later.
+pub async fn burst_of_503s(transport: Transport) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    rig.server
+        .push_script([Fault::Status(503), Fault::Status(503), Fault::Status(503)]);
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let reply = result.expect("recovered");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(report(&reply).map(|r| r.attempts), Some(4));
+    assert_eq!(
+        read_body(reply.into_body()).await.json()["object"],
+        "chat.completion"
+    );
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 4);
+    assert_eq!((stats.count(503), stats.count(200)), (3, 1));
+    assert_eq!(rig.log.attempts(), 4);
+    assert!(
+        rig.log.gap(2) >= Duration::from_millis(500),
+        "the probe waited for the breaker: {:?}",
+        rig.log.gap(2)
+    );
+    assert_within(elapsed, rig.total);
+}
+
+/// One `status` (500, 502 or 504), then success: retried once.
+pub async fn server_error_is_retried(transport: Transport, status: u16) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    rig.server.push_script([Fault::Status(status)]);
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let reply = result.expect("recovered");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(report(&reply).map(|r| r.attempts), Some(2));
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 2, "{status}");
+    assert_eq!((stats.count(status), stats.count(200)), (1, 1));
+    assert_eq!(rig.log.attempts(), 2);
+    assert_within(elapsed, rig.total);
+}
+
+/// How a chat request can be the caller's own fault.
+#[derive(Debug, Clone, Copy)]
+pub enum BadRequest {
+    /// 401: a wrong API key.
+    WrongKey,
+    /// 400: a body that is not JSON.
+    MalformedJson,
+    /// 404: a model the server does not serve.
+    UnknownModel,
+    /// 422: JSON without the required `messages`.
+    MissingField,
+}
+
+/// The server's real validation refuses the request; it is handed back as is, never retried.
+pub async fn client_error_is_not_retried(transport: Transport, bad: BadRequest) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    let url = rig.server.chat_url();
+    let (request, status, error_type) = match bad {
+        BadRequest::WrongKey => (
+            chat_request(&url, "not-the-key", super::chat_json(false)),
+            401,
+            "authentication_error",
+        ),
+        BadRequest::MalformedJson => (
+            chat_request(&url, DEFAULT_API_KEY, r#"{"model": "#),
+            400,
+            "invalid_request_error",
+        ),
+        BadRequest::UnknownModel => (
+            chat_request(
+                &url,
+                DEFAULT_API_KEY,
+                serde_json::json!({
+                    "model": "accounts/fireworks/models/no-such-model",
+                    "messages": [{ "role": "user", "content": "Hi" }],
+                })
+                .to_string(),
+            ),
+            404,
+            "not_found_error",
+        ),
+        BadRequest::MissingField => (
+            chat_request(
+                &url,
+                DEFAULT_API_KEY,
+                serde_json::json!({ "model": DEFAULT_MODEL }).to_string(),
+            ),
+            422,
+            "invalid_request_error",
+        ),
+    };
+    let (result, elapsed) = rig.send(request).await;
+    let reply = result.expect("a response");
+    assert_eq!(reply.status(), status, "{bad:?}");
+    assert_eq!(report(&reply), None, "{bad:?}: no retry, nothing stopped");
+    let body = read_body(reply.into_body()).await;
+    assert_eq!(body.json()["error"]["type"], error_type, "{bad:?}");
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 1, "{bad:?}");
+    assert_eq!(stats.count(status), 1);
+    assert_eq!(rig.log.attempts(), 1);
+    assert_within(elapsed, rig.total);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 3: connections and streams that break.
+// ---------------------------------------------------------------------------------------------
+
+/// Nothing listens: every attempt is refused. The error is `Connect`, it never reached the
+/// server, and it was retried up to the attempt cap (5) within the deadline.
+pub async fn connection_refused(transport: Transport) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    let url = format!("http://{}/inference/v1/chat/completions", dead_address());
+    let request = chat_request(&url, DEFAULT_API_KEY, super::chat_json(false));
+    let (result, elapsed) = rig.send(request).await;
+    let err = result.expect_err("nothing listens");
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err:?}");
+    assert_eq!(err.reached_server(), Some(false));
+    assert_eq!(rig.log.attempts(), 5, "retried up to the cap");
+    assert!(rig.log.answered().is_empty());
+    assert_eq!(rig.stats().requests, 0);
+    assert_within(elapsed, rig.total);
+}
+
+/// The connection is reset before any response: retried on a new connection, which succeeds.
+pub async fn reset_before_headers(transport: Transport) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    rig.server.push_script([Fault::ResetBeforeResponse]);
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let reply = result.expect("recovered");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(report(&reply).map(|r| r.attempts), Some(2));
+    assert_eq!(
+        read_body(reply.into_body()).await.json()["object"],
+        "chat.completion"
+    );
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 2);
+    assert_eq!(stats.connections_reset, 1);
+    assert_eq!(stats.connections_accepted, 2);
+    assert_eq!(stats.count(200), 1);
+    assert_eq!(rig.log.attempts(), 2);
+    assert_within(elapsed, rig.total);
+}
+
+/// The connection closes after the head and two events: the caller has the head (200) and
+/// the two events, then a body error (not a timeout); nothing is retried.
+pub async fn reset_mid_body(transport: Transport) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    rig.server.push_script([Fault::ResetMidBody(2)]);
+    let (result, elapsed) = rig.send(rig.chat(true)).await;
+    let reply = result.expect("the head arrived");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(report(&reply), None);
+    let body = read_body(reply.into_body()).await;
+    let err = body.error.as_ref().expect("a truncated body fails");
+    assert_eq!(err.kind(), ErrorKind::Inner, "{err:?}");
+    let events = body.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events.iter().all(|e| e.contains("chat.completion.chunk")));
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 1);
+    assert_eq!(stats.connections_reset, 1);
+    assert_eq!(rig.log.attempts(), 1);
+    assert_within(elapsed, rig.total);
+}
+
+/// Headers that take 10 s, with a 300 ms per-attempt limit: the attempt is cut at 300 ms and
+/// retried, and the retry succeeds, long before the slow answer would have come.
+pub async fn slow_headers_cut_per_attempt(transport: Transport) {
+    let layer = default_preset().attempt_timeout(AttemptTimeout::fixed(Duration::from_millis(300)));
+    let mut rig = Rig::start(transport, fast_server(), layer).await;
+    rig.server
+        .push_script([Fault::DelayHeaders(Duration::from_secs(10))]);
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let reply = result.expect("recovered");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(report(&reply).map(|r| r.attempts), Some(2));
+    assert_eq!(rig.stats().requests, 2);
+    assert_eq!(rig.log.attempts(), 2);
+    let gap = rig.log.gap(0);
+    assert!(
+        gap >= Duration::from_millis(300) && gap < Duration::from_secs(2),
+        "cut after {gap:?}"
+    );
+    assert_within(elapsed, rig.total);
+}
+
+/// Headers that take 10 s with no per-attempt limit: the total deadline (1 s) ends the call
+/// with `Timeout(Deadline)`, on time, after the one request.
+pub async fn slow_headers_hit_the_deadline(transport: Transport) {
+    let total = Duration::from_secs(1);
+    let mut rig = Rig::start(transport, fast_server(), preset(total, IDLE)).await;
+    rig.server
+        .push_script([Fault::DelayHeaders(Duration::from_secs(10))]);
+    let (result, elapsed) = rig.send(rig.chat(false)).await;
+    let err = result.expect_err("cut by the deadline");
+    assert_eq!(err.kind(), ErrorKind::Timeout(TimeoutPhase::Deadline));
+    assert_eq!(err.reached_server(), None, "it may have");
+    assert_eq!(rig.stats().requests, 1);
+    assert_eq!(rig.log.attempts(), 1);
+    assert!(elapsed >= total, "not before the deadline: {elapsed:?}");
+    assert_within(elapsed, total + Duration::from_millis(500));
+}
+
+/// A stream that goes silent after three events: the reader gets the three events, then
+/// `Timeout(BodyIdle)` one idle period after the last; the stream is not retried.
+pub async fn stalled_stream(transport: Transport) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    rig.server.push_script([Fault::StallAfterEvents(3)]);
+    let start = Instant::now();
+    let (result, head_elapsed) = rig.send(rig.chat(true)).await;
+    let reply = result.expect("the head arrived");
+    assert_eq!(reply.status(), 200);
+    assert_within(head_elapsed, rig.total);
+    let body = read_body(reply.into_body()).await;
+    let err = body.error.as_ref().expect("the stall is cut");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Timeout(TimeoutPhase::BodyIdle),
+        "{err:?}"
+    );
+    assert_eq!(body.events().len(), 3, "{:?}", body.events());
+    let silence = body.ended - body.last_data.expect("events arrived");
+    assert!(
+        silence >= IDLE && silence < IDLE * 3,
+        "cut after {silence:?} of silence"
+    );
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 1);
+    assert_eq!(stats.streams_stalled, 1);
+    assert_eq!(rig.log.attempts(), 1);
+    assert_within(body.ended - start, rig.total);
+}
+
+/// A stream of 12 events 100 ms apart (1.1 s, well above the 300 ms idle timeout and the 1 s
+/// deadline): it is never cut, and ends with `data: [DONE]`.
+pub async fn slow_steady_stream(transport: Transport) {
+    let total = Duration::from_secs(1);
+    let config = fast_server().tokens_per_completion(10);
+    let mut rig = Rig::start(transport, config, preset(total, IDLE)).await;
+    let interval = Duration::from_millis(100);
+    rig.server.push_script([Fault::SlowStream(interval)]);
+    let start = Instant::now();
+    let (result, head_elapsed) = rig.send(rig.chat(true)).await;
+    let reply = result.expect("the head arrived");
+    assert_eq!(reply.status(), 200);
+    assert_within(head_elapsed, total);
+    let body = read_body(reply.into_body()).await;
+    assert!(body.error.is_none(), "cut: {:?}", body.error);
+    let events = body.events();
+    assert_eq!(events.len(), 12, "10 tokens, the final chunk, [DONE]");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let streamed = body.ended - start;
+    assert!(
+        streamed >= interval * 11,
+        "the stream took {streamed:?}: longer than the idle timeout and the deadline"
+    );
+    assert_eq!(rig.stats().requests, 1);
+    assert_eq!(rig.log.attempts(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 4: request bodies.
+// ---------------------------------------------------------------------------------------------
+
+/// A 10 KiB body against a 1 KiB replay cap: sent once, as a stream; its 503 is handed back
+/// with `BodyNotReplayable`. Sent again without a fault, the server hashes all 10 KiB intact.
+pub async fn body_over_the_replay_cap(transport: Transport) {
+    let layer = default_preset().retry(RetryOnStatus::default().replay_cap(1024));
+    let mut rig = Rig::start(transport, fast_server(), layer).await;
+    let payload = Bytes::from(pattern(10 * 1024));
+    rig.server.push_script([Fault::Status(503)]);
+    let (result, elapsed) = rig
+        .send(post(&rig.server.echo_url(), full(payload.clone())))
+        .await;
+    let reply = result.expect("the 503 itself");
+    assert_eq!(reply.status(), 503);
+    assert_eq!(
+        report(&reply),
+        Some(RetryReport {
+            attempts: 1,
+            waited: Duration::ZERO,
+            stopped: Some(StopReason::BodyNotReplayable),
+        })
+    );
+    let body = read_body(reply.into_body()).await;
+    assert_eq!(body.json()["error"]["message"], "Service Overloaded");
+    assert_eq!(rig.stats().requests, 1);
+    assert_eq!(rig.log.attempts(), 1);
+    assert_within(elapsed, rig.total);
+
+    let (result, _) = rig
+        .send(post(&rig.server.echo_url(), full(payload.clone())))
+        .await;
+    let reply = result.expect("served");
+    assert_eq!(reply.status(), 200);
+    let echo = read_body(reply.into_body()).await.json();
+    assert_eq!(echo["len"], payload.len());
+    assert_eq!(echo["hash"], body_hash(&payload));
+    assert_eq!(rig.stats().requests, 2);
+}
+
+/// A body streamed in 8 chunks, 15 ms apart (under the cap), answered 503 then 502: every
+/// attempt carries the same bytes, proven by the server's hash of the third.
+pub async fn streamed_body_is_replayed_byte_identical(transport: Transport) {
+    let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
+    let payload = pattern(8 * 1000);
+    let chunks: Vec<Bytes> = payload.chunks(1000).map(Bytes::copy_from_slice).collect();
+    rig.server
+        .push_script([Fault::Status(503), Fault::Status(502)]);
+    let body = slow_chunks(chunks, Duration::from_millis(15));
+    let (result, elapsed) = rig.send(post(&rig.server.echo_url(), body)).await;
+    let reply = result.expect("recovered");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(report(&reply).map(|r| r.attempts), Some(3));
+    let echo = read_body(reply.into_body()).await.json();
+    assert_eq!(echo["len"], payload.len());
+    assert_eq!(echo["hash"], body_hash(&payload));
+    let stats = rig.stats();
+    assert_eq!(stats.requests, 3);
+    assert_eq!(
+        (stats.count(503), stats.count(502), stats.count(200)),
+        (1, 1, 1)
+    );
+    assert_eq!(rig.log.attempts(), 3);
+    assert_within(elapsed, rig.total);
+}
