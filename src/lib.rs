@@ -92,7 +92,7 @@
 //! - `hyper-util` (default): recognise hyper / hyper-util client errors precisely.
 //! - `testing`: [`testing`], an in-process Fireworks-compatible fault-injecting server.
 //!
-//! [Fireworks AI reliability guide]: https://docs.fireworks.ai/guides/reliability
+//! [Fireworks AI reliability guide]: https://docs.fireworks.ai
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

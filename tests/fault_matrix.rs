@@ -179,4 +179,4 @@ macro_rules! scratch_layer {
         }
     };
 }
-// scratch_layer!(scratch_l_attempt, tower_reliability::timeout::AttemptTimeout::fixed(std::time::Duration::from_secs(1)), Full<Bytes>, Full::new(Bytes::new()));
+scratch_layer!(scratch_l_backoff, tower_reliability::JitteredBackoff::default(), Full<Bytes>, Full::new(Bytes::new()));
