@@ -22,7 +22,9 @@ fn stack(
     http::Request<Full<Bytes>>,
     Response = http::Response<tower_reliability::retry::ReplayBody<support::TestBody>>,
     Error = tower_reliability::Error,
-> {
+    Future = impl Send,
+> + Send
+       + 'static {
     ServiceBuilder::new()
         .layer(retry)
         .layer(fast_backoff())
@@ -237,6 +239,29 @@ async fn an_exhausted_budget_reports_why() {
     assert_eq!(
         response.extensions().get::<RetryReport>().unwrap().stopped,
         Some(StopReason::BudgetExhausted)
+    );
+    assert_eq!(mock.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_request_between_reserving_and_sending_a_retry_returns_the_tokens() {
+    let budget = RetryBudget::new(100, 5, 10);
+    // A 503 whose body never ends: the retry is reserved while the body is being set aside.
+    let mock = Mock::always(Step::StreamStatus(
+        503,
+        vec![(Duration::ZERO, "busy")],
+        true,
+    ));
+    let mut svc = stack(RetryOnStatus::default().budget(budget.clone()), &mock);
+    let pending = tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(budget.available(), 95, "the retry's cost is reserved");
+    pending.abort();
+    assert!(pending.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        budget.available(),
+        100,
+        "and given back when the caller goes away"
     );
     assert_eq!(mock.count(), 1);
 }

@@ -70,6 +70,18 @@ struct Tracker {
     ctx: Option<RetryContext>,
     last: Option<Last>,
     stopped: Option<StopReason>,
+    /// A retry's cost is reserved but its request is not handed to the inner service yet.
+    unsent: bool,
+}
+
+impl Drop for Tracker {
+    /// A caller that goes away between reserving a retry and sending it gets the cost back:
+    /// cancellation never leaks budget tokens.
+    fn drop(&mut self) {
+        if self.unsent {
+            self.config.budget.deposit(self.last_cost);
+        }
+    }
 }
 
 /// What every attempt sends again.
@@ -109,6 +121,7 @@ where
                 ctx: None,
                 last: None,
                 stopped: None,
+                unsent: false,
             },
         }
     }
@@ -394,11 +407,13 @@ impl Tracker {
         }
         self.last_cost = cost;
         self.spent += cost;
+        self.unsent = true;
         Ok(())
     }
 
     /// The retry reserved last will not happen: give its cost back.
     fn cancel_retry(&mut self, reason: StopReason) {
+        self.unsent = false;
         self.config.budget.deposit(self.last_cost);
         self.spent -= self.last_cost;
         self.last_cost = 0;
@@ -415,6 +430,7 @@ impl Tracker {
     fn next_request<B>(&mut self) -> Option<Request<ReplayBody<B>>> {
         let request = self.replay.as_ref()?.request(self.ctx.as_ref());
         self.attempt += 1;
+        self.unsent = false;
         Some(request)
     }
 

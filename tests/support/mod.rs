@@ -36,6 +36,8 @@ pub enum Step {
     Delay(Duration, Box<Step>),
     /// 200 with a body of frames, each after its delay; `stall` then never ends the body.
     Stream(Vec<(Duration, &'static str)>, bool),
+    /// Like `Stream`, with another status.
+    StreamStatus(u16, Vec<(Duration, &'static str)>, bool),
 }
 
 impl Step {
@@ -120,7 +122,8 @@ fn perform(
                 tokio::time::sleep(wait).await;
                 perform(*next).await
             }
-            Step::Stream(frames, stall) => {
+            Step::Stream(frames, stall) => perform(Step::StreamStatus(200, frames, stall)).await,
+            Step::StreamStatus(code, frames, stall) => {
                 let stream = futures::stream::unfold(
                     (frames.into_iter(), stall),
                     |(mut it, stall)| async move {
@@ -137,7 +140,7 @@ fn perform(
                         }
                     },
                 );
-                Ok(status(200, StreamBody::new(stream).boxed()))
+                Ok(status(code, StreamBody::new(stream).boxed()))
             }
         }
     })
