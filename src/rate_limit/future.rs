@@ -1,13 +1,16 @@
 use std::{
-    future::{poll_fn, Future},
-    pin::{pin, Pin},
+    future::Future,
+    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 
-use http::{Request, Response};
+use http::Response;
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
+use tokio::{
+    sync::futures::OwnedNotified,
+    time::{Instant, Sleep},
+};
 use tower_service::Service;
 
 use super::{layer::Shared, Admission, Signal, Ticket};
@@ -16,30 +19,56 @@ use crate::{
     error::{BoxError, Error},
 };
 
-type Waiting<ResB> = Pin<Box<dyn Future<Output = Result<Response<ResB>, Error>> + Send>>;
-
 pin_project! {
     /// The response future of [`RateLimitService`](super::RateLimitService).
-    pub struct RateLimitFuture<F, ResB> {
+    ///
+    /// A plain state machine: waiting at the gate allocates nothing, and dropping the future at
+    /// any point releases what it held (a probe turn is handed to the next request).
+    pub struct RateLimitFuture<S, R>
+    where
+        S: Service<R>,
+    {
         #[pin]
-        state: State<F, ResB>,
+        state: State<S, R>,
     }
 }
 
 pin_project! {
     #[project = Proj]
-    enum State<F, ResB> {
-        /// Admitted at once: the inner future, whose outcome teaches the shared state.
-        Sent { #[pin] future: F, outcome: Observer },
-        /// Held at the gate (boxed: only requests that wait pay for it).
-        Waiting { future: Waiting<ResB> },
-        /// Refused before sending.
+    enum State<S, R>
+    where
+        S: Service<R>,
+    {
+        // Admitted: the inner future, whose outcome teaches the shared state.
+        Sent { #[pin] future: S::Future, outcome: Observer },
+        // Held at the gate, with a clone of the service to ready afterwards.
+        Waiting {
+            #[pin] sleep: Sleep,
+            #[pin] notified: Option<OwnedNotified>,
+            wait: Wait,
+            service: Option<S>,
+            request: Option<R>,
+            shared: Arc<Shared>,
+            deadline: Option<Deadline>,
+        },
+        // Admitted after waiting: readying the service.
+        Readying { service: S, request: Option<R>, outcome: Observer },
+        // Refused before sending.
         Refused { error: Option<Error> },
     }
 }
 
-impl<F, ResB> RateLimitFuture<F, ResB> {
-    pub(super) fn sent(future: F, shared: Arc<Shared>, probe: bool) -> Self {
+/// What a waiting request waits for.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// Its paced slot.
+    Slot(super::Reservation),
+    /// A wake-up (a probe reported back) or a recheck time.
+    Held,
+}
+
+impl<S: Service<R>, R> RateLimitFuture<S, R> {
+    pub(super) fn sent(future: S::Future, shared: Arc<Shared>, probe: bool) -> Self {
         RateLimitFuture {
             state: State::Sent {
                 future,
@@ -54,128 +83,138 @@ impl<F, ResB> RateLimitFuture<F, ResB> {
         }
     }
 
-    pub(super) fn waiting<S, B>(
+    /// Waits per `admission` (a `Wait` or `Held`), then sends with `service` (a clone).
+    pub(super) fn waiting(
         service: S,
-        request: Request<B>,
+        request: R,
         shared: Arc<Shared>,
         admission: Admission,
         deadline: Option<Deadline>,
-    ) -> Self
-    where
-        S: Service<Request<B>, Response = Response<ResB>, Future = F> + Send + 'static,
-        F: Future<Output = Result<Response<ResB>, S::Error>> + Send,
-        S::Error: Into<BoxError>,
-        B: Send + 'static,
-        ResB: Send + 'static,
-    {
+    ) -> Self {
+        let now = Instant::now();
+        let (wait, until) = match admission {
+            Admission::Wait(slot) => (Wait::Slot(slot), slot.at),
+            // Held: ask again on the first poll, with the wake-up armed first, so a probe that
+            // reports between `call` and that poll is not missed. (Go, Probe and TooLate are
+            // handled by the service and never get here.)
+            _ => (Wait::Held, now),
+        };
         RateLimitFuture {
             state: State::Waiting {
-                future: Box::pin(wait_then_send(
-                    service, request, shared, admission, deadline,
-                )),
+                sleep: tokio::time::sleep_until(until),
+                notified: None,
+                wait,
+                service: Some(service),
+                request: Some(request),
+                shared,
+                deadline,
             },
         }
     }
 }
 
-impl<F, ResB, E> Future for RateLimitFuture<F, ResB>
+fn cap(at: Instant, deadline: Option<Deadline>) -> Instant {
+    deadline.map_or(at, |d| at.min(d.instant()))
+}
+
+impl<S, R, ResB> Future for RateLimitFuture<S, R>
 where
-    F: Future<Output = Result<Response<ResB>, E>>,
-    E: Into<BoxError>,
+    S: Service<R, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
 {
     type Output = Result<Response<ResB>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            Proj::Sent { future, outcome } => future.poll(cx).map(|r| outcome.observe(r)),
-            Proj::Waiting { future } => future.as_mut().poll(cx),
-            Proj::Refused { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                Error::from_inner("rate-limit future polled after completion")
-            }))),
-        }
-    }
-}
-
-/// Waits at the gate, then sends. Dropping it at any point releases what it held.
-async fn wait_then_send<S, B, ResB>(
-    mut service: S,
-    request: Request<B>,
-    shared: Arc<Shared>,
-    mut admission: Admission,
-    deadline: Option<Deadline>,
-) -> Result<Response<ResB>, Error>
-where
-    S: Service<Request<B>, Response = Response<ResB>>,
-    S::Error: Into<BoxError>,
-{
-    let mut waited_for_gate = false;
-    let probe = loop {
-        let ticket = match admission {
-            Admission::Go => break false,
-            Admission::Probe => break true,
-            Admission::TooLate { wait } => return Err(Error::rate_limited(Some(wait))),
-            Admission::Wait(slot) => {
-                waited_for_gate = true;
-                tokio::time::sleep_until(slot.at).await;
-                Ticket::Reserved(slot)
-            }
-            Admission::Held { recheck } => {
-                waited_for_gate = true;
-                let notified = shared.notify.notified();
-                let mut notified = pin!(notified);
-                notified.as_mut().enable();
-                // Re-ask after enabling the wake-up, so a probe's report cannot be missed.
-                match shared.store.admit(
-                    Instant::now(),
-                    Ticket::Held,
-                    deadline.map(Deadline::instant),
-                ) {
-                    Admission::Held { recheck: again } => {
-                        let until = match deadline {
-                            Some(d) => again.min(recheck).min(d.instant()),
-                            None => again.min(recheck),
-                        };
-                        let sleep = pin!(tokio::time::sleep_until(until));
-                        wake_or_sleep(notified, sleep).await;
-                        if deadline.is_some_and(|d| Instant::now() >= d.instant()) {
-                            return Err(Error::rate_limited(None));
-                        }
-                        Ticket::Held
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                Proj::Sent { future, outcome } => {
+                    return future.poll(cx).map(|r| outcome.observe(r));
+                }
+                Proj::Waiting {
+                    mut sleep,
+                    mut notified,
+                    wait,
+                    service,
+                    request,
+                    shared,
+                    deadline,
+                } => {
+                    let woken = notified
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|n| n.poll(cx).is_ready());
+                    if !woken {
+                        ready!(sleep.as_mut().poll(cx));
                     }
-                    other => {
-                        admission = other;
-                        continue;
+                    let now = Instant::now();
+                    let ticket = match *wait {
+                        Wait::Slot(slot) => Ticket::Reserved(slot),
+                        Wait::Held => {
+                            if deadline.is_some_and(|d| now >= d.instant()) {
+                                return Poll::Ready(Err(Error::rate_limited(None)));
+                            }
+                            Ticket::Held
+                        }
+                    };
+                    // Arm the wake-up before asking, so a probe's report cannot slip between.
+                    notified.set(Some(shared.notify.clone().notified_owned()));
+                    let limit = deadline.map(Deadline::instant);
+                    match shared.store.admit(now, ticket, limit) {
+                        admission @ (Admission::Go | Admission::Probe) => {
+                            let probe = admission == Admission::Probe;
+                            tracing::debug!(target: "tower_reliability", probe, "released by the rate-limit gate");
+                            let outcome = Observer::new(shared.clone(), probe);
+                            let (Some(service), Some(request)) = (service.take(), request.take())
+                            else {
+                                return Poll::Ready(Err(Error::from_inner(
+                                    "rate-limit future polled after completion",
+                                )));
+                            };
+                            state.set(State::Readying {
+                                service,
+                                request: Some(request),
+                                outcome,
+                            });
+                        }
+                        Admission::TooLate { wait } => {
+                            return Poll::Ready(Err(Error::rate_limited(Some(wait))));
+                        }
+                        Admission::Wait(slot) => {
+                            *wait = Wait::Slot(slot);
+                            sleep.as_mut().reset(slot.at);
+                        }
+                        Admission::Held { recheck } => {
+                            *wait = Wait::Held;
+                            sleep.as_mut().reset(cap(recheck, *deadline));
+                        }
                     }
                 }
+                Proj::Readying {
+                    service,
+                    request,
+                    outcome,
+                } => {
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(Err(Error::from_inner(e)));
+                    }
+                    let Some(request) = request.take() else {
+                        return Poll::Ready(Err(Error::from_inner(
+                            "rate-limit future polled after completion",
+                        )));
+                    };
+                    let future = service.call(request);
+                    let outcome = outcome.take();
+                    state.set(State::Sent { future, outcome });
+                }
+                Proj::Refused { error } => {
+                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                        Error::from_inner("rate-limit future polled after completion")
+                    })));
+                }
             }
-        };
-        admission = shared
-            .store
-            .admit(Instant::now(), ticket, deadline.map(Deadline::instant));
-    };
-    if waited_for_gate {
-        tracing::debug!(target: "tower_reliability", probe, "released by the rate-limit gate");
-    }
-    let mut outcome = Observer::new(shared, probe);
-    if let Err(e) = poll_fn(|cx| service.poll_ready(cx)).await {
-        return Err(Error::from_inner(e));
-    }
-    let result = service.call(request).await;
-    outcome.observe(result)
-}
-
-async fn wake_or_sleep(
-    mut notified: Pin<&mut tokio::sync::futures::Notified<'_>>,
-    mut sleep: Pin<&mut tokio::time::Sleep>,
-) {
-    poll_fn(|cx| {
-        if notified.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
         }
-    })
-    .await
+    }
 }
 
 /// Reports an attempt's outcome to the shared state; if dropped first while probing, lets
@@ -191,6 +230,14 @@ impl Observer {
         Observer {
             shared: Some(shared),
             probe,
+        }
+    }
+
+    /// Moves the duty to report out of `self`.
+    fn take(&mut self) -> Observer {
+        Observer {
+            shared: self.shared.take(),
+            probe: self.probe,
         }
     }
 

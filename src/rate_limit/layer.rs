@@ -44,7 +44,7 @@ pub struct RateLimitAware {
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) store: Arc<dyn RateLimitStore>,
-    pub(super) notify: Notify,
+    pub(super) notify: Arc<Notify>,
 }
 
 impl Shared {
@@ -77,7 +77,7 @@ impl RateLimitAware {
         RateLimitAware {
             shared: Arc::new(Shared {
                 store,
-                notify: Notify::new(),
+                notify: Arc::new(Notify::new()),
             }),
         }
     }

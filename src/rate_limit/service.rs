@@ -33,15 +33,12 @@ impl<S> RateLimitService<S> {
 
 impl<S, B, ResB> Service<Request<B>> for RateLimitService<S>
 where
-    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
-    B: Send + 'static,
-    ResB: Send + 'static,
 {
     type Response = Response<ResB>;
     type Error = Error;
-    type Future = RateLimitFuture<S::Future, ResB>;
+    type Future = RateLimitFuture<S, Request<B>>;
 
     /// Only the inner service's readiness: waiting happens in the response future.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
