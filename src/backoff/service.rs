@@ -8,6 +8,7 @@ use super::{BackoffFuture, JitteredBackoff};
 use crate::{
     context::{Deadline, RetryContext},
     error::{BoxError, Error},
+    observe,
 };
 
 /// The service made by [`JitteredBackoff`].
@@ -56,24 +57,13 @@ where
             Deadline::of(&request),
         ) {
             Err(refusal) => {
-                tracing::debug!(
-                    target: "tower_reliability",
-                    attempt = ctx.attempt(),
-                    reason = %refusal,
-                    "backoff refused the retry"
-                );
+                observe::backoff_refused(ctx.attempt(), &refusal);
                 BackoffFuture::refused(refusal)
             }
             Ok(wait) if wait.is_zero() => BackoffFuture::direct(self.inner.call(request)),
             Ok(wait) => {
                 ctx.record_wait(wait);
-                tracing::debug!(
-                    target: "tower_reliability",
-                    attempt = ctx.attempt(),
-                    wait_ms = wait.as_millis() as u64,
-                    server_hint_ms = ctx.server_hint().map(|h| h.as_millis() as u64),
-                    "backing off before retry"
-                );
+                observe::backoff(ctx.attempt(), wait, ctx.server_hint());
                 // Leave the readied service in place (its capacity serves the next call) and
                 // wait with a clone: sleeping must not hold a slot of the inner service.
                 BackoffFuture::waiting(self.inner.clone(), request, now + wait)

@@ -17,6 +17,7 @@ use super::{layer::Shared, Admission, Signal, Ticket};
 use crate::{
     context::Deadline,
     error::{BoxError, Error},
+    observe,
 };
 
 pin_project! {
@@ -50,6 +51,7 @@ pin_project! {
             request: Option<R>,
             shared: Arc<Shared>,
             deadline: Option<Deadline>,
+            since: Instant,
         },
         // Admitted after waiting: readying the service.
         Readying { service: S, request: Option<R>, outcome: Observer },
@@ -108,6 +110,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
                 request: Some(request),
                 shared,
                 deadline,
+                since: now,
             },
         }
     }
@@ -139,6 +142,7 @@ where
                     request,
                     shared,
                     deadline,
+                    since,
                 } => {
                     let woken = notified
                         .as_mut()
@@ -152,6 +156,7 @@ where
                         Wait::Slot(slot) => Ticket::Reserved(slot),
                         Wait::Held => {
                             if deadline.is_some_and(|d| now >= d.instant()) {
+                                observe::gate_refused(None);
                                 return Poll::Ready(Err(Error::rate_limited(None)));
                             }
                             Ticket::Held
@@ -163,7 +168,7 @@ where
                     match shared.store.admit(now, ticket, limit) {
                         admission @ (Admission::Go | Admission::Probe) => {
                             let probe = admission == Admission::Probe;
-                            tracing::debug!(target: "tower_reliability", probe, "released by the rate-limit gate");
+                            observe::gate_released(now.saturating_duration_since(*since), probe);
                             let outcome = Observer::new(shared.clone(), probe);
                             let (Some(service), Some(request)) = (service.take(), request.take())
                             else {
@@ -178,6 +183,7 @@ where
                             });
                         }
                         Admission::TooLate { wait } => {
+                            observe::gate_refused(Some(wait));
                             return Poll::Ready(Err(Error::rate_limited(Some(wait))));
                         }
                         Admission::Wait(slot) => {

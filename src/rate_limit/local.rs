@@ -11,6 +11,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::{Admission, RateLimitStore, Reservation, Signal, Ticket, Wake};
+use crate::observe;
 
 /// The knobs of the in-memory state. Every wait has a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +244,7 @@ impl RateLimitStore for LocalStore {
                         until: now + state.probe_wait,
                     };
                     state.probe_wait = (state.probe_wait * 2).min(cfg.probe_max);
-                    tracing::debug!(target: "tower_reliability", streak = state.failure_streak, "circuit breaker holds new requests");
+                    observe::breaker_tripped(state.failure_streak);
                 }
             }
             Signal::Neutral => {
@@ -255,7 +256,11 @@ impl RateLimitStore for LocalStore {
         }
         match signal {
             Signal::Healthy => state.throttle_streak = 0,
-            Signal::Exhausted { reset } => self.close(&mut state, now + reset.min(cfg.max_hold)),
+            Signal::Exhausted { reset } => {
+                let wait = reset.min(cfg.max_hold);
+                observe::gate_closed(wait, true);
+                self.close(&mut state, now + wait);
+            }
             Signal::Throttled { hint } => {
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
@@ -265,7 +270,7 @@ impl RateLimitStore for LocalStore {
                     }
                 };
                 state.throttle_streak = state.throttle_streak.saturating_add(1);
-                tracing::debug!(target: "tower_reliability", wait_ms = wait.as_millis() as u64, hinted = hint.is_some(), "rate-limit gate closed");
+                observe::gate_closed(wait, hint.is_some());
                 self.close(&mut state, now + wait);
             }
             Signal::Failing | Signal::Neutral => {}

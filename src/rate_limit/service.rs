@@ -11,6 +11,7 @@ use super::{layer::Shared, Admission, RateLimitFuture, Ticket};
 use crate::{
     context::Deadline,
     error::{BoxError, Error},
+    observe,
 };
 
 /// The service made by [`RateLimitAware`](super::RateLimitAware).
@@ -60,7 +61,7 @@ where
                 RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), true)
             }
             Admission::TooLate { wait } => {
-                tracing::debug!(target: "tower_reliability", wait_ms = wait.as_millis() as u64, "gate closed past the deadline: failing fast");
+                observe::gate_refused(Some(wait));
                 RateLimitFuture::refused(Error::rate_limited(Some(wait)))
             }
             admission => {

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     context::{Deadline, Outcome, RetryContext, RetryReport, StopReason},
     error::{BoxError, Error, ErrorKind, TimeoutPhase},
-    headers,
+    headers, observe,
 };
 
 pin_project! {
@@ -156,7 +156,7 @@ where
             target: "tower_reliability",
             read = collector.len(),
             cap = config.replay_cap,
-            "request body larger than the replay cap: sent once, not retried"
+            "request body larger than the replay cap: sent once"
         );
         let body = ReplayBody::streaming(collector.take_data(), body);
         let future = service.call(Request::from_parts(parts, body));
@@ -317,28 +317,23 @@ impl Tracker {
         response: Response<ResB>,
     ) -> Result<Response<ReplayBody<ResB>>, Retryable<ResB>> {
         let status = response.status();
+        observe::attempt_response(self.attempt, status);
         match self.config.classifier.response(status, response.headers()) {
             Verdict::Final => {
                 self.config.budget.on_success(self.spent);
                 Ok(self.finish(response))
             }
             Verdict::ServerSaidNo => {
-                self.stopped = Some(StopReason::ServerSaidNo);
+                self.stop(StopReason::ServerSaidNo);
                 Ok(self.finish(response))
             }
             Verdict::Retry(cause) => {
                 if let Err(reason) = self.reserve_retry(cause) {
-                    self.stopped = Some(reason);
+                    self.stop(reason);
                     return Ok(self.finish(response));
                 }
                 let hint = headers::retry_after(response.headers(), SystemTime::now());
-                tracing::debug!(
-                    target: "tower_reliability",
-                    attempt = self.attempt,
-                    status = status.as_u16(),
-                    server_hint_ms = hint.map(|h| h.as_millis() as u64),
-                    "retryable response"
-                );
+                observe::retry_response(self.attempt, status, hint);
                 self.prepare_next(Outcome::Status(status), hint);
                 Err(response.into_parts())
             }
@@ -352,7 +347,6 @@ impl Tracker {
     ) -> Option<Result<Response<ReplayBody<ResB>>, Error>> {
         if self.attempt > 1 && is_refusal(&error) {
             // The retry never left: its wait could not be made. Hand back what we had.
-            tracing::debug!(target: "tower_reliability", attempt = self.attempt, reason = %error, "retry refused before sending");
             self.cancel_retry(StopReason::NextAttemptRefused);
             self.attempt -= 1;
             return Some(match self.last.take() {
@@ -368,14 +362,15 @@ impl Tracker {
                 None => Err(error),
             });
         }
+        observe::attempt_error(self.attempt, &error);
         let Some(cause) = self.config.classifier.error(&error) else {
             return Some(Err(error));
         };
         if let Err(reason) = self.reserve_retry(cause) {
-            tracing::debug!(target: "tower_reliability", attempt = self.attempt, ?reason, error = %error, "not retrying");
+            observe::retry_stopped(self.attempt, reason);
             return Some(Err(error));
         }
-        tracing::debug!(target: "tower_reliability", attempt = self.attempt, cause = cause.as_str(), error = %error, "retrying after error");
+        observe::retry_error(self.attempt, cause, &error);
         self.prepare_next(Outcome::Error(error.kind()), None);
         self.last = Some(Last::Error(error));
         None
@@ -384,11 +379,6 @@ impl Tracker {
     /// Checks every limit and takes the retry's cost from the budget.
     fn reserve_retry(&mut self, cause: RetryCause) -> Result<(), StopReason> {
         if self.replay.is_none() {
-            tracing::warn!(
-                target: "tower_reliability",
-                cap = self.config.replay_cap,
-                "retryable outcome not retried: the request body was larger than the replay cap"
-            );
             return Err(StopReason::BodyNotReplayable);
         }
         if self.attempt >= self.config.max_attempts {
@@ -402,7 +392,6 @@ impl Tracker {
         }
         let cost = self.config.budget.cost(cause == RetryCause::AttemptTimeout);
         if !self.config.budget.try_withdraw(cost) {
-            tracing::debug!(target: "tower_reliability", "retry budget exhausted");
             return Err(StopReason::BudgetExhausted);
         }
         self.last_cost = cost;
@@ -417,6 +406,12 @@ impl Tracker {
         self.config.budget.deposit(self.last_cost);
         self.spent -= self.last_cost;
         self.last_cost = 0;
+        self.stop(reason);
+    }
+
+    /// Retrying ends here with a retryable outcome.
+    fn stop(&mut self, reason: StopReason) {
+        observe::retry_stopped(self.attempt, reason);
         self.stopped = Some(reason);
     }
 

@@ -150,7 +150,7 @@ where
                 }
                 match sleep.poll(cx) {
                     Poll::Ready(()) => {
-                        tracing::debug!(target: "tower_reliability", phase = "attempt", "attempt timed out");
+                        crate::observe::timeout(TimeoutPhase::Attempt);
                         Poll::Ready(Err(Error::timeout(TimeoutPhase::Attempt)))
                     }
                     Poll::Pending => Poll::Pending,

@@ -75,7 +75,7 @@ where
             *this.armed = true;
         }
         ready!(this.sleep.poll(cx));
-        tracing::debug!(target: "tower_reliability", phase = "body_idle", "response body idle timeout");
+        crate::observe::timeout(TimeoutPhase::BodyIdle);
         Poll::Ready(Some(Err(Error::timeout(TimeoutPhase::BodyIdle))))
     }
 

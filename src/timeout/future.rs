@@ -60,7 +60,7 @@ where
         }
         match this.sleep.poll(cx) {
             Poll::Ready(()) => {
-                tracing::debug!(target: "tower_reliability", phase = "deadline", "request timed out");
+                crate::observe::timeout(TimeoutPhase::Deadline);
                 Poll::Ready(Err(Error::timeout(TimeoutPhase::Deadline)))
             }
             Poll::Pending => Poll::Pending,
