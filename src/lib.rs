@@ -103,6 +103,7 @@ pub mod context;
 pub mod error;
 pub mod fireworks;
 pub mod headers;
+pub mod jobs;
 pub mod observe;
 pub mod rate_limit;
 pub mod retry;
