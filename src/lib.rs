@@ -98,7 +98,11 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod backoff;
+#[cfg(feature = "rustls")]
+pub mod client;
 pub mod context;
 pub mod error;
 pub mod fireworks;

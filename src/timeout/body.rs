@@ -18,6 +18,24 @@ pin_project! {
     /// The clock runs only while the reader waits on the server: it starts when a read finds
     /// nothing ready and resets with every frame, so a slow reader is never blamed on the
     /// server, and a stream that keeps producing is never cut however long it lasts.
+    ///
+    /// The timer lives inline (no allocation per response), which makes this body `!Unpin`.
+    /// `BodyExt::collect` does not mind; to read frame by frame, pin it on the stack:
+    ///
+    /// ```
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower_reliability::timeout::TimeoutBody;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let body = TimeoutBody::new(Full::new(bytes::Bytes::from_static(b"data: hi\n\n")), std::time::Duration::from_secs(30));
+    /// let mut body = std::pin::pin!(body);
+    /// while let Some(frame) = body.frame().await {
+    ///     let frame = frame.expect("a stall would surface here as TimeoutPhase::BodyIdle");
+    ///     assert_eq!(frame.into_data().unwrap(), "data: hi\n\n");
+    /// }
+    /// # }
+    /// ```
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
