@@ -209,8 +209,9 @@ impl StdError for Error {
 
 /// Searches an error's source chain for a failure that certainly happened before the request
 /// reached the server: `io::ErrorKind::ConnectionRefused` / `AddrNotAvailable` /
-/// `HostUnreachable` / `NetworkUnreachable`, hyper-util's connect errors (feature `hyper-util`),
-/// and errors whose `Display` starts with `dns error` (hyper-util's resolver).
+/// `HostUnreachable` / `NetworkUnreachable`, hyper-util's connect errors (feature `hyper-util`,
+/// which covers its DNS resolver and connect timeout), and reqwest's (feature
+/// `reqwest-middleware`).
 pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(err) = next {
@@ -234,6 +235,16 @@ pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
             if client.is_connect() {
                 return true;
             }
+        }
+        #[cfg(feature = "reqwest-middleware")]
+        if err
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_connect)
+            || err
+                .downcast_ref::<reqwest_middleware::Error>()
+                .is_some_and(reqwest_middleware::Error::is_connect)
+        {
+            return true;
         }
         next = err.source();
     }

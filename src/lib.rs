@@ -108,6 +108,8 @@ pub mod error;
 pub mod fireworks;
 pub mod headers;
 pub mod jobs;
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware;
 pub mod observe;
 pub mod rate_limit;
 pub mod retry;

@@ -51,6 +51,15 @@ impl<B> ReplayBody<B> {
     pub fn empty() -> Self {
         ReplayBody::buffered(None, None)
     }
+
+    /// The whole body, when it is entirely in memory and has no trailers (no copy); the body
+    /// back otherwise. Lets adapters hand a replayed body to clients that prefer plain bytes.
+    pub fn try_into_bytes(self) -> Result<Bytes, Self> {
+        match (&self.rest, &self.trailers) {
+            (None, None) => Ok(self.prefix.unwrap_or_default()),
+            _ => Err(self),
+        }
+    }
 }
 
 impl<B> Body for ReplayBody<B>

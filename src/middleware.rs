@@ -1,0 +1,196 @@
+//! reqwest-middleware integration (feature `reqwest-middleware`).
+//!
+//! [`ReliabilityMiddleware`] runs the very same tower layers inside a
+//! [`reqwest_middleware::ClientWithMiddleware`]: the timeouts, the classification, the backoff
+//! and the shared rate-limit state are not re-implemented, the middleware drives the tower
+//! stack over the rest of the middleware chain. Compared with `reqwest-retry`:
+//!
+//! - `Retry-After` / `retry-after-ms` are honoured (reqwest-middleware#146, #247);
+//! - a streaming (non-cloneable) request body is buffered up to the replay cap and replayed
+//!   byte for byte, instead of failing (reqwest-middleware#44); a body over the cap is sent
+//!   once and the response says why ([`RetryReport`](crate::RetryReport) is not available on a
+//!   `reqwest::Response`, so a `warn` event is emitted);
+//! - every clone of the client shares one rate-limit gate and one retry budget.
+//!
+//! A request picks its [`Workload`] with `RequestBuilder::with_extension(Workload::Agentic)`.
+//!
+//! Errors: failures of the inner client come back as they were
+//! ([`reqwest_middleware::Error::Reqwest`], so `is_connect()` and friends still work); this
+//! crate's own failures (timeouts, local rate limiting) come back as
+//! [`reqwest_middleware::Error::Middleware`] wrapping an [`Error`](crate::Error): use
+//! [`reliability_error`] to get at it.
+//!
+//! ```no_run
+//! use reqwest_middleware::ClientBuilder;
+//! use tower_reliability::{middleware::ReliabilityMiddleware, Workload};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let client = ClientBuilder::new(reqwest::Client::new())
+//!     .with(ReliabilityMiddleware::new(Workload::Interactive))
+//!     .build();
+//! let response = client
+//!     .post("https://api.fireworks.ai/inference/v1/chat/completions")
+//!     .with_extension(Workload::Agentic)
+//!     .body(r#"{"model":"...","messages":[]}"#)
+//!     .send()
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::{
+    future::poll_fn,
+    task::{Context, Poll},
+};
+
+use http::Extensions;
+use reqwest_middleware::{Middleware, Next};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    error::Error,
+    fireworks::{self, FireworksLayer},
+    retry::ReplayBody,
+    workload::Workload,
+};
+
+/// The [`fireworks`](crate::fireworks) layers as a `reqwest_middleware::Middleware`.
+///
+/// Clones (and every client built with one) share the rate-limit state and the retry budget.
+#[derive(Debug, Clone)]
+pub struct ReliabilityMiddleware {
+    layer: FireworksLayer,
+}
+
+impl ReliabilityMiddleware {
+    /// The preset with the guide's values for `workload`.
+    pub fn new(workload: Workload) -> Self {
+        ReliabilityMiddleware::from_layer(fireworks::layer(workload))
+    }
+
+    /// A customised preset.
+    pub fn from_layer(layer: FireworksLayer) -> Self {
+        ReliabilityMiddleware { layer }
+    }
+
+    /// The layers in use.
+    pub fn layer(&self) -> &FireworksLayer {
+        &self.layer
+    }
+}
+
+/// This crate's [`Error`] inside a `reqwest_middleware::Error`, if that is what it is.
+pub fn reliability_error(error: &reqwest_middleware::Error) -> Option<&Error> {
+    match error {
+        reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for ReliabilityMiddleware {
+    async fn handle(
+        &self,
+        request: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let url = request.url().clone();
+        let mut request: http::Request<reqwest::Body> = request.try_into()?;
+        if let Some(workload) = extensions.get::<Workload>() {
+            request.extensions_mut().insert(*workload);
+        }
+        let inner = NextService {
+            next,
+            extensions: extensions.clone(),
+        };
+        let mut service = self.layer.layer(inner);
+        let result = match poll_fn(|cx| {
+            Service::<http::Request<reqwest::Body>>::poll_ready(&mut service, cx)
+        })
+        .await
+        {
+            Ok(()) => service.call(request).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let mut builder = http::Response::builder()
+                    .status(parts.status)
+                    .version(parts.version);
+                if let Some(headers) = builder.headers_mut() {
+                    *headers = parts.headers;
+                }
+                if let Some(ext) = builder.extensions_mut() {
+                    ext.extend(parts.extensions);
+                }
+                let response = reqwest::ResponseBuilderExt::url(builder, url)
+                    .body(reqwest::Body::wrap(body))
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                Ok(reqwest::Response::from(response))
+            }
+            Err(error) => Err(into_middleware_error(error)),
+        }
+    }
+}
+
+/// Hands inner failures back as they were, and wraps this crate's own.
+fn into_middleware_error(error: Error) -> reqwest_middleware::Error {
+    use crate::ErrorKind;
+    if !matches!(error.kind(), ErrorKind::Inner | ErrorKind::Connect) {
+        return reqwest_middleware::Error::middleware(error);
+    }
+    match error.into_source() {
+        Some(source) => match source.downcast::<reqwest_middleware::Error>() {
+            Ok(original) => *original,
+            Err(other) => reqwest_middleware::Error::middleware(Error::from_inner(other)),
+        },
+        None => reqwest_middleware::Error::middleware(Error::from_inner("inner service failed")),
+    }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The rest of the middleware chain as the tower service at the bottom of the stack.
+#[derive(Clone)]
+struct NextService<'a> {
+    next: Next<'a>,
+    extensions: Extensions,
+}
+
+impl<'a, B> Service<http::Request<ReplayBody<B>>> for NextService<'a>
+where
+    B: http_body::Body + Send + Sync + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    type Response = http::Response<reqwest::Body>;
+    type Error = reqwest_middleware::Error;
+    type Future = BoxFuture<'a, reqwest_middleware::Result<http::Response<reqwest::Body>>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<ReplayBody<B>>) -> Self::Future {
+        let next = self.next.clone();
+        let mut extensions = self.extensions.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = match body.try_into_bytes() {
+                Ok(bytes) => reqwest::Body::from(bytes),
+                Err(streaming) => reqwest::Body::wrap(streaming),
+            };
+            let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))?;
+            let response = next.run(request, &mut extensions).await?;
+            Ok(http::Response::from(response))
+        })
+    }
+}
+
+impl std::fmt::Debug for NextService<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NextService").finish_non_exhaustive()
+    }
+}
