@@ -118,7 +118,10 @@ mod tests {
 
     #[tokio::test]
     async fn connect_failures_are_502_and_hide_the_inner_error() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "tcp connect to 10.1.2.3:443 refused");
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tcp connect to 10.1.2.3:443 refused",
+        );
         let response = Error::from_inner(io).into_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let body = json(response).await;
