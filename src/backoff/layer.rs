@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::{fmt, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tower_layer::Layer;
@@ -32,11 +32,27 @@ use crate::{context::Deadline, error::Error};
 ///
 /// [`ErrorKind::RateLimited`]: crate::ErrorKind::RateLimited
 /// [`TimeoutPhase::Deadline`]: crate::TimeoutPhase::Deadline
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JitteredBackoff {
     pub(super) schedule: Schedule,
     pub(super) max_server_wait: Duration,
     pub(super) random: RandomSource,
+    pub(super) custom: Option<CustomSchedule>,
+}
+
+/// A schedule of your own: the wait before retry `n` (from 0) given the previous wait, or
+/// `None` to stop retrying.
+pub type CustomSchedule = Arc<dyn Fn(u32, Option<Duration>) -> Option<Duration> + Send + Sync>;
+
+impl fmt::Debug for JitteredBackoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JitteredBackoff")
+            .field("schedule", &self.schedule)
+            .field("max_server_wait", &self.max_server_wait)
+            .field("random", &self.random)
+            .field("custom", &self.custom.is_some())
+            .finish()
+    }
 }
 
 impl Default for JitteredBackoff {
@@ -47,6 +63,7 @@ impl Default for JitteredBackoff {
             schedule: Schedule::default(),
             max_server_wait: Duration::from_secs(120),
             random: RandomSource::default(),
+            custom: None,
         }
     }
 }
@@ -106,6 +123,24 @@ impl JitteredBackoff {
         self
     }
 
+    /// Replaces the computed schedule with your own function (server hints, the caps and the
+    /// deadline still apply). Returning `None` stops retrying: the caller gets the last
+    /// outcome.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use tower_reliability::JitteredBackoff;
+    ///
+    /// // 250 ms, 500 ms, then stop.
+    /// let backoff = JitteredBackoff::default().custom(Arc::new(|n, _previous| {
+    ///     (n < 2).then(|| Duration::from_millis(250 << n))
+    /// }));
+    /// ```
+    pub fn custom(mut self, schedule: CustomSchedule) -> Self {
+        self.custom = Some(schedule);
+        self
+    }
+
     /// The configured schedule.
     pub fn current_schedule(&self) -> Schedule {
         self.schedule
@@ -122,7 +157,14 @@ impl JitteredBackoff {
         now: Instant,
         deadline: Option<Deadline>,
     ) -> Result<Duration, Error> {
-        let computed = self.schedule.delay(retry, previous, self.random.unit());
+        let computed = match &self.custom {
+            None => self.schedule.delay(retry, previous, self.random.unit()),
+            Some(custom) => match custom(retry, previous) {
+                Some(wait) => wait.min(self.schedule.cap),
+                // The schedule is spent: like a deadline, it ends retrying.
+                None => return Err(Error::timeout(crate::TimeoutPhase::Deadline)),
+            },
+        };
         let wait = match hint {
             Some(hint) if hint > self.max_server_wait => {
                 return Err(Error::rate_limited(Some(hint)))
@@ -194,6 +236,29 @@ mod tests {
             .wait_before(0, None, Some(Duration::from_secs(5)), now, deadline)
             .unwrap_err();
         assert!(err.is_timeout());
+    }
+
+    #[test]
+    fn a_custom_schedule_is_capped_and_can_stop() {
+        let b = JitteredBackoff::default()
+            .max_delay(Duration::from_secs(2))
+            .custom(Arc::new(|n, _| {
+                (n < 2).then(|| Duration::from_secs(10 * u64::from(n)))
+            }));
+        let now = Instant::now();
+        assert_eq!(
+            b.wait_before(0, None, None, now, None).unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            b.wait_before(1, None, None, now, None).unwrap(),
+            Duration::from_secs(2)
+        );
+        assert!(b
+            .wait_before(2, None, None, now, None)
+            .unwrap_err()
+            .is_timeout());
+        assert!(format!("{b:?}").contains("custom: true"));
     }
 
     #[test]

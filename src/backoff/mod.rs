@@ -13,13 +13,15 @@
 //! [`Schedule`] and [`RandomSource`] are plain values with no I/O, usable on their own.
 
 mod future;
+#[cfg(feature = "backoff")]
+mod interop;
 mod layer;
 mod random;
 mod schedule;
 mod service;
 
 pub use future::BackoffFuture;
-pub use layer::JitteredBackoff;
+pub use layer::{CustomSchedule, JitteredBackoff};
 pub use random::RandomSource;
 pub use schedule::{Jitter, Schedule};
 pub use service::BackoffService;
