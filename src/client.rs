@@ -4,7 +4,7 @@
 //! in the connector. This module builds the connector with the workload's
 //! [`TimeoutProfile::connect`], HTTPS via rustls (ring, the webpki root store, so no system
 //! certificate store is needed), HTTP/1.1 and HTTP/2, TCP keep-alive and an idle-connection
-//! pool, and puts the [`fireworks`](crate::fireworks) preset on top.
+//! pool, and puts the [`fireworks`](mod@crate::fireworks) preset on top.
 //!
 //! What hyper-util cannot do, and how the stack covers it:
 //! - **write** (30 s): hyper-util has no send timeout; the request's deadline
@@ -87,7 +87,7 @@ where
         .build(connector(profile))
 }
 
-/// The [`fireworks`](crate::fireworks) preset for `workload` over an [`https_client`] built with
+/// The [`fireworks`](mod@crate::fireworks) preset for `workload` over an [`https_client`] built with
 /// that workload's profile.
 pub fn fireworks<B>(workload: Workload) -> FireworksClient<B>
 where

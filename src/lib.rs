@@ -90,6 +90,12 @@
 //! # Feature flags
 //!
 //! - `hyper-util` (default): recognise hyper / hyper-util client errors precisely.
+//! - `rustls`: [`client`], a hyper-util HTTPS client for Fireworks with the preset on top.
+//! - `reqwest-middleware`: [`middleware`], the same layers as a reqwest-middleware `Middleware`.
+//! - `axum`: [`Error`] converts into an axum response ([`axum`](mod@crate::axum)).
+//! - `metrics`: counters and histograms through the `metrics` facade ([`observe`]).
+//! - `backoff`: [`JitteredBackoff::from_backoff`], for users migrating from the unmaintained
+//!   `backoff` crate.
 //! - `testing`: [`testing`], an in-process Fireworks-compatible fault-injecting server.
 //!
 //! [Fireworks AI reliability guide]: https://docs.fireworks.ai

@@ -17,7 +17,7 @@
 //! Errors: failures of the inner client come back as they were
 //! ([`reqwest_middleware::Error::Reqwest`], so `is_connect()` and friends still work); this
 //! crate's own failures (timeouts, local rate limiting) come back as
-//! [`reqwest_middleware::Error::Middleware`] wrapping an [`Error`](crate::Error): use
+//! [`reqwest_middleware::Error::Middleware`] wrapping an [`Error`]: use
 //! [`reliability_error`] to get at it.
 //!
 //! ```no_run
@@ -55,7 +55,7 @@ use crate::{
     workload::Workload,
 };
 
-/// The [`fireworks`](crate::fireworks) layers as a `reqwest_middleware::Middleware`.
+/// The [`fireworks`] layers as a `reqwest_middleware::Middleware`.
 ///
 /// Clones (and every client built with one) share the rate-limit state and the retry budget.
 #[derive(Debug, Clone)]
