@@ -57,7 +57,16 @@ pub(crate) fn attempt_error(attempt: u32, error: &Error) {
     }
 }
 
-/// A retryable response will be retried.
+/// An attempt was dropped before its outcome (the deadline fired, or the caller went away).
+/// The server may well have seen it.
+pub(crate) fn attempt_abandoned(attempt: u32) {
+    tracing::trace!(target: TARGET, attempt, "attempt abandoned");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tower_reliability_attempts_total", "outcome" => "error", "status" => "abandoned").increment(1);
+}
+
+/// A retryable response will be retried (a decision: the retry may still be refused before
+/// it is sent).
 pub(crate) fn retry_response(attempt: u32, status: StatusCode, hint: Option<Duration>) {
     tracing::debug!(
         target: TARGET,
@@ -66,16 +75,17 @@ pub(crate) fn retry_response(attempt: u32, status: StatusCode, hint: Option<Dura
         server_hint_ms = hint.map(|h| h.as_millis() as u64),
         "retryable response"
     );
-    retry_started(RetryCause::Status(status));
 }
 
-/// A failed attempt will be retried.
+/// A failed attempt will be retried (a decision, as above).
 pub(crate) fn retry_error(attempt: u32, cause: RetryCause, error: &Error) {
     tracing::debug!(target: TARGET, attempt, cause = cause.as_str(), error = %error, "retrying after error");
-    retry_started(cause);
 }
 
-fn retry_started(cause: RetryCause) {
+/// A retry was made: its attempt has an outcome (or was abandoned in flight). Counted here,
+/// not at the decision, so `attempts = requests + retries` holds even when a retry is refused
+/// before it is sent.
+pub(crate) fn retry_made(cause: RetryCause) {
     #[cfg(feature = "metrics")]
     metrics::counter!("tower_reliability_retries_total", "cause" => cause.as_str()).increment(1);
     #[cfg(not(feature = "metrics"))]
@@ -164,10 +174,10 @@ pub(crate) fn timeout(phase: TimeoutPhase) {
 }
 
 #[cfg(feature = "metrics")]
+#[allow(clippy::match_overlapping_arm)] // the exact codes first, then their classes
 fn status_label(status: StatusCode) -> &'static str {
     // `as_str` borrows: keep label values static (and the label set small).
     match status.as_u16() {
-        200..=299 => "2xx",
         400 => "400",
         401 => "401",
         403 => "403",
@@ -180,6 +190,7 @@ fn status_label(status: StatusCode) -> &'static str {
         502 => "502",
         503 => "503",
         504 => "504",
+        200..=299 => "2xx",
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",

@@ -54,6 +54,7 @@ impl<B> ReplayBody<B> {
 
     /// The whole body, when it is entirely in memory and has no trailers (no copy); the body
     /// back otherwise. Lets adapters hand a replayed body to clients that prefer plain bytes.
+    #[allow(clippy::result_large_err)] // handing the body itself back is the point
     pub fn try_into_bytes(self) -> Result<Bytes, Self> {
         match (&self.rest, &self.trailers) {
             (None, None) => Ok(self.prefix.unwrap_or_default()),

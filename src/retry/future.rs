@@ -72,6 +72,10 @@ struct Tracker {
     stopped: Option<StopReason>,
     /// A retry's cost is reserved but its request is not handed to the inner service yet.
     unsent: bool,
+    /// An attempt is with the inner service and has no outcome yet.
+    in_flight: bool,
+    /// Why the attempt in flight (or about to be sent) is a retry.
+    retry_cause: Option<RetryCause>,
 }
 
 impl Drop for Tracker {
@@ -80,6 +84,11 @@ impl Drop for Tracker {
     fn drop(&mut self) {
         if self.unsent {
             self.config.budget.deposit(self.last_cost);
+        }
+        if self.in_flight {
+            // The deadline fired (or the caller left) mid-attempt: the server may have it.
+            self.settle_attempt();
+            observe::attempt_abandoned(self.attempt);
         }
     }
 }
@@ -122,6 +131,8 @@ where
                 last: None,
                 stopped: None,
                 unsent: false,
+                in_flight: true,
+                retry_cause: None,
             },
         }
     }
@@ -173,12 +184,15 @@ where
     ) -> Self {
         let mut this = Self::new(service, config, State::Buffering);
         this.pending = Some((parts, body, collector));
+        this.tracker.in_flight = false;
         this
     }
 
     /// The body failed before any attempt.
     pub(super) fn failed(service: S, config: Arc<RetryConfig>, error: Error) -> Self {
-        Self::new(service, config, State::Failed { error: Some(error) })
+        let mut this = Self::new(service, config, State::Failed { error: Some(error) });
+        this.tracker.in_flight = false;
+        this
     }
 }
 
@@ -228,6 +242,7 @@ where
                         }
                     };
                     let future = this.service.call(request);
+                    this.tracker.in_flight = true;
                     this.state.set(State::Attempting { future });
                 }
                 StateProj::Attempting { future } => match ready!(future.poll(cx)) {
@@ -317,6 +332,7 @@ impl Tracker {
         response: Response<ResB>,
     ) -> Result<Response<ReplayBody<ResB>>, Retryable<ResB>> {
         let status = response.status();
+        self.settle_attempt();
         observe::attempt_response(self.attempt, status);
         match self.config.classifier.response(status, response.headers()) {
             Verdict::Final => {
@@ -347,8 +363,10 @@ impl Tracker {
     ) -> Option<Result<Response<ReplayBody<ResB>>, Error>> {
         if self.attempt > 1 && is_refusal(&error) {
             // The retry never left: its wait could not be made. Hand back what we had.
-            self.cancel_retry(StopReason::NextAttemptRefused);
+            self.in_flight = false;
+            self.retry_cause = None;
             self.attempt -= 1;
+            self.cancel_retry(StopReason::NextAttemptRefused);
             return Some(match self.last.take() {
                 Some(Last::Response {
                     head,
@@ -362,6 +380,7 @@ impl Tracker {
                 None => Err(error),
             });
         }
+        self.settle_attempt();
         observe::attempt_error(self.attempt, &error);
         let Some(cause) = self.config.classifier.error(&error) else {
             return Some(Err(error));
@@ -397,6 +416,7 @@ impl Tracker {
         self.last_cost = cost;
         self.spent += cost;
         self.unsent = true;
+        self.retry_cause = Some(cause);
         Ok(())
     }
 
@@ -407,6 +427,16 @@ impl Tracker {
         self.spent -= self.last_cost;
         self.last_cost = 0;
         self.stop(reason);
+    }
+
+    /// The attempt in flight has an outcome: if it was a retry, it counts as one now.
+    fn settle_attempt(&mut self) {
+        self.in_flight = false;
+        if self.attempt > 1 {
+            if let Some(cause) = self.retry_cause.take() {
+                observe::retry_made(cause);
+            }
+        }
     }
 
     /// Retrying ends here with a retryable outcome.
@@ -426,6 +456,7 @@ impl Tracker {
         let request = self.replay.as_ref()?.request(self.ctx.as_ref());
         self.attempt += 1;
         self.unsent = false;
+        self.in_flight = true;
         Some(request)
     }
 

@@ -1,0 +1,243 @@
+//! Helpers of `tests/observability.rs`: the client stack, requests carrying a key, a capture of
+//! tracing output, a transcript of everything a caller could print, and metric snapshots.
+
+use std::{
+    collections::BTreeMap,
+    fmt::{Debug, Write as _},
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use metrics_util::debugging::{DebugValue, Snapshotter};
+use tower::{Service, ServiceExt};
+use tower_reliability::{
+    backoff::Jitter, fireworks, retry::ReplayBody, testing::DEFAULT_MODEL, Error, JitteredBackoff,
+};
+
+/// The key the server expects; it must never show up in anything the layers report.
+pub const SECRET: &str = "sk-SECRET-4f1c9a77e2b04d6c8a5b";
+/// A key the server rejects, just as secret.
+pub const WRONG_KEY: &str = "sk-WRONG-0d3b5e9a71c24f88c1e7";
+
+/// The hyper-util client under the preset.
+pub type HyperClient = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
+/// The preset over the client.
+pub type Stack = fireworks::FireworksService<HyperClient>;
+/// What the stack answers.
+pub type Response = http::Response<fireworks::ResponseBody<hyper::body::Incoming>>;
+
+pub fn client() -> HyperClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Waits of `U(0, 5 ms * 2^n)`, from a fixed seed so every run makes the same draws.
+pub fn fast_backoff(seed: u64) -> JitteredBackoff {
+    JitteredBackoff::default()
+        .jitter(Jitter::Full)
+        .base(Duration::from_millis(5))
+        .seed(seed)
+}
+
+/// A chat completion request with the key in the `Authorization` header and, as users do,
+/// pasted into the prompt.
+pub fn chat(url: &str, key: &str, stream: bool) -> http::Request<Full<Bytes>> {
+    let body = serde_json::json!({
+        "model": DEFAULT_MODEL,
+        "stream": stream,
+        "messages": [{"role": "user", "content": format!("why does my key {key} not work?")}],
+    });
+    http::Request::post(url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request")
+}
+
+/// An address nothing listens on: bound, learnt, closed.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+pub async fn send(svc: &mut Stack, request: http::Request<Full<Bytes>>) -> Result<Response, Error> {
+    svc.ready().await?.call(request).await
+}
+
+/// Reads a body to the end, noting the error, if any, in the transcript.
+pub async fn collect(t: &mut Transcript, response: Response) -> Result<String, Error> {
+    match response.into_body().collect().await {
+        Ok(body) => Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned()),
+        Err(e) => {
+            t.error_value("body", &e);
+            Err(e)
+        }
+    }
+}
+
+/// Everything a caller of the stack could print: `Debug` and `Display` of errors (with their
+/// source chains), responses, retry reports, the layer and the stack.
+#[derive(Default)]
+pub struct Transcript(String);
+
+impl Transcript {
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    pub fn debug(&mut self, what: &str, value: &dyn Debug) {
+        let _ = writeln!(self.0, "[{what}] {value:?}\n[{what}] {value:#?}");
+    }
+
+    /// Notes a response (or the error) and hands it back.
+    #[track_caller]
+    pub fn response(&mut self, what: &str, result: Result<Response, Error>) -> Response {
+        match result {
+            Ok(response) => {
+                let _ = writeln!(self.0, "[{what}] status {}", response.status());
+                self.debug(what, &response);
+                if let Some(report) = response
+                    .extensions()
+                    .get::<tower_reliability::RetryReport>()
+                {
+                    self.debug(what, report);
+                }
+                response
+            }
+            Err(e) => {
+                self.error_value(what, &e);
+                panic!("{what}: {e:?}");
+            }
+        }
+    }
+
+    /// Notes an error (or the response) and hands it back.
+    #[track_caller]
+    pub fn error(&mut self, what: &str, result: Result<Response, Error>) -> Error {
+        match result {
+            Ok(response) => {
+                self.debug(what, &response);
+                panic!("{what}: expected an error, got {response:?}");
+            }
+            Err(e) => {
+                self.error_value(what, &e);
+                e
+            }
+        }
+    }
+
+    pub fn error_value(&mut self, what: &str, error: &Error) {
+        let _ = writeln!(self.0, "[{what}] {error}");
+        self.debug(what, error);
+        let mut source = std::error::Error::source(error);
+        while let Some(e) = source {
+            let _ = writeln!(self.0, "[{what}] caused by: {e} / {e:?}");
+            source = e.source();
+        }
+    }
+}
+
+/// Every tracing event of this test binary, at TRACE, for every target.
+///
+/// One global subscriber, installed before any event is emitted: with only thread-scoped
+/// subscribers (`tracing::subscriber::with_default`), a test running in parallel on another
+/// thread can register a callsite while no subscriber is interested in it, and its cached
+/// interest then drops that event here too.
+pub fn global_capture() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_target(true)
+            .with_writer(capture.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        capture
+    })
+}
+
+/// A `MakeWriter` appending every line of a `fmt` subscriber to one buffer.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = CaptureWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter(self.0.clone())
+    }
+}
+
+/// What a recorder saw since the last snapshot (snapshots drain it): counters by value and
+/// histograms by sample count (`"<key> samples"`), zeros left out, keys rendered as
+/// `name{label="value",...}` with the labels sorted. See [`metric_samples`] for the samples themselves.
+pub fn metric_deltas(snapshotter: &Snapshotter) -> BTreeMap<String, u64> {
+    metric_samples(snapshotter).0
+}
+
+/// [`metric_deltas`] and the histogram samples by key.
+pub fn metric_samples(
+    snapshotter: &Snapshotter,
+) -> (BTreeMap<String, u64>, BTreeMap<String, Vec<f64>>) {
+    let mut counts = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    for (key, _unit, _description, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}=\"{}\"", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        let name = if labels.is_empty() {
+            key.name().to_owned()
+        } else {
+            format!("{}{{{}}}", key.name(), labels.join(","))
+        };
+        match value {
+            DebugValue::Counter(0) => {}
+            DebugValue::Counter(n) => {
+                counts.insert(name, n);
+            }
+            DebugValue::Histogram(values) if values.is_empty() => {}
+            DebugValue::Histogram(values) => {
+                counts.insert(format!("{name} samples"), values.len() as u64);
+                samples.insert(name, values.into_iter().map(|v| v.into_inner()).collect());
+            }
+            DebugValue::Gauge(value) => {
+                counts.insert(format!("{name} gauge"), value.into_inner() as u64);
+            }
+        }
+    }
+    (counts, samples)
+}
