@@ -21,14 +21,22 @@
 //! * `POST /echo-hash` — `{"len": N, "hash": "<hex>"}` of the request body (see
 //!   [`body_hash`]), so a test can prove that a retried request carried identical bytes. It
 //!   needs no API key but honours faults and the rate limit like the chat endpoint.
+//! * `POST /v1/accounts/{account}/batchJobs` — creates a batch job from any JSON object
+//!   (`400` / `422` otherwise) and answers
+//!   `{"name": "accounts/{account}/batchJobs/<id>", "state": "JOB_STATE_PENDING"}`.
+//! * `GET /v1/accounts/{account}/batchJobs/{id}` — the job's `state`, which advances with the
+//!   clock: `JOB_STATE_PENDING`, then `JOB_STATE_RUNNING` with `"progress": {"percent": N}`,
+//!   then `JOB_STATE_COMPLETED` once the job duration has passed
+//!   ([`FireworksServer::set_job_duration`], 2 s by default); `404` for an unknown job. Both
+//!   job endpoints need the API key and honour faults and the rate limit like the chat endpoint.
 //!
 //! Every error is shaped like Fireworks':
 //! `{"error":{"object":"error","type":"…","message":"…","code":…}}`.
 //!
 //! # What goes wrong
 //!
-//! * a **script** of [`Fault`]s, first in first out, one per chat or `/echo-hash` request
-//!   ([`FireworksServer::push_script`]);
+//! * a **script** of [`Fault`]s, first in first out, one per chat, `/echo-hash` or batch job
+//!   request ([`FireworksServer::push_script`]);
 //! * when the script is empty, a seedable random [`FaultMix`] of `500`/`502`/`503`/`504` and
 //!   connection resets;
 //! * a token-bucket **rate limit** answering `429` with `x-ratelimit-*` headers and the
@@ -85,6 +93,7 @@ mod conn;
 mod echo;
 mod errors;
 mod faults;
+mod jobs;
 mod models;
 mod pipeline;
 mod rate_limit;

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::conn::ConnControl;
 use super::errors::{error_answer, status_fault_answer};
 use super::state::Shared;
-use super::{chat, echo, models};
+use super::{chat, echo, jobs, models};
 
 /// The chat completions path.
 pub(crate) const CHAT_PATH: &str = "/inference/v1/chat/completions";
@@ -28,6 +28,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(CHAT_PATH, post(chat::handle))
         .route(MODELS_PATH, get(models::handle))
         .route(ECHO_PATH, post(echo::handle))
+        .route(jobs::COLLECTION_PATH, post(jobs::create))
+        .route(jobs::JOB_PATH, get(jobs::status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)

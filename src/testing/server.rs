@@ -105,6 +105,18 @@ impl FireworksServer {
         format!("{}{ECHO_PATH}", self.base_url())
     }
 
+    /// The URL of `POST /v1/accounts/{account}/batchJobs`; a job's status is at
+    /// `{base_url}/v1/{name}`, with the `name` its creation answered.
+    pub fn batch_jobs_url(&self, account: &str) -> String {
+        format!("{}/v1/accounts/{account}/batchJobs", self.base_url())
+    }
+
+    /// Sets how long batch jobs created from now on take to complete (default 2 s); jobs
+    /// already created keep theirs.
+    pub fn set_job_duration(&self, duration: Duration) {
+        self.inner.shared.jobs.set_duration(duration);
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.inner.shared.stats.snapshot()
@@ -115,8 +127,8 @@ impl FireworksServer {
         self.inner.shared.stats.reset();
     }
 
-    /// Queues faults: each chat or `/echo-hash` request takes the next one (first in, first
-    /// out). While the queue is empty, requests are served normally unless the
+    /// Queues faults: each chat, `/echo-hash` or batch job request takes the next one (first
+    /// in, first out). While the queue is empty, requests are served normally unless the
     /// [`FaultMix`] draws a fault.
     pub fn push_script(&self, faults: impl IntoIterator<Item = Fault>) {
         self.inner.shared.push_script(faults);

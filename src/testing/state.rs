@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use super::body::StallUntil;
 use super::config::{RateLimitConfig, ServerConfig};
 use super::faults::{Fault, FaultMix, FaultSource};
+use super::jobs::JobStore;
 use super::rate_limit::TokenBucket;
 use super::stats::StatsRecorder;
 
@@ -22,6 +23,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) stats: StatsRecorder,
+    pub(crate) jobs: JobStore,
     faults: Mutex<FaultSource>,
     bucket: Mutex<Option<TokenBucket>>,
     outage: Mutex<Option<u16>>,
@@ -36,6 +38,7 @@ impl Shared {
         Self {
             config,
             stats: StatsRecorder::default(),
+            jobs: JobStore::default(),
             faults: Mutex::new(faults),
             bucket: Mutex::new(bucket),
             outage: Mutex::new(None),
