@@ -53,7 +53,7 @@ impl Deadline {
 
     /// A deadline `after` from now.
     pub fn after(after: Duration) -> Self {
-        Deadline(Instant::now() + after)
+        Deadline(crate::time::after(Instant::now(), after))
     }
 
     /// The instant.
@@ -66,14 +66,11 @@ impl Deadline {
         self.0.saturating_duration_since(now)
     }
 
-    /// The deadline of a request: its `Deadline` extension if any, else the deadline published
-    /// by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload), else `None`.
+    /// The deadline of a request: the earlier of its `Deadline` extension and the deadline
+    /// published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload), if any.
     pub fn of<B>(request: &http::Request<B>) -> Option<Deadline> {
-        request
-            .extensions()
-            .get::<Deadline>()
-            .copied()
-            .or_else(Deadline::ambient)
+        let explicit = request.extensions().get::<Deadline>().copied();
+        Deadline::earliest(explicit, Deadline::ambient())
     }
 
     /// The deadline published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload),
@@ -237,6 +234,8 @@ mod tests {
         let mut req = http::Request::new(());
         req.extensions_mut().insert(inner);
         assert_eq!(Deadline::of(&req), Some(inner));
+        // An explicit deadline later than the enclosing one does not hide it.
+        outer.scope(|| assert_eq!(Deadline::of(&req), Some(outer)));
     }
 
     #[test]

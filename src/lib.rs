@@ -121,6 +121,7 @@ pub mod rate_limit;
 pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod time;
 pub mod timeout;
 mod workload;
 

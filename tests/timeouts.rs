@@ -165,3 +165,34 @@ async fn deadline_in_extensions_reaches_a_layer_across_a_task_hop() {
         Some(Deadline::at(start + secs(60)))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_configured_durations_never_panic() {
+    let mock = Mock::new([Step::Status(503, "")], Step::ok());
+    let never = Duration::MAX;
+    let timeouts = TimeoutByWorkload::new(Workload::Interactive).profile(
+        Workload::Interactive,
+        TimeoutProfile::new(never).with_idle_read(never),
+    );
+    let mut svc = ServiceBuilder::new()
+        .layer(timeouts)
+        .layer(RetryOnStatus::default())
+        .layer(
+            JitteredBackoff::default()
+                .jitter(Jitter::None)
+                .base(Duration::from_millis(1))
+                .max_delay(never),
+        )
+        .layer(tower_reliability::RateLimitAware::with_config(
+            tower_reliability::rate_limit::GateConfig {
+                max_hold: never,
+                release_spacing: never,
+                probe_max: never,
+                ..Default::default()
+            },
+        ))
+        .service(mock.clone());
+    let response = support::call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(body_bytes(response).await.unwrap(), "ok");
+    assert_eq!(mock.count(), 2);
+}

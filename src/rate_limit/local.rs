@@ -11,7 +11,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::{Admission, RateLimitStore, Reservation, Signal, Ticket, Wake};
-use crate::observe;
+use crate::{observe, time};
 
 /// The knobs of the in-memory state. Every wait has a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +140,7 @@ impl LocalStore {
         if deadline.is_some_and(|d| d < at) {
             return Admission::TooLate { wait: at - now };
         }
-        state.next_slot = Some(at + self.config.release_spacing);
+        state.next_slot = Some(time::after(at, self.config.release_spacing));
         if at <= now {
             return Admission::Go;
         }
@@ -191,7 +191,7 @@ impl RateLimitStore for LocalStore {
             }
             Breaker::HalfOpen { probing: true } => {
                 return Admission::Held {
-                    recheck: now + self.config.probe_max,
+                    recheck: time::after(now, self.config.probe_max),
                 }
             }
             Breaker::Closed => {}
@@ -241,7 +241,7 @@ impl RateLimitStore for LocalStore {
                         state.probe_wait = cfg.probe_base;
                     }
                     state.breaker = Breaker::Open {
-                        until: now + state.probe_wait,
+                        until: time::after(now, state.probe_wait),
                     };
                     state.probe_wait = (state.probe_wait * 2).min(cfg.probe_max);
                     observe::breaker_tripped(state.failure_streak);
@@ -259,7 +259,7 @@ impl RateLimitStore for LocalStore {
             Signal::Exhausted { reset } => {
                 let wait = reset.min(cfg.max_hold);
                 observe::gate_closed(wait, true);
-                self.close(&mut state, now + wait);
+                self.close(&mut state, time::after(now, wait));
             }
             Signal::Throttled { hint } => {
                 let wait = match hint {
@@ -271,7 +271,7 @@ impl RateLimitStore for LocalStore {
                 };
                 state.throttle_streak = state.throttle_streak.saturating_add(1);
                 observe::gate_closed(wait, hint.is_some());
-                self.close(&mut state, now + wait);
+                self.close(&mut state, time::after(now, wait));
             }
             Signal::Failing | Signal::Neutral => {}
         }

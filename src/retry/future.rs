@@ -465,7 +465,7 @@ impl Tracker {
             .replay
             .as_ref()
             .and_then(|r| r.parts.extensions.get::<Deadline>().copied());
-        explicit.or_else(Deadline::ambient)
+        Deadline::earliest(explicit, Deadline::ambient())
     }
 
     fn drain_timeout(&self) -> Duration {

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// One fault, applied to one request of the chat or `/echo-hash` endpoints.
+/// One fault, applied to one request of the chat, `/echo-hash` or batch-job endpoints.
 ///
 /// Faults are drawn when a request's body has been read, before authentication, rate limiting
 /// and validation, so a scripted fault is used up by exactly one request whatever it contains.

@@ -1,4 +1,4 @@
-//! The steps a workload request (chat completions, `/echo-hash`) goes through, in order:
+//! The steps a workload request (chat completions, `/echo-hash`, the batch-job endpoints) goes through, in order:
 //!
 //! 1. its body is read (`413` past the size limit, `400` if it cannot be read);
 //! 2. its fault is drawn (the script's head, else the random mix); [`Fault::Status`],

@@ -89,7 +89,9 @@ where
             Poll::Pending => {}
         }
         if !*this.armed {
-            this.sleep.as_mut().reset(Instant::now() + *this.idle);
+            this.sleep
+                .as_mut()
+                .reset(crate::time::after(Instant::now(), *this.idle));
             *this.armed = true;
         }
         ready!(this.sleep.poll(cx));

@@ -50,7 +50,7 @@ where
             .copied()
             .unwrap_or(self.config.default);
         let profile = self.config.profile_of(workload);
-        let own = Deadline::at(Instant::now() + profile.total);
+        let own = Deadline::at(crate::time::after(Instant::now(), profile.total));
         let deadline = Deadline::earliest(Some(own), Deadline::of(&request)).unwrap_or(own);
         if self.config.deadline_in_extensions {
             request.extensions_mut().insert(deadline);
