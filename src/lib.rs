@@ -12,6 +12,7 @@
 //! | Exponential backoff with jitter | [`JitteredBackoff`] | `1 s * 2^n + U(0, 1 s)` (or full / equal / decorrelated jitter), honouring `retry-after-ms` / `Retry-After`, capped, deadline-aware |
 //! | Handling 429 rate limits | [`RateLimitAware`] | one gate per client that learns from 429s and rate-limit headers and holds every request while the server has said stop |
 //! | The dashboard vs client-side failures | [`Error`] | every failure says whether it ever reached the server |
+//! | Long-running training jobs | [`jobs::JobPoller`] | polls a job until it ends, surviving transient failures and restarts |
 //!
 //! The [`fireworks`] preset stacks them in the recommended order with the guide's numbers:
 //!
