@@ -19,17 +19,22 @@
 //! With `HandleErrorLayer`, the conversion is one line:
 //!
 //! ```
-//! use axum::{error_handling::HandleErrorLayer, response::IntoResponse};
+//! use axum::{body::Body, error_handling::HandleErrorLayer, response::IntoResponse, Router};
 //! use tower::ServiceBuilder;
-//! use tower_reliability::{fireworks, Error, Workload};
+//! use tower_reliability::{fireworks, retry::ReplayBody, Error, Workload};
 //!
 //! async fn handle(err: Error) -> impl IntoResponse {
 //!     err
 //! }
-//! let stack = ServiceBuilder::new()
+//! # let upstream = tower::service_fn(|_: http::Request<ReplayBody<Body>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+//! # });
+//! // `upstream`: your HTTP client, e.g. `tower_reliability::client::fireworks`'s inner client.
+//! let proxy = ServiceBuilder::new()
 //!     .layer(HandleErrorLayer::new(handle))
-//!     .layer(fireworks::layer(Workload::Interactive));
-//! # let _ = stack;
+//!     .layer(fireworks::layer(Workload::Interactive))
+//!     .service(upstream);
+//! let app: Router = Router::new().route_service("/v1/chat/completions", proxy);
 //! ```
 
 use axum::response::{IntoResponse, Response};
