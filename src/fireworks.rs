@@ -75,8 +75,10 @@ pub type FireworksService<S> =
 pub type ResponseBody<B> = TimeoutBody<ReplayBody<B>>;
 
 impl FireworksLayer {
-    /// Replaces the timeouts layer.
+    /// Replaces the timeouts layer. The per-attempt limits follow its profiles' `attempt`
+    /// fields (call [`attempt_timeout`](Self::attempt_timeout) afterwards to set them apart).
     pub fn timeouts(mut self, timeouts: TimeoutByWorkload) -> Self {
+        self.attempt = AttemptTimeout::from_timeouts(&timeouts);
         self.timeouts = timeouts;
         self
     }

@@ -261,6 +261,10 @@ impl RateLimitStore for LocalStore {
                 observe::gate_closed(wait, true);
                 self.close(&mut state, time::after(now, wait));
             }
+            // A 429 with no hint while the gate is already closed is the same wave (requests
+            // that were in flight together): it neither doubles nor extends the closure. The
+            // backoff doubles only for 429s that come after the gate reopened.
+            Signal::Throttled { hint: None } if state.closed_until.is_some_and(|t| t > now) => {}
             Signal::Throttled { hint } => {
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
@@ -353,18 +357,27 @@ mod tests {
     }
 
     #[test]
-    fn no_hint_backoff_doubles_and_resets_on_success() {
+    fn no_hint_backoff_doubles_per_wave_and_resets_on_success() {
         let s = LocalStore::default();
         let t0 = Instant::now();
         s.record(t0, Signal::Throttled { hint: None }, false);
         assert_eq!(s.closed_until(t0), Some(t0 + ms(100)));
-        s.record(t0, Signal::Throttled { hint: None }, false);
-        assert_eq!(s.closed_until(t0), Some(t0 + ms(200)));
-        for _ in 0..10 {
-            s.record(t0, Signal::Throttled { hint: None }, false);
+        // The rest of the same wave (in flight together) changes nothing.
+        for _ in 0..8 {
+            s.record(t0 + ms(5), Signal::Throttled { hint: None }, false);
         }
-        assert_eq!(s.closed_until(t0), Some(t0 + Duration::from_secs(5)));
-        let later = t0 + Duration::from_secs(6);
+        assert_eq!(s.closed_until(t0), Some(t0 + ms(100)));
+        // A 429 after reopening doubles.
+        let t1 = t0 + ms(100);
+        s.record(t1, Signal::Throttled { hint: None }, false);
+        assert_eq!(s.closed_until(t1), Some(t1 + ms(200)));
+        let mut t = t1;
+        for _ in 0..10 {
+            t += Duration::from_secs(6);
+            s.record(t, Signal::Throttled { hint: None }, false);
+        }
+        assert_eq!(s.closed_until(t), Some(t + Duration::from_secs(5)));
+        let later = t + Duration::from_secs(6);
         s.record(later, Signal::Healthy, false);
         s.record(later, Signal::Throttled { hint: None }, false);
         assert_eq!(s.closed_until(later), Some(later + ms(100)));

@@ -46,6 +46,15 @@ impl AttemptTimeout {
         }
     }
 
+    /// The per-attempt limits of a [`TimeoutByWorkload`](super::TimeoutByWorkload)'s profiles
+    /// (its `attempt` fields), with its default workload.
+    pub fn from_timeouts(timeouts: &super::TimeoutByWorkload) -> Self {
+        AttemptTimeout {
+            default: timeouts.default_workload(),
+            limits: Workload::ALL.map(|w| timeouts.profile_of(w).attempt),
+        }
+    }
+
     /// The same limit for every request.
     pub fn fixed(limit: Duration) -> Self {
         AttemptTimeout {
