@@ -4,12 +4,13 @@
 //!
 //! Each test is one row: it asserts the outcome the caller sees, the exact number of requests
 //! the server received, and that the call ended within its deadline. The row bodies are in
-//! `fault_matrix_support::rows` (shared with `fault_matrix_reqwest.rs`); the rows that need
-//! many callers (5, 6) are here.
+//! `fault_matrix_support::rows`, shared with `fault_matrix_reqwest.rs`; rows 5 and 6 (many
+//! callers, dropped callers) run on the multi-thread runtime.
 mod fault_matrix_support;
 
 use fault_matrix_support::rows::{self, BadRequest};
 use fault_matrix_support::Transport::Hyper;
+use tower_reliability::testing::HintStyle;
 
 // Row 1: 429 and its hints.
 
@@ -157,26 +158,42 @@ async fn r4_a_streamed_body_is_replayed_byte_identical() {
     rows::streamed_body_is_replayed_byte_identical(Hyper).await;
 }
 
-macro_rules! scratch_layer {
-    ($name:ident, $layer:expr, $body:ty, $mk:expr) => {
-        #[tokio::test]
-        async fn $name() {
-            use bytes::Bytes;
-            use http_body_util::Full;
-            use tower::{Layer, Service, ServiceExt};
-            let client: hyper_util::client::legacy::Client<_, $body> =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http();
-            let mut svc = $layer.layer(client);
-            let h = tokio::spawn(async move {
-                let req = http::Request::post("http://127.0.0.1:1/")
-                    .body($mk)
-                    .unwrap();
-                let r = svc.ready().await.unwrap().call(req).await;
-                r.is_ok()
-            });
-            let _ = h.await;
-        }
-    };
+// Row 5: many callers, one gate.
+
+/// 50 callers through one preset against the server's limiter hinting `retry-after-ms`: all
+/// succeed in time, few 429s, no herd once the gate has learned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_fifty_callers_share_one_gate_with_retry_after_ms() {
+    rows::storm(Hyper, HintStyle::RetryAfterMs).await;
 }
-scratch_layer!(scratch_l_backoff, tower_reliability::JitteredBackoff::default(), Full<Bytes>, Full::new(Bytes::new()));
+
+/// The same with 429s that carry no hint at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_fifty_callers_share_one_gate_without_hints() {
+    rows::storm(Hyper, HintStyle::None).await;
+}
+
+// Row 6: callers dropped mid-wait.
+
+/// Callers dropped while backing off and while held at the gate leave no task behind and
+/// send nothing afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r6_dropped_callers_leave_no_task_and_send_nothing() {
+    rows::dropped_callers(Hyper).await;
+}
+
+// Regressions for the two library bugs the matrix found (both fixed in e83c7f0).
+
+/// A per-attempt limit given in the preset's timeout profile (`TimeoutProfile::with_attempt`
+/// through `FireworksLayer::timeouts`) cuts a slow attempt, which is retried.
+#[tokio::test]
+async fn r3_a_profile_attempt_limit_given_to_the_preset_cuts_slow_attempts() {
+    rows::profile_attempt_limit_is_applied(Hyper).await;
+}
+
+/// One wave of unhinted 429s from ten concurrent callers does not escalate the gate's
+/// closure to its cap: every caller is retried and succeeds, within 2 s.
+#[tokio::test]
+async fn r5_one_wave_of_unhinted_429s_does_not_escalate_the_gate() {
+    rows::one_wave_of_unhinted_429s(Hyper).await;
+}

@@ -10,6 +10,7 @@ mod fault_matrix_support;
 
 use fault_matrix_support::rows::{self, BadRequest};
 use fault_matrix_support::Transport::Reqwest;
+use tower_reliability::testing::HintStyle;
 
 // Row 1: 429 and its hints.
 
@@ -155,4 +156,44 @@ async fn r4_a_body_over_the_replay_cap_is_sent_once() {
 #[tokio::test]
 async fn r4_a_streamed_body_is_replayed_byte_identical() {
     rows::streamed_body_is_replayed_byte_identical(Reqwest).await;
+}
+
+// Row 5 and 6 through reqwest.
+
+/// 50 callers through one preset over reqwest, against the server's limiter hinting
+/// `retry-after-ms`: all succeed in time, few 429s, no herd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_fifty_callers_share_one_gate_with_retry_after_ms() {
+    rows::storm(Reqwest, HintStyle::RetryAfterMs).await;
+}
+
+/// Callers dropped while backing off and at the gate leave no task behind and send nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r6_dropped_callers_leave_no_task_and_send_nothing() {
+    rows::dropped_callers(Reqwest).await;
+}
+
+// reqwest's errors, as the layers see them.
+
+/// A refused connection comes out of reqwest as a `reqwest::Error` whose source chain holds
+/// hyper-util's connect error and the `io::ErrorKind::ConnectionRefused`; `Error::from_inner`
+/// classifies it `Connect`, never reached the server.
+#[tokio::test]
+async fn reqwest_refused_connection_is_classified_connect() {
+    let url = format!("http://{}/", fault_matrix_support::dead_address());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let err = client.get(url).send().await.expect_err("nothing listens");
+    assert!(err.is_connect());
+    let mut refused = false;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = next {
+        refused |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        next = e.source();
+    }
+    assert!(refused, "the io error is in the chain: {err:?}");
+    let ours = tower_reliability::Error::from_inner(err);
+    assert_eq!(ours.kind(), tower_reliability::ErrorKind::Connect);
+    assert_eq!(ours.reached_server(), Some(false));
 }

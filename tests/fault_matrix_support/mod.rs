@@ -8,7 +8,6 @@ pub mod reqwest_adapter;
 pub mod rows;
 
 use std::{
-    convert::Infallible,
     future::Future,
     pin::{pin, Pin},
     sync::{Arc, Mutex},
@@ -20,7 +19,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Request, Response};
 use http_body::{Body, Frame};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
@@ -32,7 +31,7 @@ use tower_reliability::{
     fireworks::{self, FireworksLayer, FireworksService},
     retry::ReplayBody,
     testing::{FireworksServer, ServerConfig, Stats, DEFAULT_API_KEY, DEFAULT_MODEL},
-    BoxError, Error, JitteredBackoff, TimeoutByWorkload, TimeoutProfile, Workload,
+    BoxError, Error, JitteredBackoff, RetryContext, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 /// The total deadline of most rows: every attempt and wait until the response head.
@@ -40,13 +39,81 @@ pub const TOTAL: Duration = Duration::from_secs(4);
 /// The idle-read timeout of most rows: the longest silence allowed inside a response body.
 pub const IDLE: Duration = Duration::from_millis(300);
 
-/// Every request body of the matrix (a `Full` or a slow stream), boxed so one client type
+/// Every request body of the matrix (a `Full` or a slow stream), boxed so that one client type
 /// serves every row.
-pub type ReqBody = BoxBody<Bytes, BoxError>;
+///
+/// The boxed types are newtypes on purpose: a `dyn Trait` (with its implicit `'static`) inside
+/// the generic arguments of a future's state trips rustc's higher-ranked `Send` inference when
+/// the future is awaited inside a spawned `async` block; types without lifetimes do not.
+pub struct ReqBody(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send + Sync>>);
+
 /// The client's response body, boxed the same way.
-pub type ResBody = BoxBody<Bytes, BoxError>;
+pub struct ResBody(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>);
+
+macro_rules! delegate_body {
+    ($ty:ident) => {
+        impl Body for $ty {
+            type Data = Bytes;
+            type Error = BoxError;
+
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                self.0.as_mut().poll_frame(cx)
+            }
+
+            fn is_end_stream(&self) -> bool {
+                self.0.is_end_stream()
+            }
+
+            fn size_hint(&self) -> http_body::SizeHint {
+                self.0.size_hint()
+            }
+        }
+    };
+}
+delegate_body!(ReqBody);
+delegate_body!(ResBody);
+
+impl ReqBody {
+    fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        ReqBody(Box::pin(body.map_err(Into::into)))
+    }
+}
+
+impl ResBody {
+    fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        ResBody(Box::pin(body.map_err(Into::into)))
+    }
+}
+
 /// The real client under test, behind one type: hyper-util's or reqwest's, with the attempt log.
-pub type Inner = BoxCloneSyncService<Request<ReplayBody<ReqBody>>, Response<ResBody>, BoxError>;
+#[derive(Clone)]
+pub struct Inner(BoxCloneSyncService<Request<ReplayBody<ReqBody>>, Response<ResBody>, BoxError>);
+
+impl Service<Request<ReplayBody<ReqBody>>> for Inner {
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<ResBody>, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReplayBody<ReqBody>>) -> Self::Future {
+        self.0.call(request)
+    }
+}
+
 /// The preset around the client.
 pub type Stack = FireworksService<Inner>;
 /// What a caller gets back from the preset.
@@ -92,44 +159,54 @@ where
         + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let client =
         ServiceExt::<Request<ReplayBody<ReqBody>>>::map_response(client, |r: Response<B>| {
-            r.map(|b| b.map_err(Into::into).boxed())
+            r.map(ResBody::new)
         });
     let client = ServiceExt::<Request<ReplayBody<ReqBody>>>::map_err(client, Into::into);
-    BoxCloneSyncService::new(Recorder { inner: client, log })
+    Inner(BoxCloneSyncService::new(Recorder { inner: client, log }))
 }
 
-/// What the client really did, recorded just before and just after the inner client: one
-/// entry per attempt that left the preset.
+/// What the client really did, recorded around the real client: one [`Attempt`] per attempt
+/// that left the preset, in the order they left.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptLog {
-    inner: Arc<Mutex<LogState>>,
+    inner: Arc<Mutex<Vec<Attempt>>>,
 }
 
-#[derive(Debug, Default)]
-struct LogState {
-    sent: Vec<Instant>,
-    answered: Vec<(Instant, u16)>,
+/// One attempt handed to the real client.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// When it was handed to the client.
+    pub sent: Instant,
+    /// Its number within its logical request (1 = first attempt), from its `RetryContext`.
+    pub number: u32,
+    /// When its response head arrived, and its status (`None` while pending or on error).
+    pub answered: Option<(Instant, u16)>,
 }
 
 impl AttemptLog {
+    /// Every attempt so far.
+    pub fn all(&self) -> Vec<Attempt> {
+        self.inner.lock().unwrap().clone()
+    }
+
     /// When each attempt was handed to the client, in order.
     pub fn sent(&self) -> Vec<Instant> {
-        self.inner.lock().unwrap().sent.clone()
+        self.all().iter().map(|a| a.sent).collect()
     }
 
     /// How many attempts were handed to the client.
     pub fn attempts(&self) -> usize {
-        self.inner.lock().unwrap().sent.len()
+        self.inner.lock().unwrap().len()
     }
 
-    /// When each response head arrived, with its status, in order of arrival.
-    pub fn answered(&self) -> Vec<(Instant, u16)> {
-        self.inner.lock().unwrap().answered.clone()
+    /// How many response heads arrived.
+    pub fn answered(&self) -> usize {
+        self.all().iter().filter(|a| a.answered.is_some()).count()
     }
 
     /// The time between attempt `i` and attempt `i + 1` (0-based).
@@ -139,16 +216,16 @@ impl AttemptLog {
     }
 }
 
-/// Logs each attempt (and each response head) around the real client.
+/// Logs each attempt (and its response head) around the real client.
 #[derive(Debug, Clone)]
 pub struct Recorder<S> {
     inner: S,
     log: AttemptLog,
 }
 
-impl<S, R, ResB> Service<R> for Recorder<S>
+impl<S, B, ResB> Service<Request<B>> for Recorder<S>
 where
-    S: Service<R, Response = Response<ResB>>,
+    S: Service<Request<B>, Response = Response<ResB>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -159,19 +236,27 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> Self::Future {
-        self.log.inner.lock().unwrap().sent.push(Instant::now());
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let number = request
+            .extensions()
+            .get::<RetryContext>()
+            .map_or(1, RetryContext::attempt);
+        let index = {
+            let mut log = self.log.inner.lock().unwrap();
+            log.push(Attempt {
+                sent: Instant::now(),
+                number,
+                answered: None,
+            });
+            log.len() - 1
+        };
         let future = self.inner.call(request);
         let log = self.log.clone();
         Box::pin(async move {
             let result = future.await;
             if let Ok(response) = &result {
                 let status = response.status().as_u16();
-                log.inner
-                    .lock()
-                    .unwrap()
-                    .answered
-                    .push((Instant::now(), status));
+                log.inner.lock().unwrap()[index].answered = Some((Instant::now(), status));
             }
             result
         })
@@ -255,13 +340,22 @@ impl Rig {
     }
 }
 
+/// No call or body read of the matrix may take this long: a regression that hangs fails the
+/// row instead of stalling the run.
+pub const HANG: Duration = Duration::from_secs(30);
+
 /// Sends one logical request through `svc`, timing it.
 pub async fn send(svc: &mut Stack, request: Request<ReqBody>) -> (Result<Reply, Error>, Duration) {
     let start = Instant::now();
-    let result = match svc.ready().await {
-        Ok(svc) => svc.call(request).await,
-        Err(e) => Err(e),
+    let call = async {
+        match svc.ready().await {
+            Ok(svc) => svc.call(request).await,
+            Err(e) => Err(e),
+        }
     };
+    let result = tokio::time::timeout(HANG, call)
+        .await
+        .unwrap_or_else(|_| panic!("the call hung for {HANG:?}"));
     (result, start.elapsed())
 }
 
@@ -294,9 +388,7 @@ pub fn post(url: &str, body: ReqBody) -> Request<ReqBody> {
 
 /// A body of these bytes, in one frame.
 pub fn full(bytes: impl Into<Bytes>) -> ReqBody {
-    Full::new(bytes.into())
-        .map_err(|never: Infallible| match never {})
-        .boxed()
+    ReqBody::new(Full::new(bytes.into()))
 }
 
 /// A body streamed chunk by chunk, each chunk after `gap` (so it is not ready when the
@@ -307,7 +399,7 @@ pub fn slow_chunks(chunks: Vec<Bytes>, gap: Duration) -> ReqBody {
         tokio::time::sleep(gap).await;
         Some((Ok::<_, BoxError>(Frame::data(chunk)), rest))
     });
-    StreamBody::new(stream).boxed()
+    ReqBody::new(StreamBody::new(stream))
 }
 
 /// `n` bytes of a pattern that never repeats on a short period (so a reordered or dropped
@@ -353,6 +445,15 @@ pub async fn read_body<B>(body: B) -> BodyRead
 where
     B: Body<Data = Bytes, Error = Error>,
 {
+    tokio::time::timeout(HANG, read_frames(body))
+        .await
+        .unwrap_or_else(|_| panic!("the body hung for {HANG:?}"))
+}
+
+async fn read_frames<B>(body: B) -> BodyRead
+where
+    B: Body<Data = Bytes, Error = Error>,
+{
     let mut body = pin!(body);
     let mut bytes = Vec::new();
     let mut last_data = None;
@@ -382,11 +483,6 @@ where
             }
         }
     }
-}
-
-/// Reads a reply's body (boxed as a `Send` future where it is made, as [`send`]).
-pub fn read_reply(reply: Reply) -> BoxFuture<'static, BodyRead> {
-    Box::pin(read_body(reply.into_body()))
 }
 
 /// An address on 127.0.0.1 where nothing listens: bound, read, closed.
