@@ -1,2 +1,92 @@
-//! Placeholder: being written.
-fn main() {}
+//! Goodput in bad weather: four ways of calling an LLM API compared under a real rate limiter
+//! and through an outage.
+//!
+//! Strategies (see `common/storm/strategies.rs`): the Fireworks guide's own retry loop over a
+//! hyper-util client; reqwest + reqwest-middleware + reqwest-retry with its documented setup;
+//! tower 0.5's `Retry` with `ExponentialBackoffMaker` and `TpsBudget`; and
+//! `fireworks::layer(Workload::Interactive)` over a hyper-util client.
+//!
+//! 1. **Rate limiter** (needs nginx: `STORM_NGINX_URL`, set by `scripts/storm.sh`): open-loop
+//!    Poisson arrivals at twice nginx's `limit_req` rate, once with `Retry-After: 1` on the
+//!    429s and once without any hint. Reported per strategy: goodput as a fraction of the
+//!    limit, the share of attempts answered 429, attempts per success, requests failed or
+//!    timed out, and time to success (p50, p99); plots of successes and 429s over time.
+//! 2. **Outage** (in process): the `testing::FireworksServer` answers 503 to everything for
+//!    20 s while requests keep arriving at 20/s. Reported: attempts per request during the
+//!    outage (what the strategy inflicts on a server that is down), requests lost, and how
+//!    long after the recovery goodput is back (the first one-second window with successes at
+//!    90 % of the arrival rate); a plot of successes and attempts over time.
+//!
+//! Run with `scripts/storm.sh` (starts and stops nginx), or
+//! `cargo bench --bench storm --features testing` (outage only, unless `STORM_NGINX_URL` is
+//! set). Arguments `nginx` or `outage` run only that part. Durations and rates come from
+//! environment variables: see `common/storm/config.rs` (`STORM_SECONDS=3` is a smoke run).
+
+#[path = "common/chat.rs"]
+mod chat;
+#[path = "common/storm/mod.rs"]
+mod storm;
+#[path = "common/tower_retry.rs"]
+mod tower_retry;
+
+use storm::{
+    config::StormConfig,
+    nginx::{self, Variant},
+    outage,
+};
+
+fn main() {
+    // `cargo test --benches` runs this binary without `--bench`: a storm takes minutes, so it
+    // only runs under `cargo bench`.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!(
+            "storm: run with `cargo bench --bench storm --features testing` (or scripts/storm.sh)"
+        );
+        return;
+    }
+    let config = StormConfig::from_env();
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| arg == "nginx" || arg == "outage")
+        .collect();
+    let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    if let Err(error) = std::fs::create_dir_all(&config.out_dir) {
+        eprintln!("storm: cannot create {}: {error}", config.out_dir.display());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!(
+        "# Storm: limit {} r/s, offered {}×, {:.0} s per nginx variant, deadline {:.0} s, \
+         outage {:.0} s at {} req/s, seed {}",
+        config.limit_rps,
+        config.offered_factor,
+        config.window.as_secs_f64(),
+        config.deadline.as_secs_f64(),
+        config.outage.as_secs_f64(),
+        config.outage_rps,
+        config.seed
+    );
+    runtime.block_on(async {
+        if wants("nginx") {
+            match &config.nginx_url {
+                Some(base) if nginx::reachable(base).await => {
+                    for variant in [Variant::Hint, Variant::NoHint] {
+                        nginx::run(&config, base, variant).await;
+                    }
+                }
+                Some(base) => println!(
+                    "\nSkipping the rate-limiter part: nginx does not answer at {base}/ok."
+                ),
+                None => println!(
+                    "\nSkipping the rate-limiter part: STORM_NGINX_URL is not set \
+                     (scripts/storm.sh starts nginx and sets it)."
+                ),
+            }
+        }
+        if wants("outage") {
+            outage::run(&config).await;
+        }
+    });
+}

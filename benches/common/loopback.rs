@@ -4,7 +4,9 @@
 use std::{
     convert::Infallible,
     fmt::Debug,
+    future::Future,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -59,6 +61,23 @@ pub struct Throughput {
     pub errors: u64,
     /// How long the run lasted.
     pub elapsed: Duration,
+    /// CPU time the whole process (client and server) used meanwhile, where measurable.
+    pub cpu: Option<Duration>,
+}
+
+/// CPU time used so far by all live threads of this process, from Linux's
+/// `/proc/self/task/*/schedstat` (nanosecond resolution); `None` elsewhere.
+pub fn process_cpu_time() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread may end between listing and reading: skip it.
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 impl Throughput {
@@ -86,6 +105,7 @@ where
 {
     let completed = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let cpu_before = process_cpu_time();
     let start = Instant::now();
     let stop = start + duration;
     let tasks: Vec<_> = (0..in_flight)
@@ -110,9 +130,107 @@ where
     for task in tasks {
         let _ = task.await;
     }
+    let elapsed = start.elapsed();
     Throughput {
         completed: completed.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
+        elapsed,
+        cpu: process_cpu_time()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before)),
     }
+}
+
+/// One closed-loop run of a given length, to its throughput.
+type RunFor = Box<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = Throughput> + Send>>>;
+
+/// A client stack under test, type-erased so stacks of different types sit in one list.
+pub struct LoopbackStack {
+    /// What the stack is, for the table.
+    pub name: &'static str,
+    run: RunFor,
+}
+
+impl LoopbackStack {
+    /// `service` sending requests to `uri` with `in_flight` requests outstanding.
+    pub fn new<S, ResB>(name: &'static str, service: S, uri: Uri, in_flight: usize) -> Self
+    where
+        S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Debug + Send,
+        ResB: Body + Send + 'static,
+        ResB::Data: Send,
+        ResB::Error: Debug,
+    {
+        LoopbackStack {
+            name,
+            run: Box::new(move |duration| {
+                Box::pin(closed_loop(
+                    service.clone(),
+                    uri.clone(),
+                    in_flight,
+                    duration,
+                ))
+            }),
+        }
+    }
+}
+
+/// Totals of one stack over all rounds of [`compare`].
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// The stack's name.
+    pub name: &'static str,
+    /// Requests per second over all its slices.
+    pub per_second: f64,
+    /// The median over rounds of its rate divided by the first stack's rate in that round.
+    pub median_ratio: f64,
+    /// Failed requests over all slices.
+    pub errors: u64,
+    /// Process CPU time (client and server) per completed request, if measurable.
+    pub cpu_per_request: Option<Duration>,
+}
+
+/// Runs every stack for `slice`, `rounds` times, alternating the order (forward, then
+/// backward), and compares each with the first stack round by round. Short interleaved slices
+/// make the comparison robust to the machine's speed drifting (other processes, frequency).
+pub async fn compare(stacks: &[LoopbackStack], rounds: usize, slice: Duration) -> Vec<Comparison> {
+    // Warm-up: open every pool's connections.
+    for stack in stacks {
+        (stack.run)(slice / 2).await;
+    }
+    let mut results: Vec<Vec<Throughput>> = vec![Vec::with_capacity(rounds); stacks.len()];
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..stacks.len()).collect()
+        } else {
+            (0..stacks.len()).rev().collect()
+        };
+        for index in order {
+            results[index].push((stacks[index].run)(slice).await);
+        }
+    }
+    let baseline: Vec<f64> = results[0].iter().map(Throughput::per_second).collect();
+    stacks
+        .iter()
+        .zip(&results)
+        .map(|(stack, runs)| {
+            let completed: u64 = runs.iter().map(|r| r.completed).sum();
+            let seconds: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+            let mut ratios: Vec<f64> = runs
+                .iter()
+                .zip(&baseline)
+                .map(|(run, base)| run.per_second() / base)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let cpu: Option<Duration> = runs.iter().map(|r| r.cpu).sum();
+            Comparison {
+                name: stack.name,
+                per_second: completed as f64 / seconds,
+                median_ratio: ratios[ratios.len() / 2],
+                errors: runs.iter().map(|r| r.errors).sum(),
+                cpu_per_request: cpu.map(|cpu| cpu / completed.max(1) as u32),
+            }
+        })
+        .collect()
 }

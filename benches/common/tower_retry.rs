@@ -93,5 +93,8 @@ pub fn tower_retry_stack<S>(
     max_attempts: u32,
     total: Duration,
 ) -> Timeout<Retry<TowerRetryPolicy, S>> {
-    Timeout::new(Retry::new(TowerRetryPolicy::new(max_attempts), inner), total)
+    Timeout::new(
+        Retry::new(TowerRetryPolicy::new(max_attempts), inner),
+        total,
+    )
 }

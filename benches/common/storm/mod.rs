@@ -1,0 +1,11 @@
+//! The storm benchmark's pieces: configuration, recording, the four client strategies, the
+//! load driver, the two scenarios (a real rate limiter, an outage), the tables and the plots.
+
+pub mod config;
+pub mod load;
+pub mod nginx;
+pub mod outage;
+pub mod plot;
+pub mod record;
+pub mod strategies;
+pub mod summary;
