@@ -16,8 +16,9 @@ use crate::{observe, time};
 /// The knobs of the in-memory state. Every wait has a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateConfig {
-    /// Gap between two held requests released after the gate reopens (default 20 ms), so they
-    /// do not reach the server as a herd.
+    /// Gap between two requests released after the gate reopens (default 20 ms, 50 per
+    /// second), so they do not reach the server as a herd. Until the held backlog is
+    /// released, newcomers queue behind it at this pace too: set it near your rate limit.
     pub release_spacing: Duration,
     /// The longest the gate stays closed on one server hint (default 120 s, the backoff's
     /// `max_server_wait`). A longer hint holds the gate this long.
@@ -141,6 +142,8 @@ impl LocalStore {
             return Admission::TooLate { wait: at - now };
         }
         state.next_slot = Some(time::after(at, self.config.release_spacing));
+        // A queue exists: newcomers must see it, not the lock-free fast path.
+        self.restricted.store(true, Ordering::Release);
         if at <= now {
             return Admission::Go;
         }
@@ -172,6 +175,9 @@ impl LocalStore {
         if state.closed_until.is_none_or(|t| t < until) {
             state.closed_until = Some(until);
             state.epoch += 1;
+            // Every slot given so far is void: the queue starts again at the reopening, not
+            // behind slots nobody will use.
+            state.next_slot = None;
         }
         self.restricted.store(true, Ordering::Release);
     }
@@ -200,6 +206,12 @@ impl RateLimitStore for LocalStore {
             return self.slot_after(&mut state, now, until, deadline);
         }
         let admission = match ticket {
+            // While held requests are being released, a newcomer queues behind them: first
+            // in, first out, and the server sees one paced stream instead of the released
+            // backlog plus every new arrival at once.
+            Ticket::New if state.next_slot.is_some_and(|s| s > now) => {
+                self.slot_after(&mut state, now, now, deadline)
+            }
             Ticket::New => Admission::Go,
             Ticket::Reserved(r) if r.epoch == state.epoch => Admission::Go,
             // Waited, and the gate closed again meanwhile (or the breaker held it): take a
@@ -330,15 +342,23 @@ mod tests {
         assert_eq!(slots[0].at, t0 + ms(2000));
         assert_eq!(slots[1].at, t0 + ms(2020));
         assert_eq!(slots[2].at, t0 + ms(2040));
-        // At their slots, the reserved requests go; a newcomer then also goes at once.
+        // At their slots, the reserved requests go; a newcomer meanwhile queues behind them...
         assert_eq!(
             s.admit(t0 + ms(2000), Ticket::Reserved(slots[0]), None),
             Admission::Go
         );
         assert_eq!(
+            s.admit(t0 + ms(2010), Ticket::New, None),
+            Admission::Wait(Reservation {
+                at: t0 + ms(2060),
+                epoch: 1
+            })
+        );
+        assert_eq!(
             s.admit(t0 + ms(2040), Ticket::Reserved(slots[2]), None),
             Admission::Go
         );
+        // ...and once the backlog is out, newcomers go at once.
         assert_eq!(s.admit(t0 + ms(2100), Ticket::New, None), Admission::Go);
     }
 
@@ -452,8 +472,16 @@ mod tests {
         );
         assert_eq!(
             s.admit(t2, Ticket::New, None),
+            Admission::Wait(Reservation {
+                at: t2 + ms(40),
+                epoch: 0
+            }),
+            "newcomers queue behind the released backlog"
+        );
+        assert_eq!(
+            s.admit(t2 + ms(60), Ticket::New, None),
             Admission::Go,
-            "newcomers are not held"
+            "then go freely"
         );
     }
 
@@ -470,6 +498,34 @@ mod tests {
         assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Probe);
         assert_eq!(s.release_probe(), Wake::All);
         assert_eq!(s.release_probe(), Wake::No, "no double release");
+    }
+
+    #[test]
+    fn a_reclosure_restarts_the_queue_at_the_new_reopening() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(
+            t0,
+            Signal::Throttled {
+                hint: Some(ms(1000)),
+            },
+            false,
+        );
+        for _ in 0..100 {
+            s.admit(t0, Ticket::New, None);
+        }
+        // A second closure ends at +2.01 s; the first queue reached +2.98 s.
+        s.record(
+            t0 + ms(1010),
+            Signal::Throttled {
+                hint: Some(ms(1000)),
+            },
+            false,
+        );
+        match s.admit(t0 + ms(1010), Ticket::New, None) {
+            Admission::Wait(r) => assert_eq!(r.at, t0 + ms(2010), "no idle gap behind stale slots"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
