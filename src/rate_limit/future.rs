@@ -254,20 +254,23 @@ impl Observer {
         let Some(shared) = self.shared.take() else {
             return result.map_err(Error::from_inner);
         };
-        let now = Instant::now();
         match result {
             Ok(response) => {
                 let signal = Signal::from_response(response.status(), response.headers());
-                shared.wake(shared.store.record(now, signal, self.probe));
+                let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
+                if quiet && !self.probe && shared.store.is_unrestricted() {
+                    return Ok(response);
+                }
+                shared.wake(shared.store.record(Instant::now(), signal, self.probe));
                 Ok(response)
             }
             Err(e) => {
                 let error = Error::from_inner(e);
-                shared.wake(
-                    shared
-                        .store
-                        .record(now, Signal::from_error(&error), self.probe),
-                );
+                shared.wake(shared.store.record(
+                    Instant::now(),
+                    Signal::from_error(&error),
+                    self.probe,
+                ));
                 Err(error)
             }
         }

@@ -295,6 +295,10 @@ impl RateLimitStore for LocalStore {
         wake
     }
 
+    fn is_unrestricted(&self) -> bool {
+        !self.restricted.load(Ordering::Acquire)
+    }
+
     fn release_probe(&self) -> Wake {
         let mut state = self.lock();
         if state.breaker == (Breaker::HalfOpen { probing: true }) {

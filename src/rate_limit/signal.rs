@@ -9,6 +9,9 @@ use crate::{
     headers::{self, RateLimitHeaders},
 };
 
+const REMAINING_REQUESTS: http::HeaderName =
+    http::HeaderName::from_static("x-ratelimit-remaining-requests");
+
 /// What an outcome tells the shared rate-limit state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,7 +42,7 @@ impl Signal {
     pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Signal {
         if status.is_success() {
             // The cheap common case: one header lookup.
-            return match headers.get("x-ratelimit-remaining-requests") {
+            return match headers.get(&REMAINING_REQUESTS) {
                 Some(v) if v.as_bytes() == b"0" => {
                     let rl = RateLimitHeaders::parse(headers, SystemTime::now());
                     match rl.reset_requests {

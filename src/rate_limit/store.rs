@@ -76,4 +76,11 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
 
     /// A probe ended without an outcome (its caller went away): let another request probe.
     fn release_probe(&self) -> Wake;
+
+    /// `true` when nothing restricts sending and there is nothing to forget: a new request may
+    /// go and a healthy outcome need not be recorded. A cheap, lock-free check for the success
+    /// path; the default (`false`) always takes the full path.
+    fn is_unrestricted(&self) -> bool {
+        false
+    }
 }

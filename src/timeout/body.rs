@@ -39,8 +39,9 @@ pin_project! {
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
+        // Created the first time a read finds nothing ready.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         idle: Duration,
         armed: bool,
     }
@@ -51,7 +52,7 @@ impl<B> TimeoutBody<B> {
     pub fn new(inner: B, idle: Duration) -> Self {
         TimeoutBody {
             inner,
-            sleep: tokio::time::sleep(idle),
+            sleep: None,
             idle,
             armed: false,
         }
@@ -89,12 +90,18 @@ where
             Poll::Pending => {}
         }
         if !*this.armed {
-            this.sleep
-                .as_mut()
-                .reset(crate::time::after(Instant::now(), *this.idle));
+            let at = crate::time::after(Instant::now(), *this.idle);
+            match this.sleep.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.reset(at),
+                None => this.sleep.set(Some(tokio::time::sleep_until(at))),
+            }
             *this.armed = true;
         }
-        ready!(this.sleep.poll(cx));
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
+        } else {
+            return Poll::Pending;
+        }
         crate::observe::timeout(TimeoutPhase::BodyIdle);
         Poll::Ready(Some(Err(Error::timeout(TimeoutPhase::BodyIdle))))
     }

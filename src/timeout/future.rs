@@ -20,8 +20,10 @@ pin_project! {
     pub struct TimeoutFuture<F> {
         #[pin]
         inner: F,
+        // Created on the first `Pending`: a response that is ready at once never touches the
+        // timer wheel.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         deadline: Deadline,
         idle_read: Duration,
     }
@@ -31,7 +33,7 @@ impl<F> TimeoutFuture<F> {
     pub(super) fn new(inner: F, deadline: Deadline, idle_read: Duration) -> Self {
         TimeoutFuture {
             inner,
-            sleep: tokio::time::sleep_until(deadline.instant()),
+            sleep: None,
             deadline,
             idle_read,
         }
@@ -58,7 +60,14 @@ where
                 Err(e) => Err(Error::from_inner(e)),
             });
         }
-        match this.sleep.poll(cx) {
+        let mut sleep = this.sleep;
+        if sleep.is_none() {
+            sleep.set(Some(tokio::time::sleep_until(this.deadline.instant())));
+        }
+        let Some(sleep) = sleep.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        match sleep.poll(cx) {
             Poll::Ready(()) => {
                 crate::observe::timeout(TimeoutPhase::Deadline);
                 Poll::Ready(Err(Error::timeout(TimeoutPhase::Deadline)))
