@@ -29,10 +29,22 @@ pin_project! {
     {
         /// Sending (or sent): the inner future.
         Direct { #[pin] future: S::Future },
-        /// Waiting out the backoff, then readying a clone of the service.
-        Waiting { #[pin] sleep: Sleep, service: S, request: Option<R>, slept: bool },
+        /// Waiting out the backoff, then readying a clone of the service. Boxed: only requests
+        /// that back off pay for it, and the future every request carries stays small.
+        Waiting { held: Pin<Box<Held<S, R>>> },
         /// The wait could not be made.
         Refused { error: Option<Error> },
+    }
+}
+
+pin_project! {
+    #[project = HeldProj]
+    struct Held<S, R> {
+        #[pin]
+        sleep: Sleep,
+        service: S,
+        request: Option<R>,
+        slept: bool,
     }
 }
 
@@ -46,10 +58,12 @@ impl<S: Service<R>, R> BackoffFuture<S, R> {
     pub(super) fn waiting(service: S, request: R, until: Instant) -> Self {
         BackoffFuture {
             state: State::Waiting {
-                sleep: tokio::time::sleep_until(until),
-                service,
-                request: Some(request),
-                slept: false,
+                held: Box::pin(Held {
+                    sleep: tokio::time::sleep_until(until),
+                    service,
+                    request: Some(request),
+                    slept: false,
+                }),
             },
         }
     }
@@ -75,12 +89,13 @@ where
                 Proj::Direct { future } => {
                     return future.poll(cx).map_err(Error::from_inner);
                 }
-                Proj::Waiting {
-                    sleep,
-                    service,
-                    request,
-                    slept,
-                } => {
+                Proj::Waiting { held } => {
+                    let HeldProj {
+                        sleep,
+                        service,
+                        request,
+                        slept,
+                    } = held.as_mut().project();
                     if !*slept {
                         ready!(sleep.poll(cx));
                         *slept = true;

@@ -23,8 +23,9 @@ use crate::{
 pin_project! {
     /// The response future of [`RateLimitService`](super::RateLimitService).
     ///
-    /// A plain state machine: waiting at the gate allocates nothing, and dropping the future at
-    /// any point releases what it held (a probe turn is handed to the next request).
+    /// Small on the success path; a request that has to wait boxes its waiting state (one
+    /// allocation). Dropping the future at any point releases what it held (a probe turn is
+    /// handed to the next request).
     pub struct RateLimitFuture<S, R>
     where
         S: Service<R>,
@@ -42,21 +43,29 @@ pin_project! {
     {
         // Admitted: the inner future, whose outcome teaches the shared state.
         Sent { #[pin] future: S::Future, outcome: Observer },
-        // Held at the gate, with a clone of the service to ready afterwards.
-        Waiting {
-            #[pin] sleep: Sleep,
-            #[pin] notified: Option<OwnedNotified>,
-            wait: Wait,
-            service: Option<S>,
-            request: Option<R>,
-            shared: Arc<Shared>,
-            deadline: Option<Deadline>,
-            since: Instant,
-        },
-        // Admitted after waiting: readying the service.
-        Readying { service: S, request: Option<R>, outcome: Observer },
+        // Held at the gate, then readying a clone of the service. Boxed: only requests that
+        // wait pay for it, and the future every request carries stays small.
+        Waiting { held: Pin<Box<Held<S, R>>> },
         // Refused before sending.
         Refused { error: Option<Error> },
+    }
+}
+
+pin_project! {
+    #[project = HeldProj]
+    struct Held<S, R> {
+        #[pin]
+        sleep: Sleep,
+        #[pin]
+        notified: Option<OwnedNotified>,
+        wait: Wait,
+        service: S,
+        request: Option<R>,
+        shared: Arc<Shared>,
+        deadline: Option<Deadline>,
+        since: Instant,
+        // Set once admitted: the duty to report the outcome, while the service gets ready.
+        admitted: Option<Observer>,
     }
 }
 
@@ -103,14 +112,17 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         };
         RateLimitFuture {
             state: State::Waiting {
-                sleep: tokio::time::sleep_until(until),
-                notified: None,
-                wait,
-                service: Some(service),
-                request: Some(request),
-                shared,
-                deadline,
-                since: now,
+                held: Box::pin(Held {
+                    sleep: tokio::time::sleep_until(until),
+                    notified: None,
+                    wait,
+                    service,
+                    request: Some(request),
+                    shared,
+                    deadline,
+                    since: now,
+                    admitted: None,
+                }),
             },
         }
     }
@@ -130,96 +142,98 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
-            match state.as_mut().project() {
+            let (future, outcome) = match state.as_mut().project() {
                 Proj::Sent { future, outcome } => {
                     return future.poll(cx).map(|r| outcome.observe(r));
-                }
-                Proj::Waiting {
-                    mut sleep,
-                    mut notified,
-                    wait,
-                    service,
-                    request,
-                    shared,
-                    deadline,
-                    since,
-                } => {
-                    let woken = notified
-                        .as_mut()
-                        .as_pin_mut()
-                        .is_some_and(|n| n.poll(cx).is_ready());
-                    if !woken {
-                        ready!(sleep.as_mut().poll(cx));
-                    }
-                    let now = Instant::now();
-                    let ticket = match *wait {
-                        Wait::Slot(slot) => Ticket::Reserved(slot),
-                        Wait::Held => {
-                            if deadline.is_some_and(|d| now >= d.instant()) {
-                                observe::gate_refused(None);
-                                return Poll::Ready(Err(Error::rate_limited(None)));
-                            }
-                            Ticket::Held
-                        }
-                    };
-                    // Arm the wake-up before asking, so a probe's report cannot slip between.
-                    notified.set(Some(shared.notify.clone().notified_owned()));
-                    let limit = deadline.map(Deadline::instant);
-                    match shared.store.admit(now, ticket, limit) {
-                        admission @ (Admission::Go | Admission::Probe) => {
-                            let probe = admission == Admission::Probe;
-                            observe::gate_released(now.saturating_duration_since(*since), probe);
-                            let outcome = Observer::new(shared.clone(), probe);
-                            let (Some(service), Some(request)) = (service.take(), request.take())
-                            else {
-                                return Poll::Ready(Err(Error::from_inner(
-                                    "rate-limit future polled after completion",
-                                )));
-                            };
-                            state.set(State::Readying {
-                                service,
-                                request: Some(request),
-                                outcome,
-                            });
-                        }
-                        Admission::TooLate { wait } => {
-                            observe::gate_refused(Some(wait));
-                            return Poll::Ready(Err(Error::rate_limited(Some(wait))));
-                        }
-                        Admission::Wait(slot) => {
-                            *wait = Wait::Slot(slot);
-                            sleep.as_mut().reset(slot.at);
-                        }
-                        Admission::Held { recheck } => {
-                            *wait = Wait::Held;
-                            sleep.as_mut().reset(cap(recheck, *deadline));
-                        }
-                    }
-                }
-                Proj::Readying {
-                    service,
-                    request,
-                    outcome,
-                } => {
-                    if let Err(e) = ready!(service.poll_ready(cx)) {
-                        return Poll::Ready(Err(Error::from_inner(e)));
-                    }
-                    let Some(request) = request.take() else {
-                        return Poll::Ready(Err(Error::from_inner(
-                            "rate-limit future polled after completion",
-                        )));
-                    };
-                    let future = service.call(request);
-                    let outcome = outcome.take();
-                    state.set(State::Sent { future, outcome });
                 }
                 Proj::Refused { error } => {
                     return Poll::Ready(Err(error.take().unwrap_or_else(|| {
                         Error::from_inner("rate-limit future polled after completion")
                     })));
                 }
+                Proj::Waiting { held } => match ready!(held.as_mut().poll_admitted(cx)) {
+                    Ok(sent) => sent,
+                    Err(error) => return Poll::Ready(Err(error)),
+                },
+            };
+            state.set(State::Sent { future, outcome });
+        }
+    }
+}
+
+impl<S: Service<R>, R> Held<S, R> {
+    /// Waits until admitted, then readies the service and sends.
+    fn poll_admitted(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(S::Future, Observer), Error>>
+    where
+        S::Error: Into<BoxError>,
+    {
+        let HeldProj {
+            mut sleep,
+            mut notified,
+            wait,
+            service,
+            request,
+            shared,
+            deadline,
+            since,
+            admitted,
+        } = self.project();
+        while admitted.is_none() {
+            let woken = notified
+                .as_mut()
+                .as_pin_mut()
+                .is_some_and(|n| n.poll(cx).is_ready());
+            if !woken {
+                ready!(sleep.as_mut().poll(cx));
+            }
+            let now = Instant::now();
+            let ticket = match *wait {
+                Wait::Slot(slot) => Ticket::Reserved(slot),
+                Wait::Held => {
+                    if deadline.is_some_and(|d| now >= d.instant()) {
+                        observe::gate_refused(None);
+                        return Poll::Ready(Err(Error::rate_limited(None)));
+                    }
+                    Ticket::Held
+                }
+            };
+            // Arm the wake-up before asking, so a probe's report cannot slip between.
+            notified.set(Some(shared.notify.clone().notified_owned()));
+            match shared
+                .store
+                .admit(now, ticket, deadline.map(Deadline::instant))
+            {
+                admission @ (Admission::Go | Admission::Probe) => {
+                    let probe = admission == Admission::Probe;
+                    observe::gate_released(now.saturating_duration_since(*since), probe);
+                    *admitted = Some(Observer::new(shared.clone(), probe));
+                }
+                Admission::TooLate { wait } => {
+                    observe::gate_refused(Some(wait));
+                    return Poll::Ready(Err(Error::rate_limited(Some(wait))));
+                }
+                Admission::Wait(slot) => {
+                    *wait = Wait::Slot(slot);
+                    sleep.as_mut().reset(slot.at);
+                }
+                Admission::Held { recheck } => {
+                    *wait = Wait::Held;
+                    sleep.as_mut().reset(cap(recheck, *deadline));
+                }
             }
         }
+        if let Err(e) = ready!(service.poll_ready(cx)) {
+            return Poll::Ready(Err(Error::from_inner(e)));
+        }
+        let (Some(request), Some(outcome)) = (request.take(), admitted.take()) else {
+            return Poll::Ready(Err(Error::from_inner(
+                "rate-limit future polled after completion",
+            )));
+        };
+        Poll::Ready(Ok((service.call(request), outcome)))
     }
 }
 
@@ -236,14 +250,6 @@ impl Observer {
         Observer {
             shared: Some(shared),
             probe,
-        }
-    }
-
-    /// Moves the duty to report out of `self`.
-    fn take(&mut self) -> Observer {
-        Observer {
-            shared: self.shared.take(),
-            probe: self.probe,
         }
     }
 
