@@ -34,7 +34,8 @@ pin_project! {
         #[pin]
         state: State<S::Future, ResB>,
         service: S,
-        pending: Option<(request::Parts, B, Collector)>,
+        // Only while a request body is still being read (boxed: rarely needed).
+        pending: Option<Box<(request::Parts, B, Collector)>>,
         tracker: Tracker,
     }
 }
@@ -46,13 +47,9 @@ pin_project! {
         Buffering,
         // An attempt is in flight.
         Attempting { #[pin] future: F },
-        // Setting a retryable response's body aside before the next attempt.
-        Draining {
-            #[pin] sleep: Sleep,
-            head: Option<response::Parts>,
-            body: Option<ResB>,
-            collector: Collector,
-        },
+        // Setting a retryable response's body aside before the next attempt (boxed: only
+        // retries pay for it).
+        Draining { drain: Pin<Box<Drain<ResB>>> },
         // Waiting for the service to be ready for the next attempt.
         Readying,
         // Failed before any attempt.
@@ -100,16 +97,28 @@ struct Replay {
     trailers: Option<HeaderMap>,
 }
 
+pin_project! {
+    #[project = DrainProj]
+    struct Drain<ResB> {
+        #[pin]
+        sleep: Sleep,
+        head: Option<response::Parts>,
+        body: Option<ResB>,
+        collector: Collector,
+    }
+}
+
 /// The last retryable outcome, handed back if the next attempt cannot start.
-// One per retrying request, never per attempt: boxing the head would only add an allocation.
-#[allow(clippy::large_enum_variant)]
 enum Last {
-    Response {
-        head: response::Parts,
-        data: Option<Bytes>,
-        trailers: Option<HeaderMap>,
-    },
+    Response(Box<SetAside>),
     Error(Error),
+}
+
+/// A retryable response, its body read into memory.
+struct SetAside {
+    head: response::Parts,
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
 }
 
 impl<S, B, ResB> RetryFuture<S, B, ResB>
@@ -183,7 +192,7 @@ where
         body: B,
     ) -> Self {
         let mut this = Self::new(service, config, State::Buffering);
-        this.pending = Some((parts, body, collector));
+        this.pending = Some(Box::new((parts, body, collector)));
         this.tracker.in_flight = false;
         this
     }
@@ -212,15 +221,16 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Buffering => {
-                    let Some((_, body, collector)) = this.pending.as_mut() else {
+                    let Some((_, body, collector)) = this.pending.as_deref_mut() else {
                         return Poll::Ready(Err(Error::from_inner(
                             "retry future polled after completion",
                         )));
                     };
                     let collected = ready!(collector.poll_collect(body, cx));
-                    let Some((parts, body, mut collector)) = this.pending.take() else {
+                    let Some(pending) = this.pending.take() else {
                         continue;
                     };
+                    let (parts, body, mut collector) = *pending;
                     let request = match collected {
                         Err(e) => return Poll::Ready(Err(Error::from_inner(e))),
                         Ok(Collected::OverCap) => {
@@ -252,10 +262,12 @@ where
                             let wait = this.tracker.drain_timeout();
                             let collector = Collector::new(this.tracker.config.drain_cap);
                             this.state.set(State::Draining {
-                                sleep: tokio::time::sleep(wait),
-                                head: Some(head),
-                                body: Some(body),
-                                collector,
+                                drain: Box::pin(Drain {
+                                    sleep: tokio::time::sleep(wait),
+                                    head: Some(head),
+                                    body: Some(body),
+                                    collector,
+                                }),
                             });
                         }
                     },
@@ -264,12 +276,13 @@ where
                         None => this.state.set(State::Readying),
                     },
                 },
-                StateProj::Draining {
-                    sleep,
-                    head,
-                    body,
-                    collector,
-                } => {
+                StateProj::Draining { drain } => {
+                    let DrainProj {
+                        sleep,
+                        head,
+                        body,
+                        collector,
+                    } = drain.as_mut().project();
                     let Some(inner) = body.as_mut() else {
                         return Poll::Ready(Err(Error::from_inner(
                             "retry future polled after completion",
@@ -287,11 +300,11 @@ where
                         continue;
                     };
                     if drained {
-                        this.tracker.last = Some(Last::Response {
+                        this.tracker.last = Some(Last::Response(Box::new(SetAside {
                             head,
                             data: collector.take_data(),
                             trailers: collector.take_trailers(),
-                        });
+                        })));
                         this.state.set(State::Readying);
                     } else {
                         this.tracker.cancel_retry(StopReason::ResponseNotDrainable);
@@ -368,14 +381,17 @@ impl Tracker {
             self.attempt -= 1;
             self.cancel_retry(StopReason::NextAttemptRefused);
             return Some(match self.last.take() {
-                Some(Last::Response {
-                    head,
-                    data,
-                    trailers,
-                }) => Ok(self.report(Response::from_parts(
-                    head,
-                    ReplayBody::buffered(data, trailers),
-                ))),
+                Some(Last::Response(set_aside)) => {
+                    let SetAside {
+                        head,
+                        data,
+                        trailers,
+                    } = *set_aside;
+                    Ok(self.report(Response::from_parts(
+                        head,
+                        ReplayBody::buffered(data, trailers),
+                    )))
+                }
                 Some(Last::Error(previous)) => Err(previous),
                 None => Err(error),
             });
