@@ -29,10 +29,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             (fireworks::BASE_URL.to_string(), key, model, None)
         }
         Err(_) => {
-            let server = FireworksServer::start(ServerConfig::default().tokens_per_completion(24)).await?;
-            eprintln!("FIREWORKS_API_KEY not set: using the local server at {}", server.base_url());
+            let server =
+                FireworksServer::start(ServerConfig::default().tokens_per_completion(24)).await?;
+            eprintln!(
+                "FIREWORKS_API_KEY not set: using the local server at {}",
+                server.base_url()
+            );
             let url = format!("{}/inference/v1", server.base_url());
-            (url, DEFAULT_API_KEY.to_string(), DEFAULT_MODEL.to_string(), Some(server))
+            (
+                url,
+                DEFAULT_API_KEY.to_string(),
+                DEFAULT_MODEL.to_string(),
+                Some(server),
+            )
         }
     };
 
@@ -57,12 +66,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Server-sent events: `data: {json}` lines separated by blank lines, ending `data: [DONE]`.
     // A stall mid-stream surfaces here as the idle-read timeout error.
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
         pending.push_str(&String::from_utf8_lossy(&data));
         while let Some(end) = pending.find("\n\n") {
             let event: String = pending.drain(..end + 2).collect();
             for line in event.lines() {
-                let Some(payload) = line.strip_prefix("data: ") else { continue };
+                let Some(payload) = line.strip_prefix("data: ") else {
+                    continue;
+                };
                 if payload.trim() == "[DONE]" {
                     println!();
                     return Ok(());
