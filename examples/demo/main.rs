@@ -3,10 +3,13 @@
 //! and injects faults. Live progress while it runs, then a summary of what the layers did.
 //!
 //! ```text
-//! cargo run --release --example demo --features testing
+//! cargo run --release --example demo --features testing,rustls
+//! FIREWORKS_API_KEY=fw-... cargo run --release --example demo --features testing,rustls -- --real
 //! ```
 //!
-//! Options: `--requests N` (default 300), `--concurrency N` (default 16).
+//! Options: `--requests N` (default 300; 20 with `--real`), `--concurrency N` (default 16; 4
+//! with `--real`), `--real` (the real Fireworks API instead of the local server; model from
+//! `FIREWORKS_MODEL`).
 
 mod tally;
 
@@ -20,11 +23,10 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tally::{Tally, TallyLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_reliability::{
-    fireworks,
+    client, fireworks,
     retry::ReplayBody,
     testing::{
         Fault, FireworksServer, HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY,
@@ -61,40 +63,61 @@ fn arg(name: &str, default: usize) -> usize {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    if std::env::args().any(|a| a == "--real") {
-        eprintln!("--real needs an HTTPS connector, which arrives with the hyper-util integration (issue 4). This demo runs offline only.");
-        std::process::exit(2);
-    }
-    let requests = arg("--requests", 300);
-    let concurrency = arg("--concurrency", 16).max(1);
+    let real = std::env::args().any(|a| a == "--real");
+    // The real API costs money and has real limits: a smaller default run there.
+    let requests = arg("--requests", if real { 20 } else { 300 });
+    let concurrency = arg("--concurrency", if real { 4 } else { 16 }).max(1);
 
     let tally = TallyLayer::default();
     tracing_subscriber::registry()
         .with(tally.clone().with_filter_targets())
         .init();
 
-    // The server: 40 requests/s with a burst of 10 (429s carry retry-after-ms).
-    let config = ServerConfig::default()
-        .rate_limit(RateLimitConfig::new(40.0, 10).hint(HintStyle::RetryAfterMs))
-        .token_interval(Duration::from_millis(4));
-    let server = FireworksServer::start(config).await?;
-    server.push_script(fault_script(requests * 2));
-
-    // The preset with the guide's numbers, and demo-sized timeouts so stalls show quickly.
-    let profile =
-        TimeoutProfile::new(Duration::from_secs(30)).with_idle_read(Duration::from_secs(1));
-    let preset = fireworks::layer(Workload::Interactive)
-        .timeouts(
-            TimeoutByWorkload::new(Workload::Interactive).profile(Workload::Interactive, profile),
-        )
-        .attempt_timeout(AttemptTimeout::fixed(Duration::from_secs(3)));
-    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    let (target, server, preset) = if real {
+        // The real API, with the guide's numbers as they are.
+        let key =
+            std::env::var("FIREWORKS_API_KEY").map_err(|_| "--real needs FIREWORKS_API_KEY")?;
+        let model = std::env::var("FIREWORKS_MODEL")
+            .unwrap_or_else(|_| "accounts/fireworks/models/llama-v3p1-8b-instruct".into());
+        let target = Target {
+            url: format!("{}/chat/completions", fireworks::BASE_URL),
+            authorization: client::bearer(&key)?,
+            model,
+        };
+        (target, None, fireworks::layer(Workload::Interactive))
+    } else {
+        // The local server: 40 requests/s with a burst of 10 (429s carry retry-after-ms),
+        // and a seeded fault script.
+        let config = ServerConfig::default()
+            .rate_limit(RateLimitConfig::new(40.0, 10).hint(HintStyle::RetryAfterMs))
+            .token_interval(Duration::from_millis(4));
+        let server = FireworksServer::start(config).await?;
+        server.push_script(fault_script(requests * 2));
+        let target = Target {
+            url: server.chat_url(),
+            authorization: client::bearer(DEFAULT_API_KEY)?,
+            model: DEFAULT_MODEL.to_string(),
+        };
+        // The preset with the guide's numbers, and demo-sized timeouts so stalls show quickly.
+        let profile =
+            TimeoutProfile::new(Duration::from_secs(30)).with_idle_read(Duration::from_secs(1));
+        let preset = fireworks::layer(Workload::Interactive)
+            .timeouts(
+                TimeoutByWorkload::new(Workload::Interactive)
+                    .profile(Workload::Interactive, profile),
+            )
+            .attempt_timeout(AttemptTimeout::fixed(Duration::from_secs(3)));
+        (target, Some(server), preset)
+    };
+    // One HTTPS-capable hyper-util client (it speaks plain HTTP to the local server too).
+    let client = client::https_client::<ReplayBody<Full<Bytes>>>(&Workload::Interactive.profile());
     let service = ServiceBuilder::new().layer(preset).service(client);
+    let target = Arc::new(target);
 
     eprintln!(
         "demo: {requests} chat requests ({} streaming), {concurrency} concurrent tasks, against {}",
         requests / 3,
-        server.base_url()
+        target.url
     );
     let progress = Arc::new(Progress::default());
     let outcomes = Arc::new(Mutex::new(Vec::with_capacity(requests)));
@@ -115,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let service = service.clone();
-            let url = server.chat_url();
+            let target = target.clone();
             let (progress, outcomes, next) = (progress.clone(), outcomes.clone(), next.clone());
             tokio::spawn(async move {
                 loop {
@@ -123,7 +146,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                     if n >= requests {
                         return;
                     }
-                    let outcome = one_request(service.clone(), &url, n % 3 == 0).await;
+                    let outcome = one_request(service.clone(), &target, n % 3 == 0).await;
                     match &outcome {
                         Outcome::Ok { .. } => progress.ok.fetch_add(1, Ordering::Relaxed),
                         _ => progress.failed.fetch_add(1, Ordering::Relaxed),
@@ -143,8 +166,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let outcomes = std::mem::take(&mut *outcomes.lock().map_err(|_| "poisoned")?);
     let tally = tally.0.lock().map_err(|_| "poisoned")?.clone();
-    summarise(&outcomes, &tally, &server, started.elapsed());
-    server.shutdown().await;
+    summarise(&outcomes, &tally, server.as_ref(), started.elapsed());
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     Ok(())
 }
 
@@ -167,19 +192,27 @@ fn fault_script(len: usize) -> Vec<Fault> {
         .collect()
 }
 
-async fn one_request<S, B>(mut service: S, url: &str, stream: bool) -> Outcome
+/// Where the requests go.
+struct Target {
+    url: String,
+    authorization: http::HeaderValue,
+    model: String,
+}
+
+async fn one_request<S, B>(mut service: S, target: &Target, stream: bool) -> Outcome
 where
     S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>, Error = Error>,
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let body = serde_json::json!({
-        "model": DEFAULT_MODEL,
+        "model": target.model,
         "messages": [{"role": "user", "content": "Tell me about backoff"}],
         "stream": stream,
+        "max_tokens": 32,
     });
-    let request = http::Request::post(url)
-        .header("authorization", format!("Bearer {DEFAULT_API_KEY}"))
+    let request = http::Request::post(&target.url)
+        .header(http::header::AUTHORIZATION, target.authorization.clone())
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("a valid request");
@@ -228,7 +261,7 @@ fn print_progress(progress: &Progress, tally: &Mutex<Tally>, total: usize, start
     );
 }
 
-fn summarise(outcomes: &[Outcome], t: &Tally, server: &FireworksServer, elapsed: Duration) {
+fn summarise(outcomes: &[Outcome], t: &Tally, server: Option<&FireworksServer>, elapsed: Duration) {
     let mut latencies: Vec<Duration> = outcomes
         .iter()
         .filter_map(|o| match o {
@@ -266,7 +299,6 @@ fn summarise(outcomes: &[Outcome], t: &Tally, server: &FireworksServer, elapsed:
         .iter()
         .filter(|e| e.reached_server() == Some(false))
         .count();
-    let stats = server.stats();
 
     println!("\n== Summary ({:.1} s) ==", elapsed.as_secs_f64());
     println!("requests           {}", outcomes.len());
@@ -303,17 +335,23 @@ fn summarise(outcomes: &[Outcome], t: &Tally, server: &FireworksServer, elapsed:
         t.gate_closures, t.gate_closures_hinted, t.gate_releases, t.gate_fail_fast, t.breaker_trips
     );
     println!("timeouts by phase  {}", fmt_map(&t.timeouts));
-    println!(
-        "server saw         {} requests (what its dashboard would count): {}; {} connections reset",
-        stats.requests,
-        stats
-            .statuses
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        stats.connections_reset
-    );
+    match server {
+        Some(server) => {
+            let stats = server.stats();
+            println!(
+                "server saw         {} requests (what its dashboard would count): {}; {} connections reset",
+                stats.requests,
+                stats
+                    .statuses
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                stats.connections_reset
+            );
+        }
+        None => println!("server saw         see the Fireworks usage dashboard (it counts server-acknowledged requests only)"),
+    }
 }
 
 fn fmt_map<V: std::fmt::Display>(map: &std::collections::BTreeMap<String, V>) -> String {
