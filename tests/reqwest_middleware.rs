@@ -19,6 +19,13 @@ fn fast() -> ReliabilityMiddleware {
     ReliabilityMiddleware::from_layer(fireworks::layer(Workload::Interactive).backoff(backoff))
 }
 
+/// The preset with a short interactive deadline (other workloads keep the guide's).
+fn interactive_deadline(total: Duration) -> ReliabilityMiddleware {
+    let timeouts = TimeoutByWorkload::new(Workload::Interactive)
+        .profile(Workload::Interactive, TimeoutProfile::new(total));
+    ReliabilityMiddleware::from_layer(fireworks::layer(Workload::Interactive).timeouts(timeouts))
+}
+
 fn client(middleware: ReliabilityMiddleware) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
@@ -142,14 +149,7 @@ async fn a_refused_connection_keeps_reqwests_error() {
 async fn a_deadline_comes_back_as_our_error() {
     let server = server().await;
     server.push_script([Fault::DelayHeaders(Duration::from_secs(30))]);
-    let timeouts = TimeoutByWorkload::new(Workload::Interactive).profile(
-        Workload::Interactive,
-        TimeoutProfile::new(Duration::from_millis(300)),
-    );
-    let middleware = ReliabilityMiddleware::from_layer(
-        fireworks::layer(Workload::Interactive).timeouts(timeouts),
-    );
-    let err = client(middleware)
+    let err = client(interactive_deadline(Duration::from_millis(300)))
         .post(server.chat_url())
         .bearer_auth(DEFAULT_API_KEY)
         .body(chat())
@@ -165,14 +165,7 @@ async fn a_deadline_comes_back_as_our_error() {
 async fn a_request_picks_its_workload() {
     let server = server().await;
     server.push_script([Fault::DelayHeaders(Duration::from_millis(600))]);
-    let timeouts = TimeoutByWorkload::new(Workload::Interactive).profile(
-        Workload::Interactive,
-        TimeoutProfile::new(Duration::from_millis(200)),
-    );
-    let middleware = ReliabilityMiddleware::from_layer(
-        fireworks::layer(Workload::Interactive).timeouts(timeouts),
-    );
-    let response = client(middleware)
+    let response = client(interactive_deadline(Duration::from_millis(200)))
         .post(server.chat_url())
         .bearer_auth(DEFAULT_API_KEY)
         .with_extension(Workload::Agentic)
