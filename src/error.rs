@@ -86,13 +86,16 @@ impl Error {
         }
     }
 
-    /// Wraps an inner service's error, classifying it.
+    /// Wraps an inner service's error, classifying it. (With the `reqwest-middleware` feature,
+    /// a reqwest error's URL is dropped first: it can carry credentials.)
     ///
     /// An [`Error`] of this crate passes through unchanged. Otherwise the error's source chain is
     /// searched for a connect failure (see [`is_connect_failure`]) and the kind is
     /// [`Connect`](ErrorKind::Connect) or [`Inner`](ErrorKind::Inner).
     pub fn from_inner(err: impl Into<BoxError>) -> Self {
         let err: BoxError = err.into();
+        #[cfg(feature = "reqwest-middleware")]
+        let err = without_url(err);
         match err.downcast::<Error>() {
             Ok(ours) => *ours,
             Err(err) => {
@@ -204,6 +207,19 @@ impl StdError for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// reqwest errors carry the request URL, userinfo password and query keys included, into
+/// their `Display` and `Debug`: this crate's errors keep them without it.
+#[cfg(feature = "reqwest-middleware")]
+fn without_url(err: BoxError) -> BoxError {
+    match err.downcast::<reqwest::Error>() {
+        Ok(e) => Box::new(e.without_url()),
+        Err(err) => match err.downcast::<reqwest_middleware::Error>() {
+            Ok(e) => Box::new(e.without_url()),
+            Err(err) => err,
+        },
     }
 }
 

@@ -131,7 +131,9 @@ impl Middleware for ReliabilityMiddleware {
                     .map_err(reqwest_middleware::Error::middleware)?;
                 Ok(reqwest::Response::from(response))
             }
-            Err(error) => Err(into_middleware_error(error)),
+            // The URL was dropped when the error was wrapped (it can carry credentials); the
+            // caller, who knows it, gets it back as reqwest's own errors have it.
+            Err(error) => Err(into_middleware_error(error).with_url(url)),
         }
     }
 }

@@ -1,0 +1,341 @@
+//! Helpers of `tests/security.rs`: a recording wrapper around the client, bodies that count the
+//! bytes they produce and consume, the hyper-util stack, and a capture of tracing output.
+
+#![allow(dead_code)] // each helper is used by some tests only
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use tower::{Service, ServiceExt};
+use tower_reliability::{
+    backoff::Jitter,
+    fireworks,
+    rate_limit::{GateConfig, LocalStore},
+    retry::ReplayBody,
+    timeout::AttemptTimeout,
+    Error, JitteredBackoff, RateLimitAware, TimeoutByWorkload, TimeoutProfile, Workload,
+};
+
+/// The hyper-util client the preset sits on.
+pub type HyperClient = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
+/// The preset over a recording client.
+pub type Stack = fireworks::FireworksService<Recorder<HyperClient>>;
+/// What the stack answers.
+pub type Reply = http::Response<fireworks::ResponseBody<hyper::body::Incoming>>;
+
+pub fn client() -> HyperClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One request as the client under the preset received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: http::Method,
+    pub uri: Uri,
+    pub authorization: Option<HeaderValue>,
+}
+
+/// Records every request handed to the inner service (every attempt), then forwards it.
+#[derive(Clone)]
+pub struct Recorder<S> {
+    inner: S,
+    log: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl<S> Recorder<S> {
+    pub fn new(inner: S) -> (Self, Arc<Mutex<Vec<Seen>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        (
+            Recorder {
+                inner,
+                log: log.clone(),
+            },
+            log,
+        )
+    }
+}
+
+impl<S, B> Service<Request<B>> for Recorder<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.log.lock().unwrap().push(Seen {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
+        });
+        self.inner.call(request)
+    }
+}
+
+/// A gate that holds at most `max_hold`, reopens fast without a hint, and paces tightly.
+pub fn gate(max_hold: Duration) -> Arc<LocalStore> {
+    Arc::new(LocalStore::new(GateConfig {
+        max_hold,
+        release_spacing: Duration::from_millis(1),
+        no_hint_base: Duration::from_millis(20),
+        no_hint_max: Duration::from_millis(100),
+        probe_base: Duration::from_millis(20),
+        probe_max: Duration::from_millis(40),
+        ..GateConfig::default()
+    }))
+}
+
+/// The preset with a `total` deadline, a 1 s per-attempt limit, fast seeded backoff
+/// (`U(0, 5 ms * 2^n)`), the default `max_server_wait` (120 s) unless `backoff` replaces it, and
+/// the given gate.
+pub fn preset(
+    total: Duration,
+    store: Arc<LocalStore>,
+    backoff: Option<JitteredBackoff>,
+) -> fireworks::FireworksLayer {
+    fireworks::layer(Workload::Interactive)
+        .timeouts(TimeoutByWorkload::new(Workload::Interactive).profile(
+            Workload::Interactive,
+            TimeoutProfile::new(total).with_idle_read(Duration::from_secs(2)),
+        ))
+        .backoff(backoff.unwrap_or_else(fast_backoff))
+        .rate_limit(RateLimitAware::with_store(store))
+        .attempt_timeout(AttemptTimeout::fixed(Duration::from_secs(1)))
+}
+
+pub fn fast_backoff() -> JitteredBackoff {
+    JitteredBackoff::default()
+        .jitter(Jitter::Full)
+        .base(Duration::from_millis(5))
+        .seed(7)
+}
+
+/// The preset over a recording hyper-util client, and the recording.
+pub fn stack(layer: &fireworks::FireworksLayer) -> (Stack, Arc<Mutex<Vec<Seen>>>) {
+    use tower::Layer;
+    let (recorder, log) = Recorder::new(client());
+    (layer.layer(recorder), log)
+}
+
+pub async fn send(svc: &mut Stack, request: Request<Full<Bytes>>) -> Result<Reply, Error> {
+    svc.ready().await?.call(request).await
+}
+
+/// A request for `/echo-hash`, which needs no key.
+pub fn echo(url: &str) -> Request<Full<Bytes>> {
+    Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{\"hello\":\"world\"}")))
+        .expect("request")
+}
+
+/// An address nothing listens on: bound, learnt, closed.
+pub fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counting bodies
+// ---------------------------------------------------------------------------------------------
+
+/// Shared byte counters: what a [`CountingBody`] produced, and what its reader consumed.
+#[derive(Debug, Default)]
+pub struct Meter {
+    pub produced: AtomicU64,
+    pub consumed: AtomicU64,
+    /// The most bytes produced but not yet consumed, sampled each time the reader takes a frame
+    /// (the frame included): an upper bound on what the layers between held in memory.
+    pub peak_held: AtomicU64,
+    pub polls: AtomicUsize,
+}
+
+impl Meter {
+    pub fn produced(&self) -> u64 {
+        self.produced.load(Ordering::SeqCst)
+    }
+
+    pub fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::SeqCst)
+    }
+
+    pub fn peak_held(&self) -> u64 {
+        self.peak_held.load(Ordering::SeqCst)
+    }
+
+    /// The reader took a frame of `n` bytes.
+    pub fn take(&self, n: u64) {
+        let held = self.produced() - self.consumed();
+        self.peak_held.fetch_max(held, Ordering::SeqCst);
+        self.consumed.fetch_add(n, Ordering::SeqCst);
+    }
+}
+
+/// A streamed body of `len` bytes in `chunk`-sized frames, made on demand (every frame is a
+/// slice of one shared buffer, so the body itself holds one chunk), with no size hint. With
+/// `pending_every_other`, every other poll returns `Pending` first (and wakes), like a socket.
+pub struct CountingBody {
+    chunk: Bytes,
+    remaining: u64,
+    meter: Arc<Meter>,
+    pending_every_other: bool,
+    flip: bool,
+}
+
+impl CountingBody {
+    pub fn new(len: u64, chunk: usize, meter: Arc<Meter>, pending_every_other: bool) -> Self {
+        CountingBody {
+            chunk: Bytes::from(vec![b'x'; chunk]),
+            remaining: len,
+            meter,
+            pending_every_other,
+            flip: false,
+        }
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.meter.polls.fetch_add(1, Ordering::Relaxed);
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        if self.pending_every_other {
+            self.flip = !self.flip;
+            if self.flip {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+        let n = (self.chunk.len() as u64).min(self.remaining);
+        self.remaining -= n;
+        self.meter.produced.fetch_add(n, Ordering::SeqCst);
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n as usize)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// Reads a body to the end frame by frame, telling `meter` about each frame; returns the length.
+pub async fn drain<B>(body: B, meter: &Meter) -> Result<u64, B::Error>
+where
+    B: Body,
+    B::Data: bytes::Buf,
+{
+    use bytes::Buf;
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let n = data.remaining() as u64;
+            meter.take(n);
+            total += n;
+        }
+    }
+    Ok(total)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracing capture
+// ---------------------------------------------------------------------------------------------
+
+/// Every tracing event of this test binary, at TRACE, for every target (one global subscriber,
+/// installed before any event is emitted; see `tests/observability_support` for why).
+pub fn global_capture() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_target(true)
+            .with_writer(capture.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        capture
+    })
+}
+
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = CaptureWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter(self.0.clone())
+    }
+}
+
+/// Panics with context if `needle` occurs in `haystack`.
+#[track_caller]
+pub fn assert_absent(what: &str, haystack: &str, needle: &str) {
+    if let Some(at) = haystack.find(needle) {
+        let from = haystack[..at]
+            .char_indices()
+            .rev()
+            .nth(200)
+            .map_or(0, |(i, _)| i);
+        let to = (at + 200).min(haystack.len());
+        panic!(
+            "{what}: {needle:?} leaked at byte {at}:\n...{}...",
+            haystack.get(from..to).unwrap_or(haystack)
+        );
+    }
+}
