@@ -120,6 +120,7 @@ pub mod middleware;
 pub mod observe;
 pub mod rate_limit;
 pub mod retry;
+mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;

@@ -1,12 +1,8 @@
 //! The in-memory shared state: one per client, shared by every clone.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex, MutexGuard,
-    },
-    time::Duration,
-};
+use std::time::Duration;
+
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 
 use tokio::time::Instant;
 

@@ -18,10 +18,7 @@
 //! assert_eq!(budget.available(), 5);
 //! ```
 
-use std::sync::{
-    atomic::{AtomicU32, Ordering},
-    Arc,
-};
+use crate::sync::{Arc, AtomicU32, Ordering};
 
 /// A token-bucket retry budget; clones share the same bucket.
 #[derive(Debug, Clone)]
