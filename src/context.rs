@@ -125,6 +125,22 @@ pub struct RetryContext {
 struct WaitLog {
     last_nanos: AtomicU64,
     total_nanos: AtomicU64,
+    /// Waits in progress in the layers inside (backoff, gate): the attempt is not sent yet.
+    waiting: std::sync::atomic::AtomicU32,
+}
+
+/// Marks a wait in progress on a [`RetryContext`] until dropped: while one is alive, the
+/// attempt has not been handed to the client, so a caller that goes away gets the retry's
+/// budget cost back.
+#[derive(Debug)]
+pub struct WaitGuard {
+    waits: Arc<WaitLog>,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.waits.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl RetryContext {
@@ -177,6 +193,20 @@ impl RetryContext {
             0 => None,
             nanos => Some(Duration::from_nanos(nanos)),
         }
+    }
+
+    /// Marks a wait in progress before this attempt is sent (hold the guard while waiting,
+    /// drop it when handing the request on).
+    pub fn begin_wait(&self) -> WaitGuard {
+        self.waits.waiting.fetch_add(1, Ordering::AcqRel);
+        WaitGuard {
+            waits: self.waits.clone(),
+        }
+    }
+
+    /// Whether a layer inside is still waiting before sending this attempt.
+    pub fn is_waiting(&self) -> bool {
+        self.waits.waiting.load(Ordering::Acquire) > 0
     }
 
     /// All waits recorded for this logical request.

@@ -9,9 +9,8 @@
 //! - the runtime's alive tasks return to the baseline (the layers spawn nothing and leave
 //!   nothing running; the client keeps no idle connection, so each one's task ends too);
 //! - the retry budget returns to its maximum where the design says so (`Tracker::drop`
-//!   refunds a reserved-but-unsent retry; a sent retry is not refunded). A retry dropped while
-//!   it waits in the backoff or at the gate is *not* refunded although it was never sent: a
-//!   library bug, asserted by the two `#[ignore = "BUG: ..."]` tests;
+//!   refunds a reserved-but-unsent retry, including one still waiting in the backoff or at the
+//!   gate; a sent retry is not refunded);
 //! - the gate's probe turn comes back and the gate serves the next request normally;
 //! - the server receives no request from a dropped caller.
 //!
@@ -321,8 +320,7 @@ fn header(name: &str, value: &str) -> (String, String) {
 /// Held at the gate: one caller got a 429 with `retry-after-ms: 1000` (its retry is reserved
 /// and waiting for the reopening) and eight more are held at the closed gate with paced slots.
 /// Dropping them ends their tasks, none of them is ever sent, the gate serves the next request,
-/// and at most the one reserved retry's cost stays spent (it should be refunded: see the
-/// ignored test below).
+/// and at most the one reserved retry's cost stays spent (and it is refunded: see the test below).
 #[test]
 fn dropped_while_held_at_the_gate() {
     run(held_at_the_gate(false));
@@ -332,9 +330,6 @@ fn dropped_while_held_at_the_gate() {
 /// dropped while it waited (for the 429's hint, at the gate) was never sent, so its cost
 /// should come back.
 #[test]
-#[ignore = "BUG: a retry dropped while it waits in the backoff / at the gate is never refunded \
-            (src/retry/future.rs:471-477 `next_request` marks it sent when it is handed to the \
-            inner BackoffService, so `Tracker::drop` at src/retry/future.rs:78-90 keeps its cost)"]
 fn dropped_while_held_at_the_gate_refunds_the_reserved_retry() {
     run(held_at_the_gate(true));
 }
@@ -401,19 +396,15 @@ async fn held_at_the_gate(expect_refund: bool) {
 }
 
 /// Backing off after a 503 (an 800 ms computed wait): dropping the caller ends its task, the
-/// retry is never sent, and at most its cost stays spent (it should be refunded: see the
-/// ignored test below).
+/// retry is never sent, and at most its cost stays spent (and it is refunded: see the test below).
 #[test]
 fn dropped_while_backing_off() {
     run(backing_off(false));
 }
 
 /// The budget half of [`dropped_while_backing_off`]: the retry never reached the server, so
-/// its cost should come back.
+/// its cost comes back.
 #[test]
-#[ignore = "BUG: a retry dropped while it waits in the backoff / at the gate is never refunded \
-            (src/retry/future.rs:471-477 `next_request` marks it sent when it is handed to the \
-            inner BackoffService, so `Tracker::drop` at src/retry/future.rs:78-90 keeps its cost)"]
 fn dropped_while_backing_off_refunds_the_reserved_retry() {
     run(backing_off(true));
 }

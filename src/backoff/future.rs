@@ -8,7 +8,10 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::error::{BoxError, Error};
+use crate::{
+    context::WaitGuard,
+    error::{BoxError, Error},
+};
 
 pin_project! {
     /// The response future of [`BackoffService`](super::BackoffService).
@@ -45,6 +48,8 @@ pin_project! {
         service: S,
         request: Option<R>,
         slept: bool,
+        // Released when the request is handed on.
+        guard: Option<WaitGuard>,
     }
 }
 
@@ -55,7 +60,7 @@ impl<S: Service<R>, R> BackoffFuture<S, R> {
         }
     }
 
-    pub(super) fn waiting(service: S, request: R, until: Instant) -> Self {
+    pub(super) fn waiting(service: S, request: R, until: Instant, guard: WaitGuard) -> Self {
         BackoffFuture {
             state: State::Waiting {
                 held: Box::pin(Held {
@@ -63,6 +68,7 @@ impl<S: Service<R>, R> BackoffFuture<S, R> {
                     service,
                     request: Some(request),
                     slept: false,
+                    guard: Some(guard),
                 }),
             },
         }
@@ -95,6 +101,7 @@ where
                         service,
                         request,
                         slept,
+                        guard,
                     } = held.as_mut().project();
                     if !*slept {
                         ready!(sleep.poll(cx));
@@ -106,6 +113,7 @@ where
                             "backoff future polled after completion",
                         )));
                     };
+                    guard.take();
                     let future = service.call(request);
                     state.set(State::Direct { future });
                 }

@@ -66,7 +66,13 @@ where
                 observe::backoff(ctx.attempt(), wait, ctx.server_hint());
                 // Leave the readied service in place (its capacity serves the next call) and
                 // wait with a clone: sleeping must not hold a slot of the inner service.
-                BackoffFuture::waiting(self.inner.clone(), request, crate::time::after(now, wait))
+                let guard = ctx.begin_wait();
+                BackoffFuture::waiting(
+                    self.inner.clone(),
+                    request,
+                    crate::time::after(now, wait),
+                    guard,
+                )
             }
         }
     }

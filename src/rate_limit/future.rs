@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::{layer::Shared, Admission, Signal, Ticket};
 use crate::{
-    context::Deadline,
+    context::{Deadline, WaitGuard},
     error::{BoxError, Error},
     observe,
 };
@@ -66,6 +66,8 @@ pin_project! {
         since: Instant,
         // Set once admitted: the duty to report the outcome, while the service gets ready.
         admitted: Option<Observer>,
+        // A retry's wait marker, released when the request is handed on.
+        guard: Option<WaitGuard>,
     }
 }
 
@@ -101,6 +103,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         shared: Arc<Shared>,
         admission: Admission,
         deadline: Option<Deadline>,
+        guard: Option<WaitGuard>,
     ) -> Self {
         let now = Instant::now();
         let (wait, until) = match admission {
@@ -122,6 +125,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
                     deadline,
                     since: now,
                     admitted: None,
+                    guard,
                 }),
             },
         }
@@ -180,6 +184,7 @@ impl<S: Service<R>, R> Held<S, R> {
             deadline,
             since,
             admitted,
+            guard,
         } = self.project();
         while admitted.is_none() {
             let woken = notified
@@ -233,6 +238,7 @@ impl<S: Service<R>, R> Held<S, R> {
                 "rate-limit future polled after completion",
             )));
         };
+        guard.take();
         Poll::Ready(Ok((service.call(request), outcome)))
     }
 }

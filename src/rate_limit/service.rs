@@ -70,13 +70,19 @@ where
             }
             admission => {
                 // The readied inner service stays here for the next call; the request waits
-                // with a clone that it readies after the wait.
+                // with a clone that it readies after the wait. A retry marks its wait so that a
+                // caller leaving meanwhile gets the retry's cost back.
+                let guard = request
+                    .extensions()
+                    .get::<crate::context::RetryContext>()
+                    .map(crate::context::RetryContext::begin_wait);
                 RateLimitFuture::waiting(
                     self.inner.clone(),
                     request,
                     self.shared.clone(),
                     admission,
                     deadline,
+                    guard,
                 )
             }
         }

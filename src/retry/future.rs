@@ -31,12 +31,14 @@ pin_project! {
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     {
+        // Declared first so it is dropped first: its `Drop` must see whether a layer inside
+        // (still alive in `state`) is waiting before sending.
+        tracker: Tracker,
         #[pin]
         state: State<S::Future, ResB>,
         service: S,
         // Only while a request body is still being read (boxed: rarely needed).
         pending: Option<Box<(request::Parts, B, Collector)>>,
-        tracker: Tracker,
     }
 }
 
@@ -79,8 +81,11 @@ impl Drop for Tracker {
     /// A caller that goes away between reserving a retry and sending it gets the cost back:
     /// cancellation never leaks budget tokens.
     fn drop(&mut self) {
-        if self.unsent {
+        // Not handed on yet, or still waiting inside (backoff, gate): the retry never left.
+        let waiting = self.in_flight && self.ctx.as_ref().is_some_and(RetryContext::is_waiting);
+        if self.unsent || waiting {
             self.config.budget.deposit(self.last_cost);
+            return;
         }
         if self.in_flight {
             // The deadline fired (or the caller left) mid-attempt: the server may have it.
