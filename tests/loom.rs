@@ -8,45 +8,14 @@
 //!
 //! # Running
 //!
-//! The intended `RUSTFLAGS="--cfg loom" cargo test --release --test loom` does not build with
-//! the current `Cargo.toml`, for two reasons:
-//!
-//! 1. RUSTFLAGS reaches every crate, and tokio drops `tokio::net` under `cfg(loom)`
-//!    (`#![cfg(not(loom))]` in tokio's `src/net/mod.rs`), which hyper-util (a default feature
-//!    and a dev-dependency) imports: `error[E0432]: unresolved import tokio::net`.
-//! 2. loom is declared under `[target.'cfg(loom)'.dev-dependencies]`, which only tests can
-//!    use; `src/sync.rs` (the library) needs it as `[target.'cfg(loom)'.dependencies]`:
-//!    `error[E0433]: cannot find module or crate loom` in `src/sync.rs`.
-//!
-//! Until `Cargo.toml` moves loom to `[target.'cfg(loom)'.dependencies]` (which fixes 2; 1 needs
-//! the cfg scoped to this crate, e.g. by the wrapper below, or a crate-specific cfg name), run
-//! it with a `RUSTC_WRAPPER` that scopes the cfg to this crate and hands the library the loom
-//! rlib cargo builds for the test (the first build fails once, after building loom; run it
-//! again):
-//!
 //! ```sh
-//! cat > /tmp/rustc-loom.sh <<'SH'
-//! #!/bin/sh
-//! rustc="$1"; shift
-//! case " $* " in
-//!   *" --crate-name ___ "*) exec "$rustc" "$@" --cfg loom ;;
-//!   *" --crate-name tower_reliability "*" --test "*) exec "$rustc" "$@" --cfg loom ;;
-//!   *" --crate-name tower_reliability "*)
-//!     out=""; prev=""
-//!     for a in "$@"; do [ "$prev" = "--out-dir" ] && out="$a"; prev="$a"; done
-//!     rlib=$(ls "$out"/libloom-*.rlib 2>/dev/null | head -n 1)
-//!     [ -n "$rlib" ] && exec "$rustc" "$@" --cfg loom --extern "loom=$rlib"
-//!     exec "$rustc" "$@" --cfg loom ;;
-//!   *" --crate-name loom "*" --test "*|*" --test "*" --crate-name loom "*) exec "$rustc" "$@" --cfg loom ;;
-//! esac
-//! exec "$rustc" "$@"
-//! SH
-//! chmod +x /tmp/rustc-loom.sh
-//! export RUSTC_WRAPPER=/tmp/rustc-loom.sh CARGO_TARGET_DIR=target/loom
-//! cargo test --release --test loom --no-run || true   # builds loom, then fails on the library
-//! cargo test --release --test loom -- --nocapture      # prints the interleavings explored
+//! scripts/loom.sh
 //! ```
-#![cfg(loom)]
+//!
+//! which runs `RUSTFLAGS="--cfg tower_reliability_loom" cargo test --test loom` in its own
+//! target directory (a crate-specific cfg name: tokio's own `cfg(loom)` is left alone, so the
+//! rest of the graph builds as usual).
+#![cfg(tower_reliability_loom)]
 
 use std::time::Duration;
 
