@@ -83,7 +83,8 @@ impl Schedule {
             }
             Jitter::None => exp,
         };
-        Duration::try_from_secs_f64(secs.min(cap)).unwrap_or(self.cap)
+        // A cap that is not exact in f64 seconds could round up: clamp after converting too.
+        Duration::try_from_secs_f64(secs.min(cap)).map_or(self.cap, |d| d.min(self.cap))
     }
 }
 

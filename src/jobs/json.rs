@@ -66,6 +66,24 @@ pub fn fireworks_json(parts: &Parts, body: &Bytes) -> Result<JobStatus, JsonStat
                     }
                 }
                 "jobProgress" if cursor.at(b'{') => job_progress = percent(cursor)?,
+                // A member given again with a value of another type: the last occurrence
+                // counts, and it says nothing usable.
+                "state" => {
+                    state = None;
+                    return Some(false);
+                }
+                "status" => {
+                    status = None;
+                    return Some(false);
+                }
+                "progress" => {
+                    progress = None;
+                    return Some(false);
+                }
+                "jobProgress" => {
+                    job_progress = None;
+                    return Some(false);
+                }
                 _ => return Some(false),
             }
             Some(true)
