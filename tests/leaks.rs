@@ -529,7 +529,7 @@ fn dropped_probe_gives_its_turn_back() {
         let start = rig.requests();
         let now = tokio::time::Instant::now();
         for _ in 0..rig.store.config().failure_threshold {
-            rig.store.record(now, Signal::Failing, false);
+            rig.store.record(now, Signal::Failing, None);
         }
         assert!(rig.store.breaker_engaged());
         rig.server

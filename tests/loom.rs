@@ -24,7 +24,7 @@ use loom::sync::Arc;
 use loom::thread;
 use tokio::time::Instant;
 use tower_reliability::rate_limit::{
-    Admission, GateConfig, LocalStore, RateLimitStore, Signal, Ticket, Wake,
+    Admission, GateConfig, LocalStore, Probe, RateLimitStore, Signal, Ticket, Wake,
 };
 use tower_reliability::retry::RetryBudget;
 
@@ -172,13 +172,20 @@ fn config() -> GateConfig {
 fn tripped(t0: Instant) -> LocalStore {
     let s = LocalStore::new(config());
     for _ in 0..config().failure_threshold {
-        s.record(t0, Signal::Failing, false);
+        s.record(t0, Signal::Failing, None);
     }
     s
 }
 
 fn is_probe(a: Admission) -> bool {
-    a == Admission::Probe
+    matches!(a, Admission::Probe(_))
+}
+
+fn probe(a: Admission) -> Probe {
+    match a {
+        Admission::Probe(p) => p,
+        other => panic!("expected a probe, got {other:?}"),
+    }
 }
 
 #[test]
@@ -208,10 +215,10 @@ fn store_released_probe_lets_exactly_one_other_probe() {
         "store_released_probe_lets_exactly_one_other_probe",
         move || {
             let s = Arc::new(tripped(t0));
-            assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Probe);
+            let p1 = probe(s.admit(t1, Ticket::Held, None));
             let (s1, s2) = (s.clone(), s.clone());
             // The probe's caller goes away while two held requests ask again.
-            let h1 = thread::spawn(move || s1.release_probe());
+            let h1 = thread::spawn(move || s1.release_probe(p1));
             let h2 = thread::spawn(move || s2.admit(t1, Ticket::Held, None));
             let a3 = s.admit(t1, Ticket::Held, None);
             let wake = h1.join().unwrap();
@@ -240,13 +247,13 @@ fn check_no_double_release(second_by_record: bool) {
         &format!("no double release (second by record: {second_by_record})"),
         move || {
             let s = Arc::new(tripped(t0));
-            assert_eq!(s.admit(t1, Ticket::New, None), Admission::Probe);
+            let p1 = probe(s.admit(t1, Ticket::New, None));
             let s1 = s.clone();
-            let h1 = thread::spawn(move || s1.release_probe());
+            let h1 = thread::spawn(move || s1.release_probe(p1));
             let w2 = if second_by_record {
-                s.record(t1, Signal::Neutral, true)
+                s.record(t1, Signal::Neutral, Some(p1))
             } else {
-                s.release_probe()
+                s.release_probe(p1)
             };
             let wakes = [h1.join().unwrap(), w2];
             assert_eq!(
@@ -256,14 +263,15 @@ fn check_no_double_release(second_by_record: bool) {
             );
             let next = s.admit(t1, Ticket::Held, None);
             let after = s.admit(t1, Ticket::Held, None);
-            assert_eq!(next, Admission::Probe, "the freed turn is taken");
+            assert!(is_probe(next), "the freed turn is taken: {next:?}");
             assert!(
                 matches!(after, Admission::Held { .. }),
                 "no second probe: {after:?}"
             );
             // And once more, sequentially: a late second release of a turn frees nothing.
-            assert_eq!(s.release_probe(), Wake::All);
-            assert_eq!(s.release_probe(), Wake::No, "no double release");
+            let p2 = probe(next);
+            assert_eq!(s.release_probe(p2), Wake::All);
+            assert_eq!(s.release_probe(p2), Wake::No, "no double release");
         },
     );
 }
@@ -278,14 +286,10 @@ fn store_no_double_release_racing_the_probes_outcome() {
     check_no_double_release(true);
 }
 
-/// Probes carry no identity: a probe admitted before the breaker closed and tripped again
-/// (a slow attempt, still in flight) frees the *current* probe's turn when its caller goes
-/// away, and two probes are out at once.
+/// A probe admitted before the breaker closed and tripped again (a slow attempt, still in
+/// flight) must not free the *current* probe's turn when its caller goes away: probe turns
+/// carry a token, and a stale token frees nothing (this model found the bug when they did not).
 #[test]
-#[ignore = "BUG: a stale probe's release_probe frees the current probe's turn \
-            (src/rate_limit/local.rs:298-305 `release_probe`, and the probe branch of \
-            `record` at src/rate_limit/local.rs:258-263 and 243: no probe epoch); \
-            two probes end up in flight"]
 fn store_stale_probe_release_does_not_free_the_current_probe() {
     let t0 = Instant::now();
     let t1 = t0 + config().probe_base;
@@ -295,17 +299,17 @@ fn store_stale_probe_release_does_not_free_the_current_probe() {
         move || {
             let s = tripped(t0);
             // P1 probes, and stays in flight (a slow attempt).
-            assert_eq!(s.admit(t1, Ticket::New, None), Admission::Probe);
+            let p1 = probe(s.admit(t1, Ticket::New, None));
             // A request sent before the trip comes back healthy: the breaker closes...
-            assert_eq!(s.record(t1, Signal::Healthy, false), Wake::All);
+            assert_eq!(s.record(t1, Signal::Healthy, None), Wake::All);
             // ...and trips again.
             for _ in 0..config().failure_threshold {
-                s.record(t1, Signal::Failing, false);
+                s.record(t1, Signal::Failing, None);
             }
             // P2 probes.
-            assert_eq!(s.admit(t2, Ticket::Held, None), Admission::Probe);
+            assert!(is_probe(s.admit(t2, Ticket::Held, None)));
             // P1's caller goes away.
-            s.release_probe();
+            s.release_probe(p1);
             let p3 = s.admit(t2, Ticket::Held, None);
             assert!(
                 matches!(p3, Admission::Held { .. }),
@@ -322,7 +326,7 @@ fn store_fast_path_never_hides_a_closure() {
         // A short closure at t0, over by t0 + 5 ms: the flag is set, and the healthy thread
         // below may clear it (settle) concurrently with the new closure.
         let s = Arc::new(LocalStore::new(config()));
-        s.record(t0, Signal::Throttled { hint: Some(ms(1)) }, false);
+        s.record(t0, Signal::Throttled { hint: Some(ms(1)) }, None);
         let now = t0 + ms(5);
         let recorded = Arc::new(AtomicBool::new(false));
 
@@ -333,14 +337,14 @@ fn store_fast_path_never_hides_a_closure() {
                 Signal::Throttled {
                     hint: Some(Duration::from_secs(10)),
                 },
-                false,
+                None,
             );
             ra.store(true, Ordering::Release);
         });
         let sc = s.clone();
         let healthy = thread::spawn(move || {
             // Successes and newcomers from before the closure: they may settle the state.
-            sc.record(now, Signal::Healthy, false);
+            sc.record(now, Signal::Healthy, None);
             sc.admit(now, Ticket::New, None)
         });
         // A request admitted after the closure was recorded (it saw the closer's flag) must
@@ -364,12 +368,12 @@ fn store_fast_path_sees_a_failure_streak() {
     let t0 = Instant::now();
     model("store_fast_path_sees_a_failure_streak", move || {
         let s = Arc::new(LocalStore::new(config()));
-        s.record(t0, Signal::Failing, false);
+        s.record(t0, Signal::Failing, None);
         let tripped = Arc::new(AtomicBool::new(false));
         let (sa, ta) = (s.clone(), tripped.clone());
         let failer = thread::spawn(move || {
-            sa.record(t0, Signal::Failing, false);
-            sa.record(t0, Signal::Failing, false);
+            sa.record(t0, Signal::Failing, None);
+            sa.record(t0, Signal::Failing, None);
             ta.store(true, Ordering::Release);
         });
         let sb = s.clone();

@@ -13,7 +13,7 @@ use tokio::{
 };
 use tower_service::Service;
 
-use super::{layer::Shared, Admission, Signal, Ticket};
+use super::{layer::Shared, Admission, Probe, Signal, Ticket};
 use crate::{
     context::{Deadline, WaitGuard},
     error::{BoxError, Error},
@@ -81,7 +81,7 @@ enum Wait {
 }
 
 impl<S: Service<R>, R> RateLimitFuture<S, R> {
-    pub(super) fn sent(future: S::Future, shared: Arc<Shared>, probe: bool) -> Self {
+    pub(super) fn sent(future: S::Future, shared: Arc<Shared>, probe: Option<Probe>) -> Self {
         RateLimitFuture {
             state: State::Sent {
                 future,
@@ -211,9 +211,12 @@ impl<S: Service<R>, R> Held<S, R> {
                 .store
                 .admit(now, ticket, deadline.map(Deadline::instant))
             {
-                admission @ (Admission::Go | Admission::Probe) => {
-                    let probe = admission == Admission::Probe;
-                    observe::gate_released(now.saturating_duration_since(*since), probe);
+                admission @ (Admission::Go | Admission::Probe(_)) => {
+                    let probe = match admission {
+                        Admission::Probe(probe) => Some(probe),
+                        _ => None,
+                    };
+                    observe::gate_released(now.saturating_duration_since(*since), probe.is_some());
                     *admitted = Some(Observer::new(shared.clone(), probe));
                 }
                 Admission::TooLate { wait } => {
@@ -248,11 +251,11 @@ impl<S: Service<R>, R> Held<S, R> {
 #[derive(Debug)]
 pub struct Observer {
     shared: Option<Arc<Shared>>,
-    probe: bool,
+    probe: Option<Probe>,
 }
 
 impl Observer {
-    fn new(shared: Arc<Shared>, probe: bool) -> Self {
+    fn new(shared: Arc<Shared>, probe: Option<Probe>) -> Self {
         Observer {
             shared: Some(shared),
             probe,
@@ -270,7 +273,7 @@ impl Observer {
             Ok(response) => {
                 let signal = Signal::from_response(response.status(), response.headers());
                 let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
-                if quiet && !self.probe && shared.store.is_unrestricted() {
+                if quiet && self.probe.is_none() && shared.store.is_unrestricted() {
                     return Ok(response);
                 }
                 shared.wake(shared.store.record(Instant::now(), signal, self.probe));
@@ -292,8 +295,8 @@ impl Observer {
 impl Drop for Observer {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            if self.probe {
-                shared.wake(shared.store.release_probe());
+            if let Some(probe) = self.probe {
+                shared.wake(shared.store.release_probe(probe));
             }
         }
     }

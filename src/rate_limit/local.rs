@@ -6,7 +6,7 @@ use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 
 use tokio::time::Instant;
 
-use super::{Admission, RateLimitStore, Reservation, Signal, Ticket, Wake};
+use super::{Admission, Probe, RateLimitStore, Reservation, Signal, Ticket, Wake};
 use crate::{observe, time};
 
 /// The knobs of the in-memory state. Every wait has a cap.
@@ -69,13 +69,19 @@ struct State {
     failure_streak: u32,
     breaker: Breaker,
     probe_wait: Duration,
+    probe_turns: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Breaker {
     Closed,
-    Open { until: Instant },
-    HalfOpen { probing: bool },
+    Open {
+        until: Instant,
+    },
+    /// `probe`: the turn in flight, if any.
+    HalfOpen {
+        probe: Option<u64>,
+    },
 }
 
 impl Default for LocalStore {
@@ -98,6 +104,7 @@ impl LocalStore {
                 failure_streak: 0,
                 breaker: Breaker::Closed,
                 probe_wait: config.probe_base,
+                probe_turns: 0,
             }),
         }
     }
@@ -187,11 +194,14 @@ impl RateLimitStore for LocalStore {
         let mut state = self.lock();
         match state.breaker {
             Breaker::Open { until } if now < until => return Admission::Held { recheck: until },
-            Breaker::Open { .. } | Breaker::HalfOpen { probing: false } => {
-                state.breaker = Breaker::HalfOpen { probing: true };
-                return Admission::Probe;
+            Breaker::Open { .. } | Breaker::HalfOpen { probe: None } => {
+                state.probe_turns += 1;
+                state.breaker = Breaker::HalfOpen {
+                    probe: Some(state.probe_turns),
+                };
+                return Admission::Probe(Probe(state.probe_turns));
             }
-            Breaker::HalfOpen { probing: true } => {
+            Breaker::HalfOpen { probe: Some(_) } => {
                 return Admission::Held {
                     recheck: time::after(now, self.config.probe_max),
                 }
@@ -218,14 +228,17 @@ impl RateLimitStore for LocalStore {
         admission
     }
 
-    fn record(&self, now: Instant, signal: Signal, probe: bool) -> Wake {
+    fn record(&self, now: Instant, signal: Signal, probe: Option<Probe>) -> Wake {
         let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
-        if quiet && !probe && !self.restricted.load(Ordering::Acquire) {
+        if quiet && probe.is_none() && !self.restricted.load(Ordering::Acquire) {
             return Wake::No;
         }
         let mut state = self.lock();
         let mut wake = Wake::No;
         let cfg = &self.config;
+        // Only the turn in flight speaks as the probe; a stale one is an ordinary request.
+        let current_probe =
+            probe.is_some_and(|p| state.breaker == Breaker::HalfOpen { probe: Some(p.0) });
         match signal {
             Signal::Healthy | Signal::Exhausted { .. } | Signal::Throttled { .. } => {
                 // The server answered: it is up. Close the breaker, forget failures.
@@ -240,7 +253,7 @@ impl RateLimitStore for LocalStore {
                 state.failure_streak = state.failure_streak.saturating_add(1);
                 self.restricted.store(true, Ordering::Release);
                 let trip = match state.breaker {
-                    Breaker::HalfOpen { .. } if probe => true,
+                    Breaker::HalfOpen { .. } if current_probe => true,
                     Breaker::Closed => state.failure_streak >= cfg.failure_threshold,
                     _ => false,
                 };
@@ -256,8 +269,8 @@ impl RateLimitStore for LocalStore {
                 }
             }
             Signal::Neutral => {
-                if probe && state.breaker == (Breaker::HalfOpen { probing: true }) {
-                    state.breaker = Breaker::HalfOpen { probing: false };
+                if current_probe {
+                    state.breaker = Breaker::HalfOpen { probe: None };
                     wake = Wake::All;
                 }
             }
@@ -295,10 +308,14 @@ impl RateLimitStore for LocalStore {
         !self.restricted.load(Ordering::Acquire)
     }
 
-    fn release_probe(&self) -> Wake {
+    fn release_probe(&self, probe: Probe) -> Wake {
         let mut state = self.lock();
-        if state.breaker == (Breaker::HalfOpen { probing: true }) {
-            state.breaker = Breaker::HalfOpen { probing: false };
+        if state.breaker
+            == (Breaker::HalfOpen {
+                probe: Some(probe.0),
+            })
+        {
+            state.breaker = Breaker::HalfOpen { probe: None };
             return Wake::All;
         }
         Wake::No
@@ -318,7 +335,7 @@ mod tests {
         let s = LocalStore::default();
         let now = Instant::now();
         assert_eq!(s.admit(now, Ticket::New, None), Admission::Go);
-        assert_eq!(s.record(now, Signal::Healthy, false), Wake::No);
+        assert_eq!(s.record(now, Signal::Healthy, None), Wake::No);
         assert!(!s.restricted.load(Ordering::Relaxed));
     }
 
@@ -331,7 +348,7 @@ mod tests {
             Signal::Throttled {
                 hint: Some(ms(2000)),
             },
-            false,
+            None,
         );
         let slots: Vec<_> = (0..3)
             .map(|_| match s.admit(t0 + ms(10), Ticket::New, None) {
@@ -371,7 +388,7 @@ mod tests {
             Signal::Throttled {
                 hint: Some(Duration::from_secs(86_400)),
             },
-            false,
+            None,
         );
         assert_eq!(s.closed_until(t0), Some(t0 + Duration::from_secs(120)));
     }
@@ -380,26 +397,26 @@ mod tests {
     fn no_hint_backoff_doubles_per_wave_and_resets_on_success() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(t0, Signal::Throttled { hint: None }, false);
+        s.record(t0, Signal::Throttled { hint: None }, None);
         assert_eq!(s.closed_until(t0), Some(t0 + ms(100)));
         // The rest of the same wave (in flight together) changes nothing.
         for _ in 0..8 {
-            s.record(t0 + ms(5), Signal::Throttled { hint: None }, false);
+            s.record(t0 + ms(5), Signal::Throttled { hint: None }, None);
         }
         assert_eq!(s.closed_until(t0), Some(t0 + ms(100)));
         // A 429 after reopening doubles.
         let t1 = t0 + ms(100);
-        s.record(t1, Signal::Throttled { hint: None }, false);
+        s.record(t1, Signal::Throttled { hint: None }, None);
         assert_eq!(s.closed_until(t1), Some(t1 + ms(200)));
         let mut t = t1;
         for _ in 0..10 {
             t += Duration::from_secs(6);
-            s.record(t, Signal::Throttled { hint: None }, false);
+            s.record(t, Signal::Throttled { hint: None }, None);
         }
         assert_eq!(s.closed_until(t), Some(t + Duration::from_secs(5)));
         let later = t + Duration::from_secs(6);
-        s.record(later, Signal::Healthy, false);
-        s.record(later, Signal::Throttled { hint: None }, false);
+        s.record(later, Signal::Healthy, None);
+        s.record(later, Signal::Throttled { hint: None }, None);
         assert_eq!(s.closed_until(later), Some(later + ms(100)));
     }
 
@@ -412,7 +429,7 @@ mod tests {
             Signal::Throttled {
                 hint: Some(ms(100)),
             },
-            false,
+            None,
         );
         let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else {
             panic!()
@@ -422,7 +439,7 @@ mod tests {
             Signal::Throttled {
                 hint: Some(ms(500)),
             },
-            false,
+            None,
         );
         match s.admit(slot.at, Ticket::Reserved(slot), None) {
             Admission::Wait(r) => assert!(r.at >= t0 + ms(550)),
@@ -435,7 +452,7 @@ mod tests {
         let s = LocalStore::default();
         let t0 = Instant::now();
         for _ in 0..3 {
-            s.record(t0, Signal::Failing, false);
+            s.record(t0, Signal::Failing, None);
         }
         assert!(s.breaker_engaged());
         assert_eq!(
@@ -445,13 +462,15 @@ mod tests {
             }
         );
         let t1 = t0 + ms(500);
-        assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Probe);
+        let Admission::Probe(p1) = s.admit(t1, Ticket::Held, None) else {
+            panic!("a probe")
+        };
         assert!(matches!(
             s.admit(t1, Ticket::New, None),
             Admission::Held { .. }
         ));
         // The probe fails: hold longer (doubling), then probe again.
-        s.record(t1, Signal::Failing, true);
+        s.record(t1, Signal::Failing, Some(p1));
         assert_eq!(
             s.admit(t1, Ticket::Held, None),
             Admission::Held {
@@ -459,9 +478,12 @@ mod tests {
             }
         );
         let t2 = t1 + ms(1000);
-        assert_eq!(s.admit(t2, Ticket::New, None), Admission::Probe);
+        let Admission::Probe(p2) = s.admit(t2, Ticket::New, None) else {
+            panic!("a probe")
+        };
+        assert_ne!(p1, p2, "each turn has its own token");
         // The probe succeeds: everyone is woken and released with paced slots.
-        assert_eq!(s.record(t2, Signal::Healthy, true), Wake::All);
+        assert_eq!(s.record(t2, Signal::Healthy, Some(p2)), Wake::All);
         assert_eq!(s.admit(t2, Ticket::Held, None), Admission::Go);
         assert_eq!(
             s.admit(t2, Ticket::Held, None),
@@ -490,14 +512,27 @@ mod tests {
         let s = LocalStore::default();
         let t0 = Instant::now();
         for _ in 0..3 {
-            s.record(t0, Signal::Failing, false);
+            s.record(t0, Signal::Failing, None);
         }
         let t1 = t0 + ms(500);
-        assert_eq!(s.admit(t1, Ticket::New, None), Admission::Probe);
-        assert_eq!(s.release_probe(), Wake::All);
-        assert_eq!(s.admit(t1, Ticket::Held, None), Admission::Probe);
-        assert_eq!(s.release_probe(), Wake::All);
-        assert_eq!(s.release_probe(), Wake::No, "no double release");
+        let Admission::Probe(first) = s.admit(t1, Ticket::New, None) else {
+            panic!("a probe")
+        };
+        assert_eq!(s.release_probe(first), Wake::All);
+        let Admission::Probe(second) = s.admit(t1, Ticket::Held, None) else {
+            panic!("a probe")
+        };
+        assert_eq!(
+            s.release_probe(first),
+            Wake::No,
+            "a stale probe frees nothing"
+        );
+        assert!(matches!(
+            s.admit(t1, Ticket::Held, None),
+            Admission::Held { .. }
+        ));
+        assert_eq!(s.release_probe(second), Wake::All);
+        assert_eq!(s.release_probe(second), Wake::No, "no double release");
     }
 
     #[test]
@@ -509,7 +544,7 @@ mod tests {
             Signal::Throttled {
                 hint: Some(ms(1000)),
             },
-            false,
+            None,
         );
         for _ in 0..100 {
             s.admit(t0, Ticket::New, None);
@@ -520,7 +555,7 @@ mod tests {
             Signal::Throttled {
                 hint: Some(ms(1000)),
             },
-            false,
+            None,
         );
         match s.admit(t0 + ms(1010), Ticket::New, None) {
             Admission::Wait(r) => assert_eq!(r.at, t0 + ms(2010), "no idle gap behind stale slots"),
@@ -537,7 +572,7 @@ mod tests {
             Signal::Throttled {
                 hint: Some(ms(1000)),
             },
-            false,
+            None,
         );
         assert_eq!(
             s.admit(t0, Ticket::New, Some(t0 + ms(500))),
@@ -553,7 +588,7 @@ mod tests {
     fn exhausted_allowance_closes_until_reset() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(t0, Signal::Exhausted { reset: ms(750) }, false);
+        s.record(t0, Signal::Exhausted { reset: ms(750) }, None);
         assert_eq!(s.closed_until(t0), Some(t0 + ms(750)));
     }
 }

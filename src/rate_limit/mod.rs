@@ -21,4 +21,4 @@ pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore};
 pub use service::RateLimitService;
 pub use signal::Signal;
-pub use store::{Admission, RateLimitStore, Reservation, Ticket, Wake};
+pub use store::{Admission, Probe, RateLimitStore, Reservation, Ticket, Wake};

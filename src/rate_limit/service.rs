@@ -49,7 +49,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         // The success path: one atomic load, no clock, no deadline lookup.
         if self.shared.store.is_unrestricted() {
-            return RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), false);
+            return RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), None);
         }
         let now = Instant::now();
         let deadline = Deadline::of(&request);
@@ -59,10 +59,10 @@ where
             .admit(now, Ticket::New, deadline.map(Deadline::instant))
         {
             Admission::Go => {
-                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), false)
+                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), None)
             }
-            Admission::Probe => {
-                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), true)
+            Admission::Probe(probe) => {
+                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), Some(probe))
             }
             Admission::TooLate { wait } => {
                 observe::gate_refused(Some(wait));

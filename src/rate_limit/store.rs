@@ -33,9 +33,9 @@ pub enum Admission {
     /// Send now.
     Go,
     /// Send now, as the single probe testing a failing server. Its outcome must be
-    /// [recorded](RateLimitStore::record) with `probe = true`, or the probe
-    /// [released](RateLimitStore::release_probe).
-    Probe,
+    /// [recorded](RateLimitStore::record) with this token, or the probe
+    /// [released](RateLimitStore::release_probe) with it.
+    Probe(Probe),
     /// Wait for this slot, then ask again with [`Ticket::Reserved`].
     Wait(Reservation),
     /// The wait would end past the request's deadline: refuse it now. No slot was taken.
@@ -50,6 +50,11 @@ pub enum Admission {
         recheck: Instant,
     },
 }
+
+/// One probe turn. Only the current turn's outcome or release counts: a stale probe (from
+/// before the breaker closed and tripped again) cannot free the turn of the probe after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe(pub u64);
 
 /// Whether a state change should wake held requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +77,10 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
     fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission;
 
     /// Learns from the outcome of a request that was sent.
-    fn record(&self, now: Instant, signal: Signal, probe: bool) -> Wake;
+    fn record(&self, now: Instant, signal: Signal, probe: Option<Probe>) -> Wake;
 
     /// A probe ended without an outcome (its caller went away): let another request probe.
-    fn release_probe(&self) -> Wake;
+    fn release_probe(&self, probe: Probe) -> Wake;
 
     /// `true` when nothing restricts sending and there is nothing to forget: a new request may
     /// go and a healthy outcome need not be recorded. A cheap, lock-free check for the success
