@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::{
     config::StormConfig,
     load::{drive, poisson_arrivals, Lane},
-    plot::{rate_series, write_svg, Panel, Series},
+    plot::{per_strategy, write_svg, Panel},
     record::RunLog,
     strategies::Kind,
     summary::{print_failure_reasons, print_storm_table, StormRow},
@@ -126,16 +126,7 @@ fn plot(config: &StormConfig, variant: Variant, lanes: &[Lane]) {
     } else {
         0.5
     };
-    let series = |pick: &dyn Fn(&Lane) -> Vec<f64>| -> Vec<Series> {
-        Kind::ALL
-            .iter()
-            .zip(lanes)
-            .map(|(kind, lane)| Series {
-                name: kind.name(),
-                points: rate_series(pick(lane).into_iter(), bin, end),
-            })
-            .collect()
-    };
+    let series = |pick: &dyn Fn(&Lane) -> Vec<f64>| per_strategy(lanes, bin, end, pick);
     let successes = series(&|lane| {
         lane.log
             .requests()

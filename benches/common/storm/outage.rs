@@ -13,7 +13,7 @@ use tower_reliability::testing::{FireworksServer, ServerConfig};
 use super::{
     config::StormConfig,
     load::{drive, steady_arrivals, Lane},
-    plot::{rate_series, write_svg, Panel, Series},
+    plot::{per_strategy, write_svg, Panel},
     record::{Outcome, RunLog},
     strategies::Kind,
     summary::{
@@ -157,16 +157,7 @@ fn plot(config: &StormConfig, lanes: &[Lane], (from, to): (f64, f64)) {
     } else {
         0.5
     };
-    let series = |pick: &dyn Fn(&Lane) -> Vec<f64>| -> Vec<Series> {
-        Kind::ALL
-            .iter()
-            .zip(lanes)
-            .map(|(kind, lane)| Series {
-                name: kind.name(),
-                points: rate_series(pick(lane).into_iter(), bin, end),
-            })
-            .collect()
-    };
+    let series = |pick: &dyn Fn(&Lane) -> Vec<f64>| per_strategy(lanes, bin, end, pick);
     let successes = series(&|lane| {
         lane.log
             .requests()

@@ -20,6 +20,23 @@ pub struct Panel {
     pub shade: Option<(f64, f64, &'static str)>,
 }
 
+/// One line per strategy: the rate of the times `pick` takes from each strategy's lane.
+pub fn per_strategy(
+    lanes: &[super::load::Lane],
+    bin: f64,
+    end: f64,
+    pick: &dyn Fn(&super::load::Lane) -> Vec<f64>,
+) -> Vec<Series> {
+    super::strategies::Kind::ALL
+        .iter()
+        .zip(lanes)
+        .map(|(kind, lane)| Series {
+            name: kind.name(),
+            points: rate_series(pick(lane).into_iter(), bin, end),
+        })
+        .collect()
+}
+
 /// Events per second in consecutive bins of `bin` seconds from 0 to `end`, as `(bin middle,
 /// rate)` points.
 pub fn rate_series(times: impl Iterator<Item = f64>, bin: f64, end: f64) -> Vec<(f64, f64)> {
