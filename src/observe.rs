@@ -12,6 +12,9 @@
 //! | `tower_reliability_gate_wait_seconds` | histogram | | time requests spent held at the gate |
 //! | `tower_reliability_gate_refusals_total` | counter | | requests failed fast: the gate stayed closed past their deadline |
 //! | `tower_reliability_breaker_trips_total` | counter | | the circuit breaker started holding requests |
+//! | `tower_reliability_rate_cuts_total` | counter | | the adaptive sending rate was cut (once per wave of throttles) |
+//! | `tower_reliability_paced_rate` | gauge | | the adaptive sending rate after the last cut, requests per second (0 once forgotten) |
+//! | `tower_reliability_fleet_store_fallbacks_total` | counter | | a fleet store (Redis) was unreachable or slow: the process runs on its local state |
 //! | `tower_reliability_timeouts_total` | counter | `phase` | timeouts by phase |
 //!
 //! No event or metric carries a header value, a URL or a body: nothing an API key could hide in.
@@ -134,6 +137,38 @@ pub(crate) fn gate_closed(wait: Duration, hinted: bool) {
     #[cfg(feature = "metrics")]
     metrics::counter!("tower_reliability_gate_closures_total", "hinted" => bool_label(hinted))
         .increment(1);
+}
+
+/// The adaptive sending rate was cut: the fleet's (or process's) rate at the cut was `w_max`,
+/// this process now paces at `rate` requests per second.
+pub(crate) fn rate_cut(w_max: f64, rate: f64) {
+    tracing::debug!(target: TARGET, w_max, rate, "adaptive sending rate cut");
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("tower_reliability_rate_cuts_total").increment(1);
+        metrics::gauge!("tower_reliability_paced_rate").set(rate);
+    }
+}
+
+/// The server has been quiet and the adaptive rate held nobody back: pacing is off again.
+pub(crate) fn rate_forgotten() {
+    tracing::debug!(target: TARGET, "adaptive sending rate forgotten: no throttling seen");
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("tower_reliability_paced_rate").set(0.0);
+}
+
+/// A fleet store could not be reached in time; the process decides on its local state.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn fleet_store_fallback(reason: &dyn std::fmt::Display) {
+    tracing::warn!(target: TARGET, %reason, "fleet rate-limit store unavailable: using local state");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tower_reliability_fleet_store_fallbacks_total").increment(1);
+}
+
+/// A fleet store answers again after a fallback.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn fleet_store_recovered() {
+    tracing::info!(target: TARGET, "fleet rate-limit store reachable again: sharing state");
 }
 
 /// A held request was released by the gate after `waited`.

@@ -4,11 +4,11 @@
 
 #[cfg(tower_reliability_loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicU32, Ordering},
+    atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     Arc, Mutex, MutexGuard,
 };
 #[cfg(not(tower_reliability_loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicU32, Ordering},
+    atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     Arc, Mutex, MutexGuard,
 };

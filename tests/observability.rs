@@ -27,7 +27,7 @@ use observability_support::{
 use tower::ServiceBuilder;
 use tower_reliability::{
     fireworks,
-    rate_limit::{GateConfig, RateLimitAware},
+    rate_limit::{GateConfig, RateControl, RateLimitAware},
     testing::{Fault, FireworksServer, ServerConfig},
     timeout::AttemptTimeout,
     ErrorKind, RetryOnStatus, RetryReport, StopReason, TimeoutByWorkload, TimeoutPhase,
@@ -71,6 +71,8 @@ fn secret_scenario_preset(seed: u64) -> fireworks::FireworksLayer {
         )
         .backoff(fast_backoff(seed))
         .rate_limit(RateLimitAware::with_config(GateConfig {
+            // The adaptive rate's metrics depend on measured timing: `tests/adaptive.rs`.
+            rate_control: RateControl::Off,
             release_spacing: Duration::from_millis(5),
             no_hint_base: Duration::from_millis(20),
             probe_base: Duration::from_millis(20),
@@ -384,7 +386,8 @@ fn sum(totals: &Deltas, needle: &str) -> u64 {
 }
 
 /// The preset with a 5 s deadline, a 150 ms idle read, three attempts and fast backoff; the
-/// gate keeps its defaults (the breaker holds for 500 ms after three failures in a row).
+/// gate keeps its defaults (the breaker holds for 500 ms after three failures in a row) but
+/// for the adaptive rate, whose pacing depends on measured timing (`tests/adaptive.rs`).
 fn metrics_preset() -> fireworks::FireworksLayer {
     fireworks::layer(Workload::Interactive)
         .timeouts(TimeoutByWorkload::new(Workload::Interactive).profile(
@@ -393,6 +396,10 @@ fn metrics_preset() -> fireworks::FireworksLayer {
         ))
         .retry(RetryOnStatus::default().max_attempts(3))
         .backoff(fast_backoff(7))
+        .rate_limit(RateLimitAware::with_config(GateConfig {
+            rate_control: RateControl::Off,
+            ..GateConfig::default()
+        }))
 }
 
 async fn quick_server() -> FireworksServer {

@@ -81,11 +81,16 @@ enum Wait {
 }
 
 impl<S: Service<R>, R> RateLimitFuture<S, R> {
-    pub(super) fn sent(future: S::Future, shared: Arc<Shared>, probe: Option<Probe>) -> Self {
+    pub(super) fn sent(
+        future: S::Future,
+        shared: Arc<Shared>,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Self {
         RateLimitFuture {
             state: State::Sent {
                 future,
-                outcome: Observer::new(shared, probe),
+                outcome: Observer::new(shared, probe, sent_at),
             },
         }
     }
@@ -217,7 +222,7 @@ impl<S: Service<R>, R> Held<S, R> {
                         _ => None,
                     };
                     observe::gate_released(now.saturating_duration_since(*since), probe.is_some());
-                    *admitted = Some(Observer::new(shared.clone(), probe));
+                    *admitted = Some(Observer::new(shared.clone(), probe, Some(now)));
                 }
                 Admission::TooLate { wait } => {
                     observe::gate_refused(Some(wait));
@@ -252,13 +257,15 @@ impl<S: Service<R>, R> Held<S, R> {
 pub struct Observer {
     shared: Option<Arc<Shared>>,
     probe: Option<Probe>,
+    sent_at: Option<Instant>,
 }
 
 impl Observer {
-    fn new(shared: Arc<Shared>, probe: Option<Probe>) -> Self {
+    fn new(shared: Arc<Shared>, probe: Option<Probe>, sent_at: Option<Instant>) -> Self {
         Observer {
             shared: Some(shared),
             probe,
+            sent_at,
         }
     }
 
@@ -276,15 +283,21 @@ impl Observer {
                 if quiet && self.probe.is_none() && shared.store.is_unrestricted() {
                     return Ok(response);
                 }
-                shared.wake(shared.store.record(Instant::now(), signal, self.probe));
+                shared.wake(shared.store.record_sent(
+                    Instant::now(),
+                    signal,
+                    self.probe,
+                    self.sent_at,
+                ));
                 Ok(response)
             }
             Err(e) => {
                 let error = Error::from_inner(e);
-                shared.wake(shared.store.record(
+                shared.wake(shared.store.record_sent(
                     Instant::now(),
                     Signal::from_error(&error),
                     self.probe,
+                    self.sent_at,
                 ));
                 Err(error)
             }

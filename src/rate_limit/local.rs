@@ -2,20 +2,34 @@
 
 use std::time::Duration;
 
-use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 
 use tokio::time::Instant;
 
-use super::{Admission, Probe, RateLimitStore, Reservation, Signal, Ticket, Wake};
+use super::{
+    adaptive::{AdaptiveRate, Curve},
+    Admission, Probe, RateControl, RateLimitStore, Reservation, Signal, Ticket, Wake,
+};
 use crate::{observe, time};
 
 /// The knobs of the in-memory state. Every wait has a cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Set some knobs and keep the rest: `GateConfig { max_hold, ..GateConfig::default() }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GateConfig {
     /// Gap between two requests released after the gate reopens (default 20 ms, 50 per
-    /// second), so they do not reach the server as a herd. Until the held backlog is
-    /// released, newcomers queue behind it at this pace too: set it near your rate limit.
+    /// second), so they do not reach the server as a herd, while no adaptive rate is
+    /// learned yet (after a circuit-breaker spell; with [`RateControl::Off`]). Until the held
+    /// backlog is released, newcomers queue behind it at this pace too.
     pub release_spacing: Duration,
+    /// How the client-side sending rate adapts to throttling (default
+    /// [`RateControl::CUBIC`]). Off until the first 429: a healthy client pays nothing.
+    pub rate_control: RateControl,
+    /// The lowest adaptive rate, requests per second (default 0.5).
+    pub min_rate: f64,
+    /// Adapting stops once no throttle came for this long and the learned rate is well above
+    /// what the client sends (default 30 s): the lock-free path is back.
+    pub forget_after: Duration,
     /// The longest the gate stays closed on one server hint (default 120 s, the backoff's
     /// `max_server_wait`). A longer hint holds the gate this long.
     pub max_hold: Duration,
@@ -38,6 +52,9 @@ impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             release_spacing: Duration::from_millis(20),
+            rate_control: RateControl::default(),
+            min_rate: 0.5,
+            forget_after: Duration::from_secs(30),
             max_hold: Duration::from_secs(120),
             no_hint_base: Duration::from_millis(100),
             no_hint_max: Duration::from_secs(5),
@@ -57,6 +74,8 @@ pub struct LocalStore {
     config: GateConfig,
     /// `false` while nothing restricts sending and there is nothing to forget: the fast path.
     restricted: AtomicBool,
+    /// Requests sent so far: the adaptive rate's measurement (one relaxed add per request).
+    sent: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -70,6 +89,7 @@ struct State {
     breaker: Breaker,
     probe_wait: Duration,
     probe_turns: u64,
+    adaptive: AdaptiveRate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,9 +113,11 @@ impl Default for LocalStore {
 impl LocalStore {
     /// A fresh state with these knobs.
     pub fn new(config: GateConfig) -> Self {
+        let fallback_rate = 1.0 / config.release_spacing.as_secs_f64().max(1e-3);
         LocalStore {
             config,
             restricted: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
             state: Mutex::new(State {
                 closed_until: None,
                 next_slot: None,
@@ -105,6 +127,13 @@ impl LocalStore {
                 breaker: Breaker::Closed,
                 probe_wait: config.probe_base,
                 probe_turns: 0,
+                adaptive: AdaptiveRate::new(
+                    config.rate_control,
+                    config.min_rate,
+                    fallback_rate,
+                    config.forget_after,
+                    Instant::now(),
+                ),
             }),
         }
     }
@@ -117,6 +146,13 @@ impl LocalStore {
     /// When the gate reopens, if it is closed at `now` by a server hint or a backoff.
     pub fn closed_until(&self, now: Instant) -> Option<Instant> {
         self.lock().closed_until.filter(|&t| t > now)
+    }
+
+    /// The adaptive sending rate the gate paces by at `now`, requests per second, or `None`
+    /// while nothing is being adapted (no throttling seen, or forgotten since).
+    pub fn paced_rate(&self, now: Instant) -> Option<f64> {
+        let state = self.lock();
+        state.adaptive.is_active().then(|| state.adaptive.rate(now))
     }
 
     /// Whether the circuit breaker is holding requests (open or half-open).
@@ -144,7 +180,12 @@ impl LocalStore {
         if deadline.is_some_and(|d| d < at) {
             return Admission::TooLate { wait: at - now };
         }
-        state.next_slot = Some(time::after(at, self.config.release_spacing));
+        let spacing = if state.adaptive.is_active() {
+            state.adaptive.spacing(at)
+        } else {
+            self.config.release_spacing
+        };
+        state.next_slot = Some(time::after(at, spacing));
         // A queue exists: newcomers must see it, not the lock-free fast path.
         self.restricted.store(true, Ordering::Release);
         if at <= now {
@@ -164,13 +205,31 @@ impl LocalStore {
         if state.next_slot.is_some_and(|t| t <= now) {
             state.next_slot = None;
         }
+        if state.adaptive.forget_if_quiet(now) {
+            observe::rate_forgotten();
+        }
         let idle = state.closed_until.is_none()
             && state.next_slot.is_none()
+            && !state.adaptive.is_active()
             && state.breaker == Breaker::Closed
             && state.throttle_streak == 0
             && state.failure_streak == 0;
         if idle {
             self.restricted.store(false, Ordering::Release);
+        }
+    }
+
+    fn cut_rate(&self, state: &mut State, now: Instant, sent_at: Option<Instant>) {
+        let sent = self.sent();
+        state.adaptive.sample(now, sent);
+        if state.adaptive.throttled(now, sent, sent_at) {
+            let w_max = state.adaptive.curve(now).map_or(0.0, |c| c.w_max);
+            observe::rate_cut(w_max, state.adaptive.rate(now));
+            // From now on every request takes a paced slot; slots given so far are void, so the
+            // queue restarts at the new rate instead of leaving at the old one.
+            state.next_slot = None;
+            state.epoch += 1;
+            self.restricted.store(true, Ordering::Release);
         }
     }
 
@@ -186,12 +245,28 @@ impl LocalStore {
     }
 }
 
-impl RateLimitStore for LocalStore {
-    fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
-        if ticket == Ticket::New && !self.restricted.load(Ordering::Acquire) {
-            return Admission::Go;
+impl LocalStore {
+    /// Counts a send; every 32nd one on the lock-free path samples the rate (so a first
+    /// throttle knows what was being sent).
+    fn count_send(&self, now: Option<Instant>) {
+        let sent = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        if sent % 32 == 0 {
+            if let Ok(mut state) = self.state.try_lock() {
+                state
+                    .adaptive
+                    .sample(now.unwrap_or_else(Instant::now), sent);
+            }
         }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn decide(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
         let mut state = self.lock();
+        let sent = self.sent();
+        state.adaptive.sample(now, sent);
         match state.breaker {
             Breaker::Open { until } if now < until => return Admission::Held { recheck: until },
             Breaker::Open { .. } | Breaker::HalfOpen { probe: None } => {
@@ -218,6 +293,10 @@ impl RateLimitStore for LocalStore {
             Ticket::New if state.next_slot.is_some_and(|s| s > now) => {
                 self.slot_after(&mut state, now, now, deadline)
             }
+            // Adapting: every request takes a slot at the learned rate.
+            Ticket::New if state.adaptive.is_active() => {
+                self.slot_after(&mut state, now, now, deadline)
+            }
             Ticket::New => Admission::Go,
             Ticket::Reserved(r) if r.epoch == state.epoch => Admission::Go,
             // Waited, and the gate closed again meanwhile (or the breaker held it): take a
@@ -228,7 +307,71 @@ impl RateLimitStore for LocalStore {
         admission
     }
 
+    /// The adaptive curve, for a fleet store to publish.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn curve(&self, now: Instant) -> Option<Curve> {
+        self.lock().adaptive.curve(now)
+    }
+
+    /// Adopts what a fleet store read: the gate closed for `closed_for` more (if longer than
+    /// here), the fleet's adaptive curve, and this process's share of its rate.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn adopt(
+        &self,
+        now: Instant,
+        closed_for: Option<Duration>,
+        curve: Option<Curve>,
+        share: f64,
+    ) {
+        let mut state = self.lock();
+        if let Some(wait) = closed_for.filter(|w| !w.is_zero()) {
+            let wait = wait.min(self.config.max_hold);
+            self.close(&mut state, time::after(now, wait));
+        }
+        let was_active = state.adaptive.is_active();
+        state.adaptive.adopt(now, curve, share);
+        if state.adaptive.is_active() {
+            self.restricted.store(true, Ordering::Release);
+        }
+        if !was_active && state.adaptive.is_active() {
+            observe::rate_cut(curve.map_or(0.0, |c| c.w_max), state.adaptive.rate(now));
+        }
+        self.settle(&mut state, now);
+    }
+}
+
+impl RateLimitStore for LocalStore {
+    fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
+        if ticket == Ticket::New && !self.restricted.load(Ordering::Acquire) {
+            self.count_send(Some(now));
+            return Admission::Go;
+        }
+        let admission = self.decide(now, ticket, deadline);
+        if matches!(admission, Admission::Go | Admission::Probe(_)) {
+            self.count_send(Some(now));
+        }
+        admission
+    }
+
+    fn admit_unrestricted(&self) -> bool {
+        if self.restricted.load(Ordering::Acquire) {
+            return false;
+        }
+        self.count_send(None);
+        true
+    }
+
     fn record(&self, now: Instant, signal: Signal, probe: Option<Probe>) -> Wake {
+        self.record_sent(now, signal, probe, None)
+    }
+
+    fn record_sent(
+        &self,
+        now: Instant,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Wake {
         let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
         if quiet && probe.is_none() && !self.restricted.load(Ordering::Acquire) {
             return Wake::No;
@@ -285,8 +428,11 @@ impl RateLimitStore for LocalStore {
             // A 429 with no hint while the gate is already closed is the same wave (requests
             // that were in flight together): it neither doubles nor extends the closure. The
             // backoff doubles only for 429s that come after the gate reopened.
-            Signal::Throttled { hint: None } if state.closed_until.is_some_and(|t| t > now) => {}
+            Signal::Throttled { hint: None } if state.closed_until.is_some_and(|t| t > now) => {
+                self.cut_rate(&mut state, now, sent_at);
+            }
             Signal::Throttled { hint } => {
+                self.cut_rate(&mut state, now, sent_at);
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
                     None => {
@@ -339,9 +485,94 @@ mod tests {
         assert!(!s.restricted.load(Ordering::Relaxed));
     }
 
+    /// The gate alone, without the adaptive rate.
+    fn gate_only() -> LocalStore {
+        LocalStore::new(GateConfig {
+            rate_control: RateControl::Off,
+            ..GateConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_throttle_paces_every_request_at_the_learned_rate_until_forgotten() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        // 40 requests a second for a second, on the lock-free path.
+        for i in 0..40 {
+            assert_eq!(s.admit(t0 + ms(25 * i), Ticket::New, None), Admission::Go);
+        }
+        let t1 = t0 + ms(1000);
+        s.record_sent(t1, Signal::Throttled { hint: None }, None, None);
+        let rate = s.paced_rate(t1).expect("adapting");
+        assert!((rate - 28.0).abs() < 1.5, "about 0.7 × 40/s, got {rate}");
+        // The no-hint closure (100 ms) holds everyone, then each request gets its own slot,
+        // 1/rate apart.
+        let slots: Vec<Instant> = (0..3)
+            .map(|_| match s.admit(t1 + ms(1), Ticket::New, None) {
+                Admission::Wait(r) => r.at,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(slots[0], t1 + ms(100));
+        let gap = (slots[2] - slots[1]).as_secs_f64();
+        assert!((gap - 1.0 / rate).abs() < 0.002, "gap {gap}");
+        // Later, while adapting, a newcomer still gets a slot rather than going at once.
+        let t2 = t1 + ms(2000);
+        assert_eq!(s.admit(t2, Ticket::New, None), Admission::Go);
+        assert!(matches!(s.admit(t2, Ticket::New, None), Admission::Wait(_)));
+        assert!(!s.is_unrestricted());
+        // 40 s of quiet at a low demand: forgotten, the lock-free path is back.
+        let t3 = t1 + Duration::from_secs(40);
+        for i in 0..4 {
+            s.admit(t3 + ms(600 * i), Ticket::New, None);
+        }
+        assert_eq!(s.paced_rate(t3 + ms(2000)), None);
+        s.record(t3 + ms(3000), Signal::Healthy, None);
+        assert!(s.is_unrestricted());
+    }
+
+    #[test]
+    fn throttles_of_one_wave_cut_the_rate_once() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        for i in 0..50 {
+            s.admit(t0 + ms(20 * i), Ticket::New, None);
+        }
+        let t1 = t0 + ms(1000);
+        s.record_sent(t1, Signal::Throttled { hint: None }, None, None);
+        let first = s.paced_rate(t1).unwrap_or_default();
+        // Nine more from requests sent before the cut: the same wave.
+        for i in 0..9 {
+            s.record_sent(
+                t1 + ms(i),
+                Signal::Throttled { hint: None },
+                None,
+                Some(t1 - ms(5)),
+            );
+        }
+        assert_eq!(s.paced_rate(t1).unwrap_or_default(), first);
+        // One sent after the cut: a new wave, cut again.
+        s.record_sent(
+            t1 + ms(300),
+            Signal::Throttled { hint: None },
+            None,
+            Some(t1 + ms(200)),
+        );
+        assert!(s.paced_rate(t1 + ms(300)).unwrap_or_default() < first);
+    }
+
+    #[test]
+    fn with_rate_control_off_a_throttle_only_closes_the_gate() {
+        let s = gate_only();
+        let t0 = Instant::now();
+        s.record(t0, Signal::Throttled { hint: None }, None);
+        assert_eq!(s.paced_rate(t0), None);
+        assert_eq!(s.admit(t0 + ms(100), Ticket::New, None), Admission::Go);
+    }
+
     #[test]
     fn a_hint_closes_the_gate_and_waiters_get_paced_slots() {
-        let s = LocalStore::default();
+        let s = gate_only();
         let t0 = Instant::now();
         s.record(
             t0,

@@ -9,6 +9,7 @@
 //! The state sits behind [`RateLimitStore`], so a store shared by many processes can replace
 //! the in-memory [`LocalStore`]. Its policy is plain synchronous code, tested without a socket.
 
+mod adaptive;
 mod future;
 mod layer;
 mod local;
@@ -16,6 +17,7 @@ mod service;
 mod signal;
 mod store;
 
+pub use adaptive::RateControl;
 pub use future::{Observer, RateLimitFuture};
 pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore};

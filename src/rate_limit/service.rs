@@ -47,9 +47,14 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The success path: one atomic load, no clock, no deadline lookup.
-        if self.shared.store.is_unrestricted() {
-            return RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), None);
+        // The success path: one atomic load and one relaxed add, no clock, no deadline lookup.
+        if self.shared.store.admit_unrestricted() {
+            return RateLimitFuture::sent(
+                self.inner.call(request),
+                self.shared.clone(),
+                None,
+                None,
+            );
         }
         let now = Instant::now();
         let deadline = Deadline::of(&request);
@@ -58,12 +63,18 @@ where
             .store
             .admit(now, Ticket::New, deadline.map(Deadline::instant))
         {
-            Admission::Go => {
-                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), None)
-            }
-            Admission::Probe(probe) => {
-                RateLimitFuture::sent(self.inner.call(request), self.shared.clone(), Some(probe))
-            }
+            Admission::Go => RateLimitFuture::sent(
+                self.inner.call(request),
+                self.shared.clone(),
+                None,
+                Some(now),
+            ),
+            Admission::Probe(probe) => RateLimitFuture::sent(
+                self.inner.call(request),
+                self.shared.clone(),
+                Some(probe),
+                Some(now),
+            ),
             Admission::TooLate { wait } => {
                 observe::gate_refused(Some(wait));
                 RateLimitFuture::refused(Error::rate_limited(Some(wait)))

@@ -82,6 +82,28 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
     /// A probe ended without an outcome (its caller went away): let another request probe.
     fn release_probe(&self, probe: Probe) -> Wake;
 
+    /// Like [`record`](Self::record), knowing when the request was sent: `None` when it went
+    /// by [`admit_unrestricted`](Self::admit_unrestricted), while nothing restricted sending.
+    /// A store that adapts a sending rate cuts it once per wave of throttles: the ones from
+    /// requests sent before the last cut are the same wave. The default forgets `sent_at`.
+    fn record_sent(
+        &self,
+        now: Instant,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Wake {
+        let _ = sent_at;
+        self.record(now, signal, probe)
+    }
+
+    /// Admits a new request on the lock-free path if nothing restricts sending (and counts it,
+    /// if the store measures its sending rate); `false` sends the request to
+    /// [`admit`](Self::admit). The default is [`is_unrestricted`](Self::is_unrestricted).
+    fn admit_unrestricted(&self) -> bool {
+        self.is_unrestricted()
+    }
+
     /// `true` when nothing restricts sending and there is nothing to forget: a new request may
     /// go and a healthy outcome need not be recorded. A cheap, lock-free check for the success
     /// path; the default (`false`) always takes the full path.

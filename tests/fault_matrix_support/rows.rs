@@ -603,8 +603,13 @@ impl StormLog {
 /// |---|---|---|---|
 /// | calls ending 200 within the deadline | 250 of 250 | all | 49–54 of 250 |
 /// | 429s / requests | 3–16 % | ≤ 25 % | 84–87 % |
-/// | 429s once the first wave is back | 0 | ≤ 5 | 249–258 |
-/// | most attempts in any 50 ms after that | 13–15 | ≤ 25 | 175–222 |
+/// | 429s once the first wave is back | 0–1 | ≤ 5 | 249–258 |
+/// | most attempts in any 50 ms after that | 29–35 | ≤ 45 | 175–222 |
+///
+/// Since 0.2 the release pace after the first wave is the adaptive rate (0.7 × the rate sent
+/// at when the 429s came, here about 700/s against a 100/s limit with a burst of 40), where it
+/// was a fixed 50/s (13–15 per 50 ms): the server's 429 count after the first wave says
+/// whether that pace is too fast (6 runs of both hint styles: 0–1).
 pub async fn storm(transport: Transport, hint: HintStyle) {
     let config = fast_server().rate_limit(RateLimitConfig::new(100.0, 40).hint(hint));
     let rig = Rig::start(transport, config, preset(STORM_TOTAL, IDLE)).await;
@@ -669,7 +674,7 @@ pub async fn storm(transport: Transport, hint: HintStyle) {
     );
     assert!(throttled * 4 <= stats.requests, "over 25 % 429s; {seen}");
     assert!(storm.after_429 <= 5, "429s after the first wave; {seen}");
-    assert!(storm.herd_50ms <= 25, "a herd; {seen}");
+    assert!(storm.herd_50ms <= 45, "a herd; {seen}");
 }
 
 // ---------------------------------------------------------------------------------------------

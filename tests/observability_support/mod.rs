@@ -181,8 +181,11 @@ pub fn metric_samples(
                 counts.insert(format!("{name} samples"), values.len() as u64);
                 samples.insert(name, values.into_iter().map(|v| v.into_inner()).collect());
             }
+            // A gauge's value can depend on timing (the adaptive rate is measured): record
+            // that it was set, and keep its value with the samples.
             DebugValue::Gauge(value) => {
-                counts.insert(format!("{name} gauge"), value.into_inner() as u64);
+                counts.insert(format!("{name} gauge set"), 1);
+                samples.insert(name, vec![value.into_inner()]);
             }
         }
     }

@@ -1,0 +1,444 @@
+//! The adaptive client-side sending rate: what the gate paces by once the server throttles.
+//!
+//! Fireworks does not promise a `Retry-After`, and its limits move. A gate that only closes on
+//! a 429 and reopens later lets the whole backlog test the limit again; a client that learns a
+//! *rate* sends just under the limit instead. This is that rate, as plain arithmetic on
+//! instants (no clock, no I/O), so it is tested exactly and shared by a fleet
+//! (`RedisStore` keeps the same curve in Redis).
+//!
+//! It is off until the first throttle, so a healthy client pays nothing, and it turns itself
+//! off again once the server has been quiet for [`RateControl`]'s `forget_after` while the rate
+//! was not holding anyone back.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How the client-side sending rate reacts to throttling (429s, hinted 503s).
+///
+/// Both curves cut the rate once per *wave* of throttles (the requests in flight together when
+/// the server said stop), to `beta ×` the rate being sent at, and then grow it back until the
+/// next throttle. Growth is capped at twice the rate actually sent, so a quiet client does not
+/// bank a huge allowance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum RateControl {
+    /// No client-side rate: only the gate (closures on hints and backoffs, paced release).
+    Off,
+    /// CUBIC, as in the AWS SDKs' adaptive retry mode: after a cut from `W` the rate follows
+    /// `scale × (t − K)³ + W` with `K = ∛(W × (1 − beta) / scale)`: back near `W` quickly,
+    /// flat around it, then probing above it faster and faster. The default, by measurement
+    /// (see the README's adaptive table): it reclaims a raised limit in seconds.
+    Cubic {
+        /// The cut: the new rate is `beta ×` the rate sent at (default 0.7).
+        beta: f64,
+        /// Growth, in requests per second per second³ (default 0.4).
+        scale: f64,
+    },
+    /// Additive increase, multiplicative decrease: after a cut, the rate grows by `increase`
+    /// requests per second, every second.
+    Aimd {
+        /// The cut: the new rate is `beta ×` the rate sent at (default 0.7).
+        beta: f64,
+        /// Growth, in requests per second per second (default 1).
+        increase: f64,
+    },
+}
+
+impl RateControl {
+    /// CUBIC with AWS's constants (beta 0.7, scale 0.4).
+    pub const CUBIC: RateControl = RateControl::Cubic {
+        beta: 0.7,
+        scale: 0.4,
+    };
+
+    /// AIMD with beta 0.7, growing 1 request per second, every second.
+    pub const AIMD: RateControl = RateControl::Aimd {
+        beta: 0.7,
+        increase: 1.0,
+    };
+
+    fn beta(self) -> f64 {
+        match self {
+            RateControl::Off => 1.0,
+            RateControl::Cubic { beta, .. } | RateControl::Aimd { beta, .. } => sane(beta, 0.7),
+        }
+    }
+
+    /// The rate `since` after a cut from `w_max`.
+    fn curve(self, w_max: f64, since: Duration) -> f64 {
+        let t = since.as_secs_f64();
+        match self {
+            RateControl::Off => f64::INFINITY,
+            RateControl::Cubic { scale, .. } => {
+                let scale = sane(scale, 0.4);
+                let k = (w_max * (1.0 - self.beta()) / scale).cbrt();
+                scale * (t - k).powi(3) + w_max
+            }
+            RateControl::Aimd { increase, .. } => {
+                self.beta() * w_max + sane(increase, 1.0).max(0.0) * t
+            }
+        }
+    }
+}
+
+impl Default for RateControl {
+    fn default() -> Self {
+        RateControl::CUBIC
+    }
+}
+
+/// A finite positive `value`, or `fallback`.
+fn sane(value: f64, fallback: f64) -> f64 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        fallback
+    }
+}
+
+/// How often the sent rate is sampled, and how much a sample weighs (AWS: 0.5 s, 0.8).
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+const SMOOTHING: f64 = 0.8;
+/// Fewer sends than this in the sample are no measurement: use the fallback rate.
+const MIN_SENDS_TO_MEASURE: u64 = 8;
+
+/// The learned sending rate. Lives inside the store's lock; the send counter it samples is
+/// kept by the store (one relaxed atomic add per request on the fast path).
+#[derive(Debug, Clone)]
+pub(crate) struct AdaptiveRate {
+    control: RateControl,
+    min_rate: f64,
+    fallback_rate: f64,
+    forget_after: Duration,
+    /// Adapting: the gate paces every request at [`rate`](Self::rate).
+    active: bool,
+    /// The rate being sent at when last cut (CUBIC's `W_max`).
+    w_max: f64,
+    /// When it was last cut; throttles of requests sent before this are the same wave.
+    cut_at: Option<Instant>,
+    /// This process's part of a fleet's rate (1 alone).
+    share: f64,
+    /// Smoothed sent rate, requests per second (0: not measured yet).
+    measured: f64,
+    sample_at: Instant,
+    sample_sent: u64,
+}
+
+/// What a fleet shares: the curve (its `W_max` and how long ago it was cut).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Curve {
+    pub(crate) w_max: f64,
+    pub(crate) since_cut: Duration,
+}
+
+impl AdaptiveRate {
+    pub(crate) fn new(
+        control: RateControl,
+        min_rate: f64,
+        fallback_rate: f64,
+        forget_after: Duration,
+        now: Instant,
+    ) -> Self {
+        AdaptiveRate {
+            control,
+            min_rate: sane(min_rate, 0.5),
+            fallback_rate: sane(fallback_rate, 50.0),
+            forget_after,
+            active: false,
+            w_max: 0.0,
+            cut_at: None,
+            share: 1.0,
+            measured: 0.0,
+            sample_at: now,
+            sample_sent: 0,
+        }
+    }
+
+    /// Whether the gate paces by this rate.
+    pub(crate) fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Takes a sample of the send counter (`sent`: total sends so far) if one is due.
+    pub(crate) fn sample(&mut self, now: Instant, sent: u64) {
+        let elapsed = now.saturating_duration_since(self.sample_at);
+        if elapsed < SAMPLE_EVERY {
+            return;
+        }
+        let current = sent.saturating_sub(self.sample_sent) as f64 / elapsed.as_secs_f64();
+        self.measured = if self.measured == 0.0 {
+            current
+        } else {
+            SMOOTHING * current + (1.0 - SMOOTHING) * self.measured
+        };
+        self.sample_at = now;
+        self.sample_sent = sent;
+    }
+
+    /// The rate sent at right now: the smoothed rate, or the open sample when it has more to
+    /// say (a burst that started since), or the fallback when nothing was measured.
+    fn sent_rate(&self, now: Instant, sent: u64) -> f64 {
+        let in_sample = sent.saturating_sub(self.sample_sent);
+        let elapsed = now
+            .saturating_duration_since(self.sample_at)
+            .max(Duration::from_millis(100));
+        let open = in_sample as f64 / elapsed.as_secs_f64();
+        if self.measured == 0.0 && in_sample < MIN_SENDS_TO_MEASURE {
+            return self.fallback_rate;
+        }
+        if in_sample >= MIN_SENDS_TO_MEASURE {
+            self.measured.max(open)
+        } else {
+            self.measured
+        }
+    }
+
+    /// A throttle of a request sent at `sent_at` (`None`: sent while nothing was restricted,
+    /// so before adapting began). Cuts the rate once per wave; returns whether it did.
+    pub(crate) fn throttled(&mut self, now: Instant, sent: u64, sent_at: Option<Instant>) -> bool {
+        if self.control == RateControl::Off {
+            return false;
+        }
+        if self.active {
+            let same_wave = match (sent_at, self.cut_at) {
+                (Some(at), Some(cut)) => at < cut,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            if same_wave {
+                return false;
+            }
+        }
+        let sending = self.sent_rate(now, sent);
+        let sending = if self.active {
+            sending.min(self.rate(now))
+        } else {
+            sending
+        };
+        // `w_max` is the fleet's rate: this process's part of it, scaled up.
+        self.w_max = (sending / self.share).max(self.min_rate);
+        self.cut_at = Some(now);
+        self.active = true;
+        true
+    }
+
+    /// The rate to pace by now, requests per second, for this process.
+    pub(crate) fn rate(&self, now: Instant) -> f64 {
+        let Some(cut_at) = self.cut_at else {
+            return f64::INFINITY;
+        };
+        let fleet = self
+            .control
+            .curve(self.w_max, now.saturating_duration_since(cut_at));
+        let mine = fleet * self.share;
+        // Growth beyond twice what is actually sent is an allowance nobody uses.
+        let cap = if self.measured > 0.0 {
+            2.0 * self.measured
+        } else {
+            f64::INFINITY
+        };
+        let rate = mine.min(cap).max(self.min_rate);
+        if rate.is_finite() {
+            rate
+        } else {
+            f64::MAX
+        }
+    }
+
+    /// The gap between two paced sends now.
+    pub(crate) fn spacing(&self, now: Instant) -> Duration {
+        Duration::try_from_secs_f64(1.0 / self.rate(now)).unwrap_or(Duration::ZERO)
+    }
+
+    /// Turns adapting off once the server has been quiet for `forget_after` and the rate is
+    /// well above what is sent (nobody is held back by it). Returns whether it did.
+    pub(crate) fn forget_if_quiet(&mut self, now: Instant) -> bool {
+        let quiet = self
+            .cut_at
+            .is_some_and(|cut| now.saturating_duration_since(cut) >= self.forget_after);
+        let unneeded = self.measured > 0.0
+            && self.control.curve(
+                self.w_max,
+                now.saturating_duration_since(self.cut_at.unwrap_or(now)),
+            ) * self.share
+                >= 2.0 * self.measured;
+        if self.active && quiet && unneeded {
+            self.active = false;
+            self.cut_at = None;
+            return true;
+        }
+        false
+    }
+
+    /// The curve, for a fleet store to publish.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn curve(&self, now: Instant) -> Option<Curve> {
+        let cut_at = self.cut_at?;
+        Some(Curve {
+            w_max: self.w_max,
+            since_cut: now.saturating_duration_since(cut_at),
+        })
+    }
+
+    /// Adopts a fleet's curve and this process's share of it (`1 / live processes`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn adopt(&mut self, now: Instant, curve: Option<Curve>, share: f64) {
+        self.share = if share.is_finite() && share > 0.0 {
+            share.min(1.0)
+        } else {
+            1.0
+        };
+        let Some(curve) = curve else { return };
+        if self.control == RateControl::Off || !curve.w_max.is_finite() || curve.w_max <= 0.0 {
+            return;
+        }
+        let cut_at = now.checked_sub(curve.since_cut).unwrap_or(now);
+        // A newer cut (by any process) wins; an older one is already known or forgotten.
+        if self.cut_at.is_none_or(|mine| cut_at > mine) || !self.active {
+            self.w_max = curve.w_max;
+            self.cut_at = Some(cut_at);
+            self.active = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adaptive(control: RateControl, now: Instant) -> AdaptiveRate {
+        AdaptiveRate::new(control, 0.5, 50.0, Duration::from_secs(30), now)
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn off_until_the_first_throttle_then_cut_from_the_measured_rate() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        assert!(!a.is_active());
+        assert!(a.rate(t0).is_infinite());
+        assert_eq!(a.spacing(t0), Duration::ZERO);
+        // 40 sends per second for 2 s.
+        for i in 1..=4 {
+            a.sample(t0 + secs(0.5 * i as f64), 20 * i);
+        }
+        assert!((a.measured - 40.0).abs() < 1e-9);
+        assert!(a.throttled(t0 + secs(2.0), 80, None));
+        let rate = a.rate(t0 + secs(2.0));
+        assert!((rate - 28.0).abs() < 1e-9, "0.7 × 40, got {rate}");
+    }
+
+    #[test]
+    fn cubic_is_back_at_w_max_after_k_seconds_then_probes_above() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        for i in 1..=4 {
+            a.sample(t0 + secs(0.5 * i as f64), 25 * i);
+        }
+        let cut = t0 + secs(2.0);
+        a.throttled(cut, 100, None);
+        // W = 50: K = ∛(50 × 0.3 / 0.4) = ∛37.5 ≈ 3.347 s.
+        let k = 37.5f64.cbrt();
+        assert!((a.rate(cut + secs(k)) - 50.0).abs() < 1e-6);
+        assert!(a.rate(cut + secs(k / 2.0)) < 50.0);
+        // Growth is capped at twice the measured rate (50/s here): probing, not bursting.
+        assert!((a.rate(cut + secs(k + 10.0)) - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_cut_per_wave() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.sample(t0 + secs(1.0), 40);
+        let t1 = t0 + secs(1.0);
+        assert!(a.throttled(t1, 40, None));
+        let after_first = a.rate(t1);
+        // Requests sent before the cut (or on the unrestricted path) are the same wave.
+        assert!(!a.throttled(t1 + secs(0.05), 45, Some(t1 - secs(0.01))));
+        assert!(!a.throttled(t1 + secs(0.05), 45, None));
+        assert_eq!(a.rate(t1), after_first);
+        // One sent after the cut that is throttled again starts a new wave.
+        assert!(a.throttled(t1 + secs(0.2), 50, Some(t1 + secs(0.1))));
+        assert!(a.rate(t1 + secs(0.2)) < after_first);
+    }
+
+    #[test]
+    fn without_a_measurement_the_fallback_rate_is_cut() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.throttled(t0, 0, None);
+        assert!((a.rate(t0) - 35.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn aimd_grows_linearly() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::AIMD, t0);
+        a.sample(t0 + secs(1.0), 100);
+        a.throttled(t0 + secs(1.0), 100, None);
+        let t1 = t0 + secs(1.0);
+        assert!((a.rate(t1) - 70.0).abs() < 1e-9);
+        assert!((a.rate(t1 + secs(10.0)) - 80.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn off_never_adapts() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::Off, t0);
+        assert!(!a.throttled(t0, 100, None));
+        assert!(!a.is_active());
+    }
+
+    #[test]
+    fn forgets_after_a_quiet_spell_when_nobody_is_held_back() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.sample(t0 + secs(1.0), 40);
+        a.throttled(t0 + secs(1.0), 40, None);
+        assert!(!a.forget_if_quiet(t0 + secs(10.0)), "not quiet long enough");
+        // Demand fell to 5/s; 31 s after the cut the curve is far above it.
+        a.sample(t0 + secs(31.0), 40 + 150);
+        assert!(a.forget_if_quiet(t0 + secs(32.0)));
+        assert!(!a.is_active());
+    }
+
+    #[test]
+    fn a_fleet_share_scales_the_rate_and_a_newer_cut_is_adopted() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.adopt(
+            t0,
+            Some(Curve {
+                w_max: 100.0,
+                since_cut: Duration::ZERO,
+            }),
+            0.25,
+        );
+        assert!(a.is_active());
+        assert!((a.rate(t0) - 17.5).abs() < 1e-9, "0.7 × 100 / 4");
+        // This process's own throttle is recorded as the fleet's rate at the cut.
+        a.sample(t0 + secs(0.5), 8);
+        let t1 = t0 + secs(0.5);
+        assert!(a.throttled(t1, 8, Some(t1)));
+        let w = a.curve(t1).map(|c| c.w_max).unwrap_or_default();
+        assert!(w <= 100.0 && w > 0.0, "{w}");
+    }
+
+    #[test]
+    fn garbage_knobs_fall_back_to_defaults() {
+        let t0 = Instant::now();
+        let control = RateControl::Cubic {
+            beta: f64::NAN,
+            scale: -1.0,
+        };
+        let mut a = AdaptiveRate::new(control, f64::INFINITY, 0.0, Duration::ZERO, t0);
+        a.throttled(t0, 0, None);
+        let rate = a.rate(t0);
+        assert!(rate.is_finite() && rate > 0.0, "{rate}");
+        assert!(a.spacing(t0) > Duration::ZERO);
+    }
+}
