@@ -290,12 +290,17 @@ impl AdaptiveRate {
             1.0
         };
         let Some(curve) = curve else { return };
-        if self.control == RateControl::Off || !curve.w_max.is_finite() || curve.w_max <= 0.0 {
+        let usable = curve.w_max.is_finite() && curve.w_max > 0.0;
+        // A cut older than `forget_after` is one this process forgot (or would have).
+        if self.control == RateControl::Off || !usable || curve.since_cut >= self.forget_after {
             return;
         }
         let cut_at = now.checked_sub(curve.since_cut).unwrap_or(now);
-        // A newer cut (by any process) wins; an older one is already known or forgotten.
-        if self.cut_at.is_none_or(|mine| cut_at > mine) || !self.active {
+        // A newer cut (by any process) wins; one read again a few milliseconds off is the same.
+        let newer = self
+            .cut_at
+            .is_none_or(|mine| cut_at > mine + super::local::ADOPT_TOLERANCE);
+        if newer || !self.active {
             self.w_max = curve.w_max;
             self.cut_at = Some(cut_at);
             self.active = true;

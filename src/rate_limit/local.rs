@@ -65,6 +65,9 @@ impl Default for GateConfig {
     }
 }
 
+/// How far apart two readings of one shared closure or cut may land and still be the same.
+pub(crate) const ADOPT_TOLERANCE: Duration = Duration::from_millis(50);
+
 /// The in-memory [`RateLimitStore`].
 ///
 /// The healthy path is one atomic load per request and one per response: the mutex is taken
@@ -325,8 +328,15 @@ impl LocalStore {
     ) {
         let mut state = self.lock();
         if let Some(wait) = closed_for.filter(|w| !w.is_zero()) {
-            let wait = wait.min(self.config.max_hold);
-            self.close(&mut state, time::after(now, wait));
+            let until = time::after(now, wait.min(self.config.max_hold));
+            // The same closure read again lands a few milliseconds off: only a later one
+            // closes (and voids the slots given meanwhile).
+            let known = state
+                .closed_until
+                .is_some_and(|t| t > now && until <= time::after(t, ADOPT_TOLERANCE));
+            if !known {
+                self.close(&mut state, until);
+            }
         }
         let was_active = state.adaptive.is_active();
         state.adaptive.adopt(now, curve, share);

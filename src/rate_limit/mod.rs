@@ -13,10 +13,14 @@ mod adaptive;
 mod future;
 mod layer;
 mod local;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 mod signal;
 mod store;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConfig, RedisStore, RedisStoreError};
 pub use adaptive::RateControl;
 pub use future::{Observer, RateLimitFuture};
 pub use layer::RateLimitAware;

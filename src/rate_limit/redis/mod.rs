@@ -1,0 +1,291 @@
+//! `RedisStore`: one rate limit shared by a fleet of processes on one API key.
+//!
+//! Fireworks limits an *account*. Ten replicas of a service each keeping their own gate each
+//! learn the limit alone, and each spends its own 429s doing it: the fleet as a whole sends
+//! about ten times what one careful client would. With this store, every process using the
+//! same key prefix shares the gate's closed-until time and the adaptive sending rate; each
+//! paces at its share of the fleet's rate (the rate over the number of live processes).
+//!
+//! Requests never wait on Redis. Every decision is made on the in-process [`LocalStore`], as
+//! without Redis; a background task syncs it with Redis every
+//! [`sync_interval`](RedisConfig::sync_interval) (and at once when this process learns
+//! something: a 429, a closure), in one atomic Lua script per sync. When Redis is slow or down
+//! the process keeps running on its local state, says so once in `tracing` (a `warn` event,
+//! and the `tower_reliability_fleet_store_fallbacks_total` metric), and picks the shared state
+//! up again when Redis answers — a Redis restart included (the script is reloaded).
+//!
+//! What is shared: the gate's closure (a hinted 429, a spent allowance, a no-hint backoff)
+//! and the adaptive rate's curve (the fleet's rate at the last cut and when it was cut). What
+//! is not: the circuit breaker (each process notices an outage by itself, within a few
+//! requests) and the paced queue (each process paces its own requests at its share).
+
+mod background;
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use tokio::{sync::Notify, time::Instant};
+
+use super::{Admission, GateConfig, LocalStore, Probe, RateLimitStore, Signal, Ticket, Wake};
+
+/// Where the fleet's state lives, and how often to sync it.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// The Redis URL, for example `redis://127.0.0.1:6379/0` (`rediss://` is not enabled).
+    pub url: String,
+    /// The key prefix: every process with the same prefix shares one state. Use one per API
+    /// key (account), for example `"tower-reliability:fireworks:prod"`. The keys are
+    /// `{prefix}:gate` and `{prefix}:members`, hash-tagged for Redis Cluster.
+    pub prefix: String,
+    /// How often the background task syncs (default 100 ms). A throttle seen by this process
+    /// is published at once, not at the next tick.
+    pub sync_interval: Duration,
+    /// The longest one sync (connecting included) may take before it counts as failed
+    /// (default 250 ms).
+    pub timeout: Duration,
+    /// How long syncs may fail before the process stops counting on the fleet's state: its
+    /// share goes back to the whole rate, and a `warn` event says so (default 1 s).
+    pub fallback_after: Duration,
+    /// A process not heard from for this long is no longer counted in the fleet (default 3 s).
+    pub member_ttl: Duration,
+    /// The in-process gate's knobs.
+    pub gate: GateConfig,
+}
+
+impl RedisConfig {
+    /// Defaults for `url` and `prefix`.
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            prefix: prefix.into(),
+            sync_interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(250),
+            fallback_after: Duration::from_secs(1),
+            member_ttl: Duration::from_secs(3),
+            gate: GateConfig::default(),
+        }
+    }
+
+    /// With these gate knobs.
+    pub fn gate(mut self, gate: GateConfig) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// With this sync interval.
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
+    /// With this time limit per sync.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With this fallback delay.
+    pub fn fallback_after(mut self, after: Duration) -> Self {
+        self.fallback_after = after;
+        self
+    }
+}
+
+/// Why a [`RedisStore`] could not be made.
+#[derive(Debug)]
+pub struct RedisStoreError(ErrorCause);
+
+#[derive(Debug)]
+enum ErrorCause {
+    Url(redis::RedisError),
+    NoRuntime,
+}
+
+impl fmt::Display for RedisStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ErrorCause::Url(e) => write!(f, "invalid Redis URL: {e}"),
+            ErrorCause::NoRuntime => {
+                f.write_str("RedisStore::spawn must be called within a tokio runtime")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RedisStoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            ErrorCause::Url(e) => Some(e),
+            ErrorCause::NoRuntime => None,
+        }
+    }
+}
+
+/// A [`RateLimitStore`] shared by every process with the same key prefix, through Redis.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tower_reliability::{fireworks, rate_limit::{RedisConfig, RedisStore}, RateLimitAware, Workload};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::spawn(RedisConfig::new(
+///     "redis://127.0.0.1:6379",
+///     "tower-reliability:fireworks:prod",
+/// ))?;
+/// let layer = fireworks::layer(Workload::Interactive)
+///     .rate_limit(RateLimitAware::with_store(Arc::new(store)));
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Dropping the store stops its background task.
+pub struct RedisStore {
+    local: Arc<LocalStore>,
+    link: Arc<Link>,
+    task: tokio::task::AbortHandle,
+}
+
+/// What the request path hands the background task, and what the task reports back.
+#[derive(Debug, Default)]
+struct Link {
+    pending: Mutex<Pending>,
+    wake: Notify,
+    shared: AtomicBool,
+    members: AtomicU32,
+}
+
+/// What this process learned since the last sync.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pending {
+    /// The gate closed here until then.
+    closed_until: Option<Instant>,
+    /// The adaptive rate was cut here; the fleet's rate at the cut.
+    cut: Option<f64>,
+}
+
+impl Pending {
+    fn merge(&mut self, other: Pending) {
+        self.closed_until = self.closed_until.max(other.closed_until);
+        self.cut = other.cut.or(self.cut);
+    }
+}
+
+impl RedisStore {
+    /// Makes the store and starts its background sync on the current tokio runtime. Does not
+    /// wait for Redis: until the first sync succeeds, the process runs on its local state.
+    ///
+    /// # Errors
+    ///
+    /// An unparseable URL, or no tokio runtime to run the sync on.
+    pub fn spawn(config: RedisConfig) -> Result<RedisStore, RedisStoreError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| RedisStoreError(ErrorCause::Url(e)))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| RedisStoreError(ErrorCause::NoRuntime))?;
+        let local = Arc::new(LocalStore::new(config.gate));
+        let link = Arc::new(Link::default());
+        let task = runtime
+            .spawn(background::run(client, config, local.clone(), link.clone()))
+            .abort_handle();
+        Ok(RedisStore { local, link, task })
+    }
+
+    /// The in-process state every decision is made on (for
+    /// [`paced_rate`](LocalStore::paced_rate), [`closed_until`](LocalStore::closed_until)).
+    pub fn local(&self) -> &LocalStore {
+        &self.local
+    }
+
+    /// Whether the last sync with Redis succeeded (the fleet's state is in use).
+    pub fn is_shared(&self) -> bool {
+        self.link.shared.load(Ordering::Acquire)
+    }
+
+    /// Live processes sharing the state, as of the last sync (0 before the first).
+    pub fn members(&self) -> u32 {
+        self.link.members.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, pending: Pending) {
+        let mut slot = self
+            .link
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.merge(pending);
+        drop(slot);
+        self.link.wake.notify_one();
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("shared", &self.is_shared())
+            .field("members", &self.members())
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RateLimitStore for RedisStore {
+    fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
+        self.local.admit(now, ticket, deadline)
+    }
+
+    fn admit_unrestricted(&self) -> bool {
+        self.local.admit_unrestricted()
+    }
+
+    fn record(&self, now: Instant, signal: Signal, probe: Option<Probe>) -> Wake {
+        self.record_sent(now, signal, probe, None)
+    }
+
+    fn record_sent(
+        &self,
+        now: Instant,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Wake {
+        if !matches!(signal, Signal::Throttled { .. } | Signal::Exhausted { .. }) {
+            return self.local.record_sent(now, signal, probe, sent_at);
+        }
+        let closed_before = self.local.closed_until(now);
+        let curve_before = self.local.curve(now);
+        let wake = self.local.record_sent(now, signal, probe, sent_at);
+        let closed_after = self.local.closed_until(now);
+        let curve_after = self.local.curve(now);
+        let pending = Pending {
+            closed_until: closed_after.filter(|_| closed_after > closed_before),
+            cut: curve_after
+                .filter(|c| c.since_cut.is_zero() && curve_after != curve_before)
+                .map(|c| c.w_max),
+        };
+        if pending.closed_until.is_some() || pending.cut.is_some() {
+            self.publish(pending);
+        }
+        wake
+    }
+
+    fn release_probe(&self, probe: Probe) -> Wake {
+        self.local.release_probe(probe)
+    }
+
+    fn is_unrestricted(&self) -> bool {
+        self.local.is_unrestricted()
+    }
+}
