@@ -210,11 +210,13 @@ impl AdaptiveRate {
                 return false;
             }
         }
-        let sending = self.sent_rate(now, sent);
+        // Adapting, the rate the gate allowed is what the server refused (what was measured
+        // can be far lower after a closure, and cutting from it would spiral down). The first
+        // time, what was being sent.
         let sending = if self.active {
-            sending.min(self.rate(now))
+            self.rate(now)
         } else {
-            sending
+            self.sent_rate(now, sent)
         };
         // `w_max` is the fleet's rate: this process's part of it, scaled up.
         self.w_max = (sending / self.share).max(self.min_rate);
@@ -232,9 +234,11 @@ impl AdaptiveRate {
             .control
             .curve(self.w_max, now.saturating_duration_since(cut_at));
         let mine = fleet * self.share;
-        // Growth beyond twice what is actually sent is an allowance nobody uses.
+        // Growth beyond the last known limit, and beyond twice what is actually sent, is an
+        // allowance nobody uses. (Below that limit the curve alone decides: a quiet spell, a
+        // closure, must not drag the rate down.)
         let cap = if self.measured > 0.0 {
-            2.0 * self.measured
+            (2.0 * self.measured).max(self.w_max * self.share)
         } else {
             f64::INFINITY
         };

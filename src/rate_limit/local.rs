@@ -86,6 +86,8 @@ pub struct LocalStore {
 struct State {
     closed_until: Option<Instant>,
     next_slot: Option<Instant>,
+    /// The spacing the queue up to `next_slot` was given.
+    queue_spacing: Duration,
     epoch: u64,
     throttle_streak: u32,
     failure_streak: u32,
@@ -124,6 +126,7 @@ impl LocalStore {
             state: Mutex::new(State {
                 closed_until: None,
                 next_slot: None,
+                queue_spacing: config.release_spacing,
                 epoch: 0,
                 throttle_streak: 0,
                 failure_streak: 0,
@@ -189,6 +192,7 @@ impl LocalStore {
             self.config.release_spacing
         };
         state.next_slot = Some(time::after(at, spacing));
+        state.queue_spacing = spacing;
         // A queue exists: newcomers must see it, not the lock-free fast path.
         self.restricted.store(true, Ordering::Release);
         if at <= now {
@@ -198,6 +202,23 @@ impl LocalStore {
             at,
             epoch: state.epoch,
         })
+    }
+
+    /// When the adaptive rate has grown well past the pace the waiting queue was given, voids
+    /// the queue's slots (the caller wakes the waiters) so it drains at the new rate: slots
+    /// handed out while the rate was low must not keep it low.
+    fn respace_if_faster(&self, state: &mut State, now: Instant) -> bool {
+        let queued = state.next_slot.is_some_and(|s| s > now);
+        if !queued || !state.adaptive.is_active() {
+            return false;
+        }
+        let spacing = state.adaptive.spacing(now);
+        if spacing.as_secs_f64() < 0.67 * state.queue_spacing.as_secs_f64() {
+            state.epoch += 1;
+            state.next_slot = None;
+            return true;
+        }
+        false
     }
 
     /// Clears the fast-path flag when nothing is left to enforce or forget.
@@ -455,6 +476,9 @@ impl RateLimitStore for LocalStore {
                 self.close(&mut state, time::after(now, wait));
             }
             Signal::Failing | Signal::Neutral => {}
+        }
+        if self.respace_if_faster(&mut state, now) {
+            wake = Wake::All;
         }
         self.settle(&mut state, now);
         wake

@@ -37,6 +37,7 @@ pub struct RateLimitConfig {
     pub(crate) requests_per_second: f64,
     pub(crate) burst: u32,
     pub(crate) hint: HintStyle,
+    pub(crate) headers: bool,
 }
 
 impl RateLimitConfig {
@@ -47,7 +48,16 @@ impl RateLimitConfig {
             requests_per_second,
             burst,
             hint: HintStyle::default(),
+            headers: true,
         }
+    }
+
+    /// Whether answers carry the `x-ratelimit-*` headers (default `true`). Without them, and
+    /// with [`HintStyle::None`], a client learns nothing but the 429 itself: what the
+    /// adaptive sending rate is for.
+    pub fn headers(mut self, send: bool) -> Self {
+        self.headers = send;
+        self
     }
 
     /// Chooses how `429` answers hint at the wait.

@@ -40,12 +40,20 @@ impl TokenBucket {
         headers.insert(LIMIT, HeaderValue::from(self.config.burst));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
+            if !self.config.headers {
+                return Ok(HeaderMap::new());
+            }
             headers.insert(REMAINING, HeaderValue::from(self.tokens.floor() as u64));
             insert_go_duration(&mut headers, self.wait_for(burst - self.tokens));
             return Ok(headers);
         }
-        headers.insert(REMAINING, HeaderValue::from(0u32));
-        insert_go_duration(&mut headers, self.wait_for(burst - self.tokens));
+        if !self.config.headers {
+            headers.clear();
+        }
+        if self.config.headers {
+            headers.insert(REMAINING, HeaderValue::from(0u32));
+            insert_go_duration(&mut headers, self.wait_for(burst - self.tokens));
+        }
         let retry = self.wait_for(1.0 - self.tokens);
         insert_hint(&mut headers, self.config.hint, retry);
         Err(headers)
