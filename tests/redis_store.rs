@@ -1,0 +1,248 @@
+//! `RedisStore` against a real `redis-server` on 127.0.0.1 (started per test by
+//! `tests/redis_support`): two stores with one prefix are two processes of one fleet. They
+//! share the gate's closure and the adaptive curve; a request never waits on Redis; when Redis
+//! stops, each falls back to its local state (and says so in `tracing`); when it comes back,
+//! they share again. Skipped when redis-server is missing (a failure with
+//! `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
+mod redis_support;
+mod tracing_capture;
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use redis_support::start_or_skip;
+use tokio::time::Instant;
+use tower_reliability::{
+    rate_limit::{Admission, RateLimitStore, RedisConfig, RedisStore, Signal, Ticket},
+    RateLimitAware,
+};
+use tracing_capture::global_capture;
+
+/// A prefix no other test (or earlier run) uses.
+fn prefix(test: &str) -> String {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "tower-reliability-test:{test}:{}:{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn config(url: &str, prefix: &str) -> RedisConfig {
+    RedisConfig::new(url, prefix)
+        .sync_interval(Duration::from_millis(20))
+        .timeout(Duration::from_millis(200))
+        .fallback_after(Duration::from_millis(300))
+}
+
+/// Polls `done` every 10 ms for at most `limit`; whether it came true.
+async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+fn hinted(ms: u64) -> Signal {
+    Signal::Throttled {
+        hint: Some(Duration::from_millis(ms)),
+    }
+}
+
+#[tokio::test]
+async fn a_429_seen_by_one_process_closes_the_gate_of_the_other() {
+    let Some(redis) = start_or_skip("a_429_seen_by_one_process_closes_the_gate_of_the_other").await
+    else {
+        return;
+    };
+    let prefix = prefix("closure");
+    let a = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
+    let b = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || a.members() == 2
+            && b.members() == 2)
+        .await,
+        "both counted: {a:?} {b:?}"
+    );
+    assert!(a.is_shared() && b.is_shared());
+
+    a.record(Instant::now(), hinted(3000), None);
+    assert!(
+        eventually(Duration::from_secs(1), || b
+            .local()
+            .closed_until(Instant::now())
+            .is_some())
+        .await,
+        "B heard of A's 429"
+    );
+    let now = Instant::now();
+    let remaining = b.local().closed_until(now).unwrap() - now;
+    assert!(
+        remaining > Duration::from_millis(2000) && remaining <= Duration::from_millis(3000),
+        "B is closed for the rest of A's hint: {remaining:?}"
+    );
+    // A newcomer at B waits for the shared reopening instead of sending.
+    match b.admit(now, Ticket::New, None) {
+        Admission::Wait(slot) => assert!(slot.at >= now + Duration::from_millis(2000)),
+        other => panic!("B let a request through a closed fleet gate: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_adaptive_rate_is_the_fleets_and_each_process_paces_at_its_share() {
+    let Some(redis) =
+        start_or_skip("the_adaptive_rate_is_the_fleets_and_each_process_paces_at_its_share").await
+    else {
+        return;
+    };
+    let prefix = prefix("curve");
+    let a = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
+    let b = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || a.members() == 2
+            && b.members() == 2)
+        .await
+    );
+    // A sends 60 requests over 600 ms (100/s) and is throttled without a hint.
+    let start = Instant::now();
+    for i in 0..60 {
+        let _ = a.admit(start + Duration::from_millis(10 * i), Ticket::New, None);
+    }
+    let cut = start + Duration::from_millis(600);
+    a.record(cut, Signal::Throttled { hint: None }, None);
+    let rate_a = a.local().paced_rate(cut).expect("A adapts");
+    assert!(
+        eventually(Duration::from_secs(1), || b
+            .local()
+            .paced_rate(Instant::now())
+            .is_some())
+        .await,
+        "B adopted the fleet's curve"
+    );
+    let rate_b = b.local().paced_rate(Instant::now()).unwrap();
+    // A's 100/s was its half of the fleet: the fleet was at about 200/s, cut to 140/s; each
+    // of the two paces at about 70/s (plus a little CUBIC growth since).
+    assert!(
+        (rate_b - rate_a).abs() / rate_a < 0.25,
+        "one curve, one share each: A {rate_a:.1}/s, B {rate_b:.1}/s"
+    );
+}
+
+#[tokio::test]
+async fn redis_going_away_never_blocks_a_request_and_sharing_resumes_after_a_restart() {
+    let capture = global_capture();
+    let Some(mut redis) = start_or_skip(
+        "redis_going_away_never_blocks_a_request_and_sharing_resumes_after_a_restart",
+    )
+    .await
+    else {
+        return;
+    };
+    let prefix = prefix("restart");
+    let a = Arc::new(RedisStore::spawn(config(&redis.url(), &prefix)).unwrap());
+    let b = Arc::new(RedisStore::spawn(config(&redis.url(), &prefix)).unwrap());
+    assert!(eventually(Duration::from_secs(2), || a.is_shared() && b.is_shared()).await);
+
+    redis.stop().await;
+    // Requests keep flowing on local state: each admit and record returns at once (a lock
+    // and a few stores), never waiting for a Redis round trip.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..200 {
+        let begun = std::time::Instant::now();
+        assert_eq!(a.admit(Instant::now(), Ticket::New, None), Admission::Go);
+        a.record(Instant::now(), Signal::Healthy, None);
+        slowest = slowest.max(begun.elapsed());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a request waited on Redis: {slowest:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || !a.is_shared() && !b.is_shared()).await,
+        "both fell back to local state"
+    );
+    assert!(
+        capture
+            .text()
+            .contains("fleet rate-limit store unavailable: using local state"),
+        "the fallback is logged"
+    );
+    // A 429 while Redis is down still closes A's own gate at once.
+    a.record(Instant::now(), hinted(5000), None);
+    assert!(a.local().closed_until(Instant::now()).is_some());
+
+    redis.restart().await;
+    assert!(
+        eventually(Duration::from_secs(3), || a.is_shared() && b.is_shared()).await,
+        "sharing resumes after Redis restarts (empty, script cache flushed)"
+    );
+    assert!(capture
+        .text()
+        .contains("fleet rate-limit store reachable again"));
+    // What A learned while Redis was down reached the fleet once it came back...
+    assert!(
+        eventually(Duration::from_secs(1), || b
+            .local()
+            .closed_until(Instant::now())
+            .is_some())
+        .await,
+        "A's closure from the outage was published after the restart"
+    );
+    // ...and new news travels again.
+    b.record(Instant::now(), hinted(9000), None);
+    assert!(
+        eventually(Duration::from_secs(1), || a
+            .local()
+            .closed_until(Instant::now())
+            .is_some_and(|t| t > Instant::now() + Duration::from_secs(7)))
+        .await
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_from_the_start_leaves_a_working_local_gate() {
+    // A port nothing listens on: no Redis needed for this test.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = RedisStore::spawn(config(&format!("redis://127.0.0.1:{port}"), "nowhere")).unwrap();
+    let layer = RateLimitAware::with_store(Arc::new(store));
+    let store = layer.store();
+    assert_eq!(
+        store.admit(Instant::now(), Ticket::New, None),
+        Admission::Go
+    );
+    store.record(Instant::now(), hinted(1000), None);
+    assert!(matches!(
+        store.admit(Instant::now(), Ticket::New, None),
+        Admission::Wait(_)
+    ));
+}
+
+#[test]
+fn bad_urls_and_a_missing_runtime_are_errors_not_panics() {
+    let no_runtime = RedisStore::spawn(RedisConfig::new("redis://127.0.0.1:1", "p"));
+    assert!(no_runtime
+        .unwrap_err()
+        .to_string()
+        .contains("within a tokio runtime"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let bad = RedisStore::spawn(RedisConfig::new("not a url", "p"));
+    assert!(bad.unwrap_err().to_string().contains("invalid Redis URL"));
+}
