@@ -10,7 +10,7 @@
 //! | Timeout configuration | [`TimeoutByWorkload`] | a deadline per [`Workload`] over all attempts and waits; an idle-read timeout on the body, so long streams live while tokens flow |
 //! | Which errors are retryable | [`RetryOnStatus`] | retries 429/500/502/503/504 and failures that never reached the server, never 400/401/404/422; budgeted; replays any body |
 //! | Exponential backoff with jitter | [`JitteredBackoff`] | `1 s * 2^n + U(0, 1 s)` (or full / equal / decorrelated jitter), honouring `retry-after-ms` / `Retry-After`, capped, deadline-aware |
-//! | Handling 429 rate limits | [`RateLimitAware`] | one gate per client that learns from 429s and rate-limit headers and holds every request while the server has said stop |
+//! | Handling 429 rate limits | [`RateLimitAware`] | one gate per client that learns from 429s and rate-limit headers, holds every request while the server has said stop, and paces every request at a learned rate once throttled (shared by a fleet through Redis with the `redis` feature) |
 //! | The dashboard vs client-side failures | [`Error`] | every failure says whether it ever reached the server |
 //! | Long-running training jobs | [`jobs::JobPoller`] | polls a job until it ends, surviving transient failures and restarts |
 //!
@@ -97,6 +97,7 @@
 //! - `metrics`: counters and histograms through the `metrics` facade ([`observe`]).
 //! - `backoff`: [`JitteredBackoff::from_backoff`], for users migrating from the unmaintained
 //!   `backoff` crate.
+//! - `redis`: [`rate_limit::RedisStore`], one rate-limit state shared by a fleet of processes.
 //! - `testing`: [`testing`], an in-process Fireworks-compatible fault-injecting server.
 //!
 //! [Fireworks AI reliability guide]: https://docs.fireworks.ai

@@ -17,8 +17,12 @@ use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake};
 ///   requests are held while a single probe at a time tests the server (a circuit breaker's
 ///   half-open state), so an outage costs about one attempt per request, and held requests
 ///   go out once it is over, within their deadlines.
-/// - When the gate reopens, held requests are released [paced](GateConfig::release_spacing),
-///   not as a herd.
+/// - From the first throttle on, every request is paced at an **adaptive client-side rate**
+///   ([`GateConfig::rate_control`], CUBIC by default): cut once per wave of 429s, grown back
+///   until the next, forgotten after a quiet spell. It converges near a limit the server never
+///   states, and follows it when it changes.
+/// - When the gate reopens, held requests are released paced (at the learned rate, or
+///   [`release_spacing`](GateConfig::release_spacing) before one is learned), not as a herd.
 /// - A request whose wait would pass its [`Deadline`](crate::Deadline) fails at once with
 ///   [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited), carrying the wait.
 ///
@@ -72,7 +76,8 @@ impl RateLimitAware {
         RateLimitAware::with_store(Arc::new(LocalStore::new(config)))
     }
 
-    /// Uses another store (for example one shared by many processes).
+    /// Uses another store (for example a [`RedisStore`](super::RedisStore), shared by many
+    /// processes; feature `redis`).
     pub fn with_store(store: Arc<dyn RateLimitStore>) -> Self {
         RateLimitAware {
             shared: Arc::new(Shared {

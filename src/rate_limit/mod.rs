@@ -6,8 +6,14 @@
 //! client, learns from every response ([`Signal`]), and makes every request of every clone wait
 //! at one gate while the server has said stop.
 //!
-//! The state sits behind [`RateLimitStore`], so a store shared by many processes can replace
-//! the in-memory [`LocalStore`]. Its policy is plain synchronous code, tested without a socket.
+//! Closing a gate is a reaction; a *rate* is a plan. Once throttled, the gate paces every
+//! request at a client-side rate it learns from the throttles themselves ([`RateControl`]),
+//! because Fireworks does not promise a `Retry-After` and its limits move: the client then
+//! sends just under a limit nobody told it, instead of finding it again with every backlog.
+//!
+//! The state sits behind [`RateLimitStore`]: the in-memory [`LocalStore`], or (feature
+//! `redis`) a `RedisStore` that shares it with every process on the same API key. Its
+//! policy is plain synchronous code, tested without a socket.
 
 mod adaptive;
 mod future;
