@@ -246,3 +246,29 @@ fn bad_urls_and_a_missing_runtime_are_errors_not_panics() {
     let bad = RedisStore::spawn(RedisConfig::new("not a url", "p"));
     assert!(bad.unwrap_err().to_string().contains("invalid Redis URL"));
 }
+
+#[test]
+fn a_store_whose_runtime_shut_down_says_it_no_longer_shares() {
+    let Some(redis) = redis_support::start_or_skip_blocking(
+        "a_store_whose_runtime_shut_down_says_it_no_longer_shares",
+    ) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(async {
+        let store = RedisStore::spawn(config(&redis.url(), &prefix("runtime"))).unwrap();
+        assert!(eventually(Duration::from_secs(2), || store.is_shared()).await);
+        store
+    });
+    drop(runtime);
+    assert!(!store.is_shared(), "its sync task is gone");
+    // It still decides, on local state.
+    assert_eq!(
+        store.admit(Instant::now(), Ticket::New, None),
+        Admission::Go
+    );
+}

@@ -50,12 +50,22 @@ struct Syncer {
     connection: Option<MultiplexedConnection>,
 }
 
+/// Marks the store unshared when the task ends (aborted, or its runtime shut down).
+struct Unshare(Arc<Link>);
+
+impl Drop for Unshare {
+    fn drop(&mut self) {
+        self.0.shared.store(false, Ordering::Release);
+    }
+}
+
 pub(super) async fn run(
     client: Client,
     config: RedisConfig,
     local: Arc<LocalStore>,
     link: Arc<Link>,
 ) {
+    let _unshare = Unshare(link.clone());
     let member = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
     let prefix = config.prefix.clone();
     let mut syncer = Syncer {

@@ -203,7 +203,10 @@ impl RedisStore {
         &self.local
     }
 
-    /// Whether the last sync with Redis succeeded (the fleet's state is in use).
+    /// Whether the process uses the fleet's state: `false` until the first sync succeeds and
+    /// after a fallback (syncs failing for [`fallback_after`](RedisConfig::fallback_after)),
+    /// `true` again once Redis answers. The sync runs on the runtime `spawn` was called in:
+    /// if that runtime shuts down, the store carries on locally.
     pub fn is_shared(&self) -> bool {
         self.link.shared.load(Ordering::Acquire)
     }
