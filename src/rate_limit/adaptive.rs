@@ -176,21 +176,29 @@ impl AdaptiveRate {
         self.sample_sent = sent;
     }
 
-    /// The rate sent at right now: the smoothed rate, or the open sample when it has more to
-    /// say (a burst that started since), or the fallback when nothing was measured.
-    fn sent_rate(&self, now: Instant, sent: u64) -> f64 {
+    /// The rate sent at right now, and whether it was measured: the smoothed rate, or the open
+    /// sample when it has more to say (a burst that started since). A sample that reaches
+    /// back more than a second may hide a burst after an idle spell (the lock-free path reads
+    /// no clock per request): then the rate is at least the fallback, which is a guess about
+    /// this process, not a measurement.
+    fn sent_rate(&self, now: Instant, sent: u64) -> (f64, bool) {
         let in_sample = sent.saturating_sub(self.sample_sent);
-        let elapsed = now
-            .saturating_duration_since(self.sample_at)
-            .max(Duration::from_millis(100));
-        let open = in_sample as f64 / elapsed.as_secs_f64();
-        if self.measured == 0.0 && in_sample < MIN_SENDS_TO_MEASURE {
-            return self.fallback_rate;
+        let reach = now.saturating_duration_since(self.sample_at);
+        let open = in_sample as f64 / reach.max(Duration::from_millis(100)).as_secs_f64();
+        let fresh =
+            reach <= 2 * SAMPLE_EVERY && (self.measured > 0.0 || in_sample >= MIN_SENDS_TO_MEASURE);
+        if !fresh {
+            let guess = open.max(self.measured);
+            return if guess >= self.fallback_rate {
+                (guess, true)
+            } else {
+                (self.fallback_rate, false)
+            };
         }
         if in_sample >= MIN_SENDS_TO_MEASURE {
-            self.measured.max(open)
+            (self.measured.max(open), true)
         } else {
-            self.measured
+            (self.measured, true)
         }
     }
 
@@ -213,13 +221,19 @@ impl AdaptiveRate {
         // Adapting, the rate the gate allowed is what the server refused (what was measured
         // can be far lower after a closure, and cutting from it would spiral down). The first
         // time, what was being sent.
-        let sending = if self.active {
-            self.rate(now)
+        let (sending, measured) = if self.active {
+            (self.rate(now), true)
         } else {
             self.sent_rate(now, sent)
         };
-        // `w_max` is the fleet's rate: this process's part of it, scaled up.
-        self.w_max = (sending / self.share).max(self.min_rate);
+        // `w_max` is the fleet's rate: this process's part of it, scaled up (a guess is not a
+        // part of anything: it stands for the fleet as it is).
+        let fleet = if measured {
+            sending / self.share
+        } else {
+            sending
+        };
+        self.w_max = fleet.max(self.min_rate);
         self.cut_at = Some(now);
         self.active = true;
         true
@@ -381,6 +395,31 @@ mod tests {
         let mut a = adaptive(RateControl::CUBIC, t0);
         a.throttled(t0, 0, None);
         assert!((a.rate(t0) - 35.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_burst_after_an_idle_spell_is_not_diluted_by_it() {
+        // Created, idle two minutes, then 11 sends at 80/s and a 429: the open sample reaches
+        // back over the idle spell, so it says nothing about the burst; the fallback stands.
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        let t1 = t0 + secs(120.0 + 11.0 / 80.0);
+        assert!(a.throttled(t1, 11, None));
+        assert!(
+            (a.rate(t1) - 35.0).abs() < 1e-9,
+            "0.7 × the fallback, got {}",
+            a.rate(t1)
+        );
+        // As a fleet's member, the fallback is not scaled up by the share: it is a guess.
+        let mut member = adaptive(RateControl::CUBIC, t0);
+        member.adopt(t0, None, 0.25);
+        member.throttled(t1, 11, None);
+        assert!((member.curve(t1).unwrap().w_max - 50.0).abs() < 1e-9);
+        // A measured burst is used as measured.
+        let mut busy = adaptive(RateControl::CUBIC, t0);
+        busy.sample(t0 + secs(120.0), 0);
+        busy.throttled(t0 + secs(121.0), 80, None);
+        assert!((busy.rate(t0 + secs(121.0)) - 56.0).abs() < 1e-9);
     }
 
     #[test]

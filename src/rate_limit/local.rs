@@ -86,7 +86,7 @@ pub struct LocalStore {
 struct State {
     closed_until: Option<Instant>,
     next_slot: Option<Instant>,
-    /// The spacing the queue up to `next_slot` was given.
+    /// The widest spacing any slot of the queue up to `next_slot` was given.
     queue_spacing: Duration,
     epoch: u64,
     throttle_streak: u32,
@@ -187,12 +187,17 @@ impl LocalStore {
             return Admission::TooLate { wait: at - now };
         }
         let spacing = if state.adaptive.is_active() {
-            state.adaptive.spacing(at)
+            state.adaptive.spacing(now)
         } else {
             self.config.release_spacing
         };
+        let queued = state.next_slot.is_some_and(|s| s > now);
+        state.queue_spacing = if queued {
+            state.queue_spacing.max(spacing)
+        } else {
+            spacing
+        };
         state.next_slot = Some(time::after(at, spacing));
-        state.queue_spacing = spacing;
         // A queue exists: newcomers must see it, not the lock-free fast path.
         self.restricted.store(true, Ordering::Release);
         if at <= now {
@@ -243,9 +248,12 @@ impl LocalStore {
         }
     }
 
-    fn cut_rate(&self, state: &mut State, now: Instant, sent_at: Option<Instant>) {
+    /// Cuts the adaptive rate if this throttle starts a new wave; returns whether waiting
+    /// requests must be woken (their slots were voided, to re-queue at the new rate).
+    fn cut_rate(&self, state: &mut State, now: Instant, sent_at: Option<Instant>) -> bool {
         let sent = self.sent();
         state.adaptive.sample(now, sent);
+        let queued = state.next_slot.is_some_and(|s| s > now);
         if state.adaptive.throttled(now, sent, sent_at) {
             let w_max = state.adaptive.curve(now).map_or(0.0, |c| c.w_max);
             observe::rate_cut(w_max, state.adaptive.rate(now));
@@ -254,7 +262,9 @@ impl LocalStore {
             state.next_slot = None;
             state.epoch += 1;
             self.restricted.store(true, Ordering::Release);
+            return queued;
         }
+        false
     }
 
     fn close(&self, state: &mut State, until: Instant) {
@@ -460,10 +470,14 @@ impl RateLimitStore for LocalStore {
             // that were in flight together): it neither doubles nor extends the closure. The
             // backoff doubles only for 429s that come after the gate reopened.
             Signal::Throttled { hint: None } if state.closed_until.is_some_and(|t| t > now) => {
-                self.cut_rate(&mut state, now, sent_at);
+                if self.cut_rate(&mut state, now, sent_at) {
+                    wake = Wake::All;
+                }
             }
             Signal::Throttled { hint } => {
-                self.cut_rate(&mut state, now, sent_at);
+                if self.cut_rate(&mut state, now, sent_at) {
+                    wake = Wake::All;
+                }
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
                     None => {
