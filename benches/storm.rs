@@ -11,7 +11,15 @@
 //!    429s and once without any hint. Reported per strategy: goodput as a fraction of the
 //!    limit, the share of attempts answered 429, attempts per success, requests failed or
 //!    timed out, and time to success (p50, p99); plots of successes and 429s over time.
-//! 2. **Outage** (in process): the `testing::FireworksServer` answers 503 to everything for
+//! 2. **Adaptive rate** (needs nginx and `STORM_NGINX_DIR`, set by `scripts/storm.sh`): the
+//!    429s carry no hint and the limit is 40 r/s (not 50, the gate's fixed release pace), then
+//!    halved to 20 r/s mid-run by reloading nginx, while Poisson arrivals stay at 80/s.
+//!    `fireworks::layer` with the gate's adaptive rate set to CUBIC, AIMD and off, and the other
+//!    strategies for context. Reported per lane and phase: goodput as a fraction of the phase's
+//!    limit, attempts sent per second, the share answered 429, requests failed or timed out,
+//!    time to success; after the halving, how long until the lane sends under the new limit
+//!    and the 429 share in the 10 s after; the learned rate over time, and a plot.
+//! 3. **Outage** (in process): the `testing::FireworksServer` answers 503 to everything for
 //!    20 s while requests keep arriving at 20/s. Reported: attempts per request during the
 //!    outage (what the strategy inflicts on a server that is down), requests lost, and how
 //!    long after the recovery goodput is back (the first one-second window with successes at
@@ -19,8 +27,9 @@
 //!
 //! Run with `scripts/storm.sh` (starts and stops nginx), or
 //! `cargo bench --bench storm --features testing` (outage only, unless `STORM_NGINX_URL` is
-//! set). Arguments `nginx` or `outage` run only that part. Durations and rates come from
-//! environment variables: see `common/storm/config.rs` (`STORM_SECONDS=3` is a smoke run).
+//! set). Arguments `nginx`, `adaptive` or `outage` run only those parts. Durations and rates
+//! come from environment variables: see `common/storm/config.rs` (`STORM_SECONDS=3` is a smoke
+//! run).
 
 #[path = "common/chat.rs"]
 mod chat;
@@ -30,6 +39,7 @@ mod storm;
 mod tower_retry;
 
 use storm::{
+    adaptive,
     config::StormConfig,
     nginx::{self, Variant},
     outage,
@@ -47,7 +57,7 @@ fn main() {
     let config = StormConfig::from_env();
     let parts: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|arg| arg == "nginx" || arg == "outage")
+        .filter(|arg| ["nginx", "adaptive", "outage"].contains(&arg.as_str()))
         .collect();
     let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     if let Err(error) = std::fs::create_dir_all(&config.out_dir) {
@@ -59,11 +69,14 @@ fn main() {
         .expect("tokio runtime");
     println!(
         "# Storm: limit {} r/s, offered {}×, {:.0} s per nginx variant, deadline {:.0} s, \
-         outage {:.0} s at {} req/s, seed {}",
+         adaptive limit {} → {} r/s ({:.0} s each), outage {:.0} s at {} req/s, seed {}",
         config.limit_rps,
         config.offered_factor,
         config.window.as_secs_f64(),
         config.deadline.as_secs_f64(),
+        config.adaptive_rps,
+        (config.adaptive_rps / 2.0).round(),
+        config.adaptive_phase.as_secs_f64(),
         config.outage.as_secs_f64(),
         config.outage_rps,
         config.seed
@@ -82,6 +95,20 @@ fn main() {
                 None => println!(
                     "\nSkipping the rate-limiter part: STORM_NGINX_URL is not set \
                      (scripts/storm.sh starts nginx and sets it)."
+                ),
+            }
+        }
+        if wants("adaptive") {
+            match (&config.nginx_url, &config.nginx_dir) {
+                (Some(base), Some(dir)) if nginx::reachable(base).await => {
+                    adaptive::run(&config, base, dir).await;
+                }
+                (Some(base), Some(_)) => {
+                    println!("\nSkipping the adaptive part: nginx does not answer at {base}/ok.")
+                }
+                _ => println!(
+                    "\nSkipping the adaptive part: STORM_NGINX_URL and STORM_NGINX_DIR are not \
+                     both set (scripts/storm.sh starts nginx and sets them)."
                 ),
             }
         }

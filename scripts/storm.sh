@@ -2,33 +2,38 @@
 # The storm benchmark against a real rate limiter: starts nginx (scripts/nginx.sh), runs
 # `cargo bench --bench storm --features testing -- ARGS` (release build), stops nginx on exit.
 #
-#   scripts/storm.sh                     full run (about 3 minutes); plots copied to docs/
-#   STORM_SECONDS=3 scripts/storm.sh     smoke run (under a minute once built)
-#   scripts/storm.sh nginx | outage      one part only
+#   scripts/storm.sh                     full run (about 4 minutes); plots copied to docs/
+#   STORM_SECONDS=3 STORM_ADAPTIVE_SECONDS=3 scripts/storm.sh
+#                                        smoke run (about a minute once built)
+#   scripts/storm.sh nginx | adaptive | outage
+#                                        those parts only (not published)
 #
-# Durations and rates: see benches/common/storm/config.rs (STORM_SECONDS, STORM_RATE, ...).
+# The adaptive part halves nginx's limit mid-run itself (`scripts/nginx.sh set-rate`, in
+# STORM_NGINX_DIR). Durations and rates: see benches/common/storm/config.rs (STORM_SECONDS,
+# STORM_RATE, STORM_ADAPTIVE_SECONDS, ...).
 # The tables are also saved to target/storm/report.md; the plots are target/storm/*.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nginx_env=$(scripts/nginx.sh start)
 eval "$nginx_env"
-export STORM_NGINX_URL STORM_RATE
+export STORM_NGINX_URL STORM_NGINX_DIR STORM_RATE STORM_ADAPTIVE_RATE STORM_ADAPTIVE_BURST
 trap 'scripts/nginx.sh stop "$STORM_NGINX_DIR"' EXIT
 
 out_dir=${STORM_OUT_DIR:-${CARGO_TARGET_DIR:-target}/storm}
 mkdir -p "$out_dir"
 cargo bench --bench storm --features testing -- "$@" | tee "$out_dir/report.md"
 
-# Only a full run (default durations, both parts) is worth publishing.
+# Only a full run (default durations and rates, every part) is worth publishing.
 full=yes
 for knob in STORM_SECONDS STORM_DEADLINE_SECONDS STORM_OUTAGE_SECONDS STORM_OUTAGE_RATE \
-    STORM_OFFERED_FACTOR STORM_SEED; do
+    STORM_OFFERED_FACTOR STORM_SEED STORM_ADAPTIVE_SECONDS STORM_ADAPTIVE_PEERS; do
     if [ -n "${!knob:-}" ]; then
         full=no
     fi
 done
-if [ "$#" -gt 0 ] || [ "${STORM_RATE}" != 50 ]; then
+if [ "$#" -gt 0 ] || [ "${STORM_RATE}" != 50 ] || [ "${STORM_ADAPTIVE_RATE}" != 40 ] ||
+    [ "${STORM_ADAPTIVE_BURST}" != 5 ]; then
     full=no
 fi
 if [ "$full" = yes ]; then

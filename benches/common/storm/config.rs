@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `STORM_NGINX_URL` | unset | base URL of `scripts/nginx.sh`; unset: the nginx part is skipped |
+//! | `STORM_NGINX_URL` | unset | base URL of `scripts/nginx.sh`; unset: no nginx or adaptive part |
 //! | `STORM_RATE` | 50 | nginx's limit in requests per second (must match the nginx config) |
 //! | `STORM_OFFERED_FACTOR` | 2 | offered load as a multiple of the limit |
 //! | `STORM_SECONDS` | 30 | how long requests arrive, per nginx variant |
@@ -10,6 +10,10 @@
 //! | `STORM_OUTAGE_SECONDS` | 20, or `STORM_SECONDS` if shorter | how long the outage lasts |
 //! | `STORM_OUTAGE_RATE` | 20 | requests per second arriving during the outage scenario |
 //! | `STORM_SEED` | 1 | seed of the arrival process |
+//! | `STORM_NGINX_DIR` | unset | `scripts/nginx.sh`'s dir; unset: no adaptive part |
+//! | `STORM_ADAPTIVE_RATE` | 40 | the adaptive part's first limit, r/s; halved mid-run |
+//! | `STORM_ADAPTIVE_SECONDS` | 20 | each of the adaptive part's two phases |
+//! | `STORM_ADAPTIVE_PEERS` | 1 | 0: the adaptive part runs the `fireworks::layer` lanes only |
 //! | `STORM_OUT_DIR` | `$CARGO_TARGET_DIR/storm` or `target/storm` | where the SVG plots go |
 
 use std::{path::PathBuf, time::Duration};
@@ -35,6 +39,14 @@ pub struct StormConfig {
     pub seed: u64,
     /// Where the plots are written.
     pub out_dir: PathBuf,
+    /// The directory of `scripts/nginx.sh`'s nginx (to change its limit with `set-rate`).
+    pub nginx_dir: Option<PathBuf>,
+    /// The adaptive part's limit in its first phase, requests per second (halved after it).
+    pub adaptive_rps: f64,
+    /// How long each phase of the adaptive part lasts.
+    pub adaptive_phase: Duration,
+    /// Whether the adaptive part also runs the other three strategies, for context.
+    pub adaptive_peers: bool,
 }
 
 fn number(name: &str) -> Option<f64> {
@@ -74,6 +86,20 @@ impl StormConfig {
             outage_rps: number("STORM_OUTAGE_RATE").unwrap_or(20.0),
             seed: number("STORM_SEED").map_or(1, |s| s as u64),
             out_dir,
+            nginx_dir: std::env::var_os("STORM_NGINX_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
+            // nginx takes whole requests per second; the halved limit must be one too.
+            adaptive_rps: number("STORM_ADAPTIVE_RATE").map_or(40.0, |r| r.round().max(2.0)),
+            adaptive_phase: Duration::from_secs_f64(
+                number("STORM_ADAPTIVE_SECONDS").unwrap_or(20.0),
+            ),
+            adaptive_peers: !matches!(
+                std::env::var("STORM_ADAPTIVE_PEERS")
+                    .as_deref()
+                    .map(str::trim),
+                Ok("0" | "no" | "false")
+            ),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The storm benchmark's pieces: configuration, recording, the four client strategies, the
-//! load driver, the two scenarios (a real rate limiter, an outage), the tables and the plots.
+//! load driver, the three scenarios (a real rate limiter, the same with a limit that moves, an
+//! outage), the tables and the plots.
 
+pub mod adaptive;
 pub mod config;
 pub mod load;
 pub mod nginx;
