@@ -101,7 +101,7 @@ fn sane(value: f64, fallback: f64) -> f64 {
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 const SMOOTHING: f64 = 0.8;
 /// Fewer sends than this in the sample are no measurement: use the fallback rate.
-const MIN_SENDS_TO_MEASURE: u64 = 8;
+const MIN_SENDS_TO_MEASURE: u64 = 4;
 
 /// The learned sending rate. Lives inside the store's lock; the send counter it samples is
 /// kept by the store (one relaxed atomic add per request on the fast path).
@@ -117,6 +117,9 @@ pub(crate) struct AdaptiveRate {
     w_max: f64,
     /// When it was last cut; throttles of requests sent before this are the same wave.
     cut_at: Option<Instant>,
+    /// Throttles of requests sent before this are the wave already answered: the last cut
+    /// here, or the moment a fleet's cut reached this process.
+    wave_from: Option<Instant>,
     /// This process's part of a fleet's rate (1 alone).
     share: f64,
     /// Smoothed sent rate, requests per second (0: not measured yet).
@@ -148,6 +151,7 @@ impl AdaptiveRate {
             active: false,
             w_max: 0.0,
             cut_at: None,
+            wave_from: None,
             share: 1.0,
             measured: 0.0,
             sample_at: now,
@@ -160,10 +164,24 @@ impl AdaptiveRate {
         self.active
     }
 
+    /// The send count the open sample started at (the store takes a sample on the send after
+    /// it, to notice the end of an idle spell).
+    pub(crate) fn sample_start(&self) -> u64 {
+        self.sample_sent
+    }
+
     /// Takes a sample of the send counter (`sent`: total sends so far) if one is due.
     pub(crate) fn sample(&mut self, now: Instant, sent: u64) {
         let elapsed = now.saturating_duration_since(self.sample_at);
         if elapsed < SAMPLE_EVERY {
+            return;
+        }
+        if elapsed > 2 * SAMPLE_EVERY && sent.saturating_sub(self.sample_sent) <= 1 {
+            // The first send after an idle spell: the sample starts here, so a burst is
+            // measured as a burst and not averaged with the silence before it.
+            self.measured = 0.0;
+            self.sample_at = now;
+            self.sample_sent = sent.saturating_sub(1);
             return;
         }
         let current = sent.saturating_sub(self.sample_sent) as f64 / elapsed.as_secs_f64();
@@ -209,7 +227,7 @@ impl AdaptiveRate {
             return false;
         }
         if self.active {
-            let same_wave = match (sent_at, self.cut_at) {
+            let same_wave = match (sent_at, self.wave_from) {
                 (Some(at), Some(cut)) => at < cut,
                 (None, _) => true,
                 (Some(_), None) => false,
@@ -235,6 +253,7 @@ impl AdaptiveRate {
         };
         self.w_max = fleet.max(self.min_rate);
         self.cut_at = Some(now);
+        self.wave_from = Some(now);
         self.active = true;
         true
     }
@@ -321,6 +340,8 @@ impl AdaptiveRate {
         if newer || !self.active {
             self.w_max = curve.w_max;
             self.cut_at = Some(cut_at);
+            // This process sent at its old rate until now: those throttles are the same wave.
+            self.wave_from = Some(now);
             self.active = true;
         }
     }
