@@ -65,19 +65,30 @@ impl RateControl {
         }
     }
 
-    /// The rate `since` after a cut from `w_max`.
-    fn curve(self, w_max: f64, since: Duration) -> f64 {
+    /// The rate `since` after a cut from `w_max`, holding at `w_max` for `plateau` once back
+    /// there before probing above it.
+    fn curve(self, w_max: f64, since: Duration, plateau: Duration) -> f64 {
         let t = since.as_secs_f64();
+        let plateau = plateau.as_secs_f64();
+        // When the curve is back at `w_max`.
+        let k = match self {
+            RateControl::Off => return f64::INFINITY,
+            RateControl::Cubic { scale, .. } => {
+                (w_max * (1.0 - self.beta()) / sane(scale, 0.4)).cbrt()
+            }
+            RateControl::Aimd { increase, .. } => (1.0 - self.beta()) * w_max / sane(increase, 1.0),
+        };
+        let t = if t <= k {
+            t
+        } else if t <= k + plateau {
+            k
+        } else {
+            t - plateau
+        };
         match self {
             RateControl::Off => f64::INFINITY,
-            RateControl::Cubic { scale, .. } => {
-                let scale = sane(scale, 0.4);
-                let k = (w_max * (1.0 - self.beta()) / scale).cbrt();
-                scale * (t - k).powi(3) + w_max
-            }
-            RateControl::Aimd { increase, .. } => {
-                self.beta() * w_max + sane(increase, 1.0).max(0.0) * t
-            }
+            RateControl::Cubic { scale, .. } => sane(scale, 0.4) * (t - k).powi(3) + w_max,
+            RateControl::Aimd { increase, .. } => self.beta() * w_max + sane(increase, 1.0) * t,
         }
     }
 }
@@ -96,6 +107,10 @@ fn sane(value: f64, fallback: f64) -> f64 {
         fallback
     }
 }
+
+/// How long the rate holds at the limit it found, after a hinted throttle, before probing
+/// above it: each failed probe then costs the hint's whole wait for every request.
+pub(crate) const HINTED_PLATEAU: Duration = Duration::from_secs(10);
 
 /// How often the sent rate is sampled, and how much a sample weighs (AWS: 0.5 s, 0.8).
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
@@ -120,6 +135,10 @@ pub(crate) struct AdaptiveRate {
     /// Throttles of requests sent before this are the wave already answered: the last cut
     /// here, or the moment a fleet's cut reached this process.
     wave_from: Option<Instant>,
+    /// How long the curve holds at `w_max` before probing above it: after a throttle that
+    /// carried a hint, a probe that fails holds the whole client for the hint, so it probes
+    /// rarely ([`HINTED_PLATEAU`]); otherwise not at all.
+    plateau: Duration,
     /// This process's part of a fleet's rate (1 alone).
     share: f64,
     /// Smoothed sent rate, requests per second (0: not measured yet).
@@ -152,6 +171,7 @@ impl AdaptiveRate {
             w_max: 0.0,
             cut_at: None,
             wave_from: None,
+            plateau: Duration::ZERO,
             share: 1.0,
             measured: 0.0,
             sample_at: now,
@@ -254,8 +274,15 @@ impl AdaptiveRate {
         self.w_max = fleet.max(self.min_rate);
         self.cut_at = Some(now);
         self.wave_from = Some(now);
+        self.plateau = Duration::ZERO;
         self.active = true;
         true
+    }
+
+    /// The last cut came with a server hint: hold at the limit found for a while before
+    /// probing above it again.
+    pub(crate) fn hold_after_hint(&mut self) {
+        self.plateau = HINTED_PLATEAU;
     }
 
     /// The rate to pace by now, requests per second, for this process.
@@ -263,9 +290,11 @@ impl AdaptiveRate {
         let Some(cut_at) = self.cut_at else {
             return f64::INFINITY;
         };
-        let fleet = self
-            .control
-            .curve(self.w_max, now.saturating_duration_since(cut_at));
+        let fleet = self.control.curve(
+            self.w_max,
+            now.saturating_duration_since(cut_at),
+            self.plateau,
+        );
         let mine = fleet * self.share;
         // Growth beyond the last known limit, and beyond twice what is actually sent, is an
         // allowance nobody uses. (Below that limit the curve alone decides: a quiet spell, a
@@ -298,6 +327,7 @@ impl AdaptiveRate {
             && self.control.curve(
                 self.w_max,
                 now.saturating_duration_since(self.cut_at.unwrap_or(now)),
+                self.plateau,
             ) * self.share
                 >= 2.0 * self.measured;
         if self.active && quiet && unneeded {
@@ -342,6 +372,7 @@ impl AdaptiveRate {
             self.cut_at = Some(cut_at);
             // This process sent at its old rate until now: those throttles are the same wave.
             self.wave_from = Some(now);
+            self.plateau = Duration::ZERO;
             self.active = true;
         }
     }
@@ -441,6 +472,26 @@ mod tests {
         busy.sample(t0 + secs(120.0), 0);
         busy.throttled(t0 + secs(121.0), 80, None);
         assert!((busy.rate(t0 + secs(121.0)) - 56.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn after_a_hinted_throttle_the_rate_holds_at_the_limit_before_probing() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.sample(t0 + secs(1.0), 50);
+        let cut = t0 + secs(1.0);
+        a.throttled(cut, 50, None);
+        a.hold_after_hint();
+        let k = 37.5f64.cbrt();
+        // Back at the limit after K, and held there for the plateau...
+        for t in [k, k + 5.0, k + 9.9] {
+            assert!((a.rate(cut + secs(t)) - 50.0).abs() < 1e-6, "at {t}");
+        }
+        // ...then probing as CUBIC does.
+        assert!(a.rate(cut + secs(k + 12.0)) > 50.0);
+        // A cut without a hint probes at once.
+        assert!(a.throttled(cut + secs(30.0), 60, Some(cut + secs(29.0))));
+        assert_eq!(a.plateau, Duration::ZERO);
     }
 
     #[test]

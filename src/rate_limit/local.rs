@@ -488,6 +488,9 @@ impl RateLimitStore for LocalStore {
                 if self.cut_rate(&mut state, now, sent_at) {
                     wake = Wake::All;
                 }
+                if hint.is_some() {
+                    state.adaptive.hold_after_hint();
+                }
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
                     None => {
@@ -603,7 +606,10 @@ mod tests {
         let t1 = t0 + ms(140);
         s.record_sent(t1, Signal::Throttled { hint: None }, None, None);
         let rate = s.paced_rate(t1).unwrap_or_default();
-        assert!((50.0..=62.0).contains(&rate), "about 0.7 × 80/s, got {rate}");
+        assert!(
+            (50.0..=62.0).contains(&rate),
+            "about 0.7 × 80/s, got {rate}"
+        );
     }
 
     #[test]
