@@ -27,6 +27,10 @@
 mod chat;
 #[path = "common/fleet/mod.rs"]
 mod fleet;
+#[path = "common/knobs.rs"]
+mod knobs;
+#[path = "common/traffic/mod.rs"]
+mod traffic;
 
 use fleet::{
     config::{FleetConfig, Mode, WorkerArgs},

@@ -33,10 +33,14 @@
 
 #[path = "common/chat.rs"]
 mod chat;
+#[path = "common/knobs.rs"]
+mod knobs;
 #[path = "common/storm/mod.rs"]
 mod storm;
 #[path = "common/tower_retry.rs"]
 mod tower_retry;
+#[path = "common/traffic/mod.rs"]
+mod traffic;
 
 use storm::{
     adaptive,

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    config::{FleetConfig, Mode},
+use super::config::{FleetConfig, Mode};
+use crate::traffic::{
     record::{AttemptRecord, Outcome, RequestRecord},
+    stats::quantile,
 };
 
 /// The line prefix that marks a worker's report on its stdout.
@@ -95,7 +96,7 @@ impl WorkerReport {
         self.latencies_ms = requests
             .iter()
             .filter(|r| r.outcome == Outcome::Success)
-            .map(|r| ((r.finished - r.arrived) * 1000.0 * 10.0).round() / 10.0)
+            .map(|r| (r.latency() * 1000.0 * 10.0).round() / 10.0)
             .collect();
         let end = requests
             .iter()
@@ -128,17 +129,6 @@ impl WorkerReport {
         let last = (window.ceil() as usize).saturating_sub(1);
         self.paced_per_s.get(last).copied().flatten()
     }
-}
-
-/// The `q` quantile (0..=1) of `values`, nearest rank; `None` when empty.
-pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
 }
 
 /// A duration in ms for a table: milliseconds below a second, seconds above.

@@ -10,32 +10,28 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use bytes::Bytes;
 use http::Uri;
-use http_body_util::Full;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
 use tokio::{task::JoinSet, time::Instant};
-use tower::{Layer, ServiceExt};
 use tower_reliability::{
-    fireworks,
     rate_limit::{GateConfig, LocalStore, RateControl, RedisConfig, RedisStore},
-    retry::ReplayBody,
-    ErrorKind, RateLimitAware, RetryReport, TimeoutByWorkload, TimeoutPhase, TimeoutProfile,
-    Workload,
+    RateLimitAware,
 };
 
 use super::{
     config::{Store, WorkerArgs},
-    record::{CountAttempts, Log, Outcome},
     report::{RedisView, WorkerReport, REPORT_PREFIX},
 };
-use crate::chat::{chat_request, drain_body};
+use crate::traffic::{
+    arrivals::poisson_arrivals,
+    preset::{self, Preset, Wording},
+    record::{Outcome, RunLog},
+};
 
-type Service =
-    fireworks::FireworksService<CountAttempts<Client<HttpConnector, ReplayBody<Full<Bytes>>>>>;
+/// How the fleet words the preset's errors: their kind only.
+const WORDING: Wording = Wording {
+    refused: "refused: the gate's wait would pass the deadline",
+    with_message: false,
+};
 
 /// Runs the worker described by `args` and prints its report line.
 pub fn main(args: WorkerArgs) {
@@ -124,17 +120,8 @@ async fn run(args: &WorkerArgs) -> WorkerReport {
             }
         }
     };
-    let log = Log::new(start);
-    let interactive = Workload::Interactive;
-    let timeouts = TimeoutByWorkload::new(interactive).profile(
-        interactive,
-        TimeoutProfile::new(args.deadline).with_idle_read(Duration::from_secs(30)),
-    );
-    let layer = fireworks::layer(interactive)
-        .timeouts(timeouts)
-        .rate_limit(rate_limit);
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let service: Service = layer.layer(CountAttempts::new(client, log.clone()));
+    let log = RunLog::new(start);
+    let service = preset::preset(args.deadline, rate_limit, log.clone());
     let uri: Uri = match args.url.parse() {
         Ok(uri) => uri,
         Err(error) => return failed_report(&format!("bad url {}: {error}", args.url)),
@@ -221,31 +208,12 @@ async fn sample(
     (paced, view)
 }
 
-/// Arrival times (seconds from the start) of a Poisson process of `rate` per second over
-/// `length`, from `seed`.
-fn poisson_arrivals(rate: f64, length: Duration, seed: u64) -> Vec<f64> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut arrivals = Vec::new();
-    let mut t = 0.0;
-    if rate <= 0.0 {
-        return arrivals;
-    }
-    loop {
-        // Inverse transform of an exponential gap; `1 - u` is in (0, 1].
-        t += -(1.0 - rng.f64()).ln() / rate;
-        if t >= length.as_secs_f64() {
-            return arrivals;
-        }
-        arrivals.push(t);
-    }
-}
-
 /// At each arrival, sends one request on its own task bounded by `deadline` (the preset's own
 /// deadline fires first; this is a backstop); returns when every request has ended.
 async fn drive(
-    service: &Service,
+    service: &Preset,
     uri: &Uri,
-    log: &Arc<Log>,
+    log: &Arc<RunLog>,
     arrivals: &[f64],
     start: Instant,
     deadline: Duration,
@@ -257,49 +225,13 @@ async fn drive(
         let (service, uri, log) = (service.clone(), uri.clone(), log.clone());
         tasks.spawn(async move {
             let arrived = log.now();
-            let outcome = tokio::time::timeout(backstop, send(service, &uri, &log))
-                .await
-                .unwrap_or(Outcome::TimedOut);
+            let outcome =
+                tokio::time::timeout(backstop, preset::send(service, &uri, &log, WORDING))
+                    .await
+                    .unwrap_or(Outcome::TimedOut);
             log.request(arrived, outcome);
         });
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-}
-
-/// One logical request through the preset.
-async fn send(service: Service, uri: &Uri, log: &Log) -> Outcome {
-    match service.oneshot(chat_request(uri)).await {
-        Ok(response) => {
-            let status = response.status();
-            let stopped = response
-                .extensions()
-                .get::<RetryReport>()
-                .and_then(|report| report.stopped)
-                .map_or_else(String::new, |reason| format!(", {reason:?}"));
-            let read = drain_body(response.into_body()).await;
-            match (status.is_success(), read) {
-                (true, Ok(_)) => Outcome::Success,
-                (true, Err(_)) => {
-                    log.failure("response body broke off");
-                    Outcome::Failed
-                }
-                (false, _) => {
-                    log.failure(format!("final {}{stopped}", status.as_u16()));
-                    Outcome::Failed
-                }
-            }
-        }
-        Err(error) => match error.kind() {
-            ErrorKind::Timeout(TimeoutPhase::Deadline) => Outcome::TimedOut,
-            ErrorKind::RateLimited { .. } => {
-                log.failure("refused: the gate's wait would pass the deadline");
-                Outcome::Failed
-            }
-            kind => {
-                log.failure(format!("error {kind:?}"));
-                Outcome::Failed
-            }
-        },
-    }
 }

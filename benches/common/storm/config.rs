@@ -50,14 +50,7 @@ pub struct StormConfig {
 }
 
 fn number(name: &str) -> Option<f64> {
-    let value = std::env::var(name).ok()?;
-    match value.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() && n > 0.0 => Some(n),
-        _ => {
-            eprintln!("storm: ignoring {name}={value:?} (not a positive number)");
-            None
-        }
-    }
+    crate::knobs::positive_number("storm", name)
 }
 
 impl StormConfig {

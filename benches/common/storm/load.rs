@@ -1,30 +1,12 @@
 //! Open-loop load: requests arrive on a schedule whatever happens to earlier ones (as users of
-//! an API do), each on its own task with a deadline.
+//! an API do), each on its own task with a deadline. Poisson arrivals: `traffic::arrivals`.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::{task::JoinSet, time::Instant};
 
-use super::{
-    record::{Outcome, RunLog},
-    strategies::Strategy,
-};
-
-/// Arrival times (seconds from the start) of a Poisson process of `rate` per second over
-/// `length`, from `seed`: the same seed gives every strategy the same arrivals.
-pub fn poisson_arrivals(rate: f64, length: Duration, seed: u64) -> Vec<f64> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut arrivals = Vec::new();
-    let mut t = 0.0;
-    loop {
-        // Inverse transform of an exponential gap; `1 - u` is in (0, 1].
-        t += -(1.0 - rng.f64()).ln() / rate;
-        if t >= length.as_secs_f64() {
-            return arrivals;
-        }
-        arrivals.push(t);
-    }
-}
+use super::strategies::Strategy;
+use crate::traffic::record::{Outcome, RunLog};
 
 /// Arrival times of `rate` evenly spaced requests per second over `length`.
 pub fn steady_arrivals(rate: f64, length: Duration) -> Vec<f64> {

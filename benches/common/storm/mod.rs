@@ -1,6 +1,7 @@
-//! The storm benchmark's pieces: configuration, recording, the four client strategies, the
-//! load driver, the three scenarios (a real rate limiter, the same with a limit that moves, an
-//! outage), the tables and the plots.
+//! The storm benchmark's pieces: configuration, the four client strategies, the load driver,
+//! the three scenarios (a real rate limiter, the same with a limit that moves, an outage), the
+//! tables and the plots. Recording, arrivals and the preset client are shared with the fleet
+//! (`common/traffic`).
 
 pub mod adaptive;
 pub mod config;
@@ -8,6 +9,5 @@ pub mod load;
 pub mod nginx;
 pub mod outage;
 pub mod plot;
-pub mod record;
 pub mod strategies;
 pub mod summary;

@@ -14,11 +14,14 @@ use tokio::time::Instant;
 
 use super::{
     config::StormConfig,
-    load::{drive, poisson_arrivals, Lane},
+    load::{drive, Lane},
     plot::{per_strategy, write_svg, Panel},
-    record::RunLog,
     strategies::Kind,
     summary::{print_failure_reasons, print_storm_table, StormRow},
+};
+use crate::traffic::{
+    arrivals::poisson_arrivals,
+    record::{Outcome, RunLog},
 };
 
 /// How nginx answers over the limit.
@@ -131,7 +134,7 @@ fn plot(config: &StormConfig, variant: Variant, lanes: &[Lane]) {
         lane.log
             .requests()
             .iter()
-            .filter(|r| r.outcome == super::record::Outcome::Success)
+            .filter(|r| r.outcome == Outcome::Success)
             .map(|r| r.finished)
             .collect()
     });

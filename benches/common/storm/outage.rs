@@ -14,11 +14,14 @@ use super::{
     config::StormConfig,
     load::{drive, steady_arrivals, Lane},
     plot::{per_strategy, write_svg, Panel},
-    record::{Outcome, RunLog},
     strategies::Kind,
     summary::{
         print_failure_reasons, print_outage_table, recovery_time, success_latencies, OutageRow,
     },
+};
+use crate::traffic::{
+    record::{Outcome, RunLog},
+    stats::quantile,
 };
 
 /// Runs every strategy through the outage, prints the table, writes the plot; returns the rows.
@@ -98,8 +101,8 @@ pub async fn run(config: &StormConfig) -> Vec<OutageRow> {
                 failed: count(Outcome::Failed),
                 timed_out: count(Outcome::TimedOut),
                 recovery: recovery_time(&requests, to, config.outage_rps),
-                p50: super::summary::quantile(&latencies, 0.5),
-                p99: super::summary::quantile(&latencies, 0.99),
+                p50: quantile(&latencies, 0.5),
+                p99: quantile(&latencies, 0.99),
             }
         })
         .collect();

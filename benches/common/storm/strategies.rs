@@ -8,25 +8,22 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE},
-    StatusCode, Uri,
+    Uri,
 };
 use http_body_util::Full;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
-use tower::{Layer, ServiceExt};
-use tower_reliability::{
-    fireworks, retry::ReplayBody, ErrorKind, RetryReport, TimeoutByWorkload, TimeoutPhase,
-    TimeoutProfile, Workload,
-};
+use tower::ServiceExt;
+use tower_reliability::rate_limit::RateLimitAware;
 
-use super::record::{CountAttempts, Outcome, RunLog};
 use crate::{
     chat::{chat_request, drain_body, REQUEST_JSON},
     tower_retry::{is_retryable_status, tower_retry_stack},
+    traffic::{
+        preset::{self, hyper_client, Preset, Wording},
+        record::{CountAttempts, Outcome, RunLog},
+    },
 };
 
 /// A request in flight, to its outcome.
@@ -102,51 +99,9 @@ impl Kind {
                 uri,
                 log,
             }),
-            Kind::Fireworks => {
-                let interactive = Workload::Interactive;
-                let timeouts = TimeoutByWorkload::new(interactive).profile(
-                    interactive,
-                    TimeoutProfile::new(deadline).with_idle_read(Duration::from_secs(30)),
-                );
-                let layer = fireworks::layer(interactive).timeouts(timeouts);
-                Arc::new(Fireworks {
-                    service: layer.layer(CountAttempts::new(hyper_client(), log.clone())),
-                    uri,
-                    log,
-                })
-            }
+            Kind::Fireworks => Arc::new(Fireworks::new(uri, deadline, log, RateLimitAware::new())),
         }
     }
-}
-
-fn hyper_client<B>() -> Client<HttpConnector, B>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// What a response means once its body was read (`read`): 2xx is a success, anything else a
-/// failure, whose reason (the status, and `detail` if any) goes to `log`.
-fn outcome_of<E>(
-    log: &RunLog,
-    status: StatusCode,
-    read: Result<usize, E>,
-    detail: &str,
-) -> Outcome {
-    match (status.is_success(), read) {
-        (true, Ok(_)) => Outcome::Success,
-        (true, Err(_)) => failed(log, "response body broke off".to_owned()),
-        (false, _) => failed(log, format!("final {}{detail}", status.as_u16())),
-    }
-}
-
-/// Notes `reason` in `log` and fails.
-fn failed(log: &RunLog, reason: String) -> Outcome {
-    log.failure(reason);
-    Outcome::Failed
 }
 
 type HyperClient = Client<HttpConnector, Full<Bytes>>;
@@ -168,13 +123,13 @@ impl Strategy for GuideLoop {
                 // The guide's loop catches only HTTP errors: a connection error ends it.
                 let response = match client.clone().oneshot(chat_request(&uri)).await {
                     Ok(response) => response,
-                    Err(error) => return failed(&log, format!("client error: {error}")),
+                    Err(error) => return log.failed(format!("client error: {error}")),
                 };
                 let status = response.status();
                 let read = drain_body(response.into_body()).await;
                 attempt += 1;
                 if status.is_success() || !is_retryable_status(status) || attempt == ATTEMPTS {
-                    return outcome_of(&log, status, read, "");
+                    return log.outcome(status, read, "");
                 }
                 let jitter = Duration::from_secs_f64(fastrand::f64());
                 tokio::time::sleep(Duration::from_secs(1 << (attempt - 1)) + jitter).await;
@@ -221,9 +176,9 @@ impl Strategy for ReqwestRetry {
                 Ok(response) => {
                     let status = response.status();
                     let read = response.bytes().await.map(|body| body.len());
-                    outcome_of(&log, status, read, "")
+                    log.outcome(status, read, "")
                 }
-                Err(error) => failed(&log, format!("client error: {error}")),
+                Err(error) => log.failed(format!("client error: {error}")),
             }
         })
     }
@@ -266,48 +221,43 @@ impl Strategy for TowerRetry {
                 Ok(response) => {
                     let status = response.status();
                     let read = drain_body(response.into_body()).await;
-                    outcome_of(&log, status, read, "")
+                    log.outcome(status, read, "")
                 }
                 Err(error) if error.is::<tower::timeout::error::Elapsed>() => Outcome::TimedOut,
-                Err(error) => failed(&log, format!("client error: {error}")),
+                Err(error) => log.failed(format!("client error: {error}")),
             }
         })
     }
 }
 
-/// [`Kind::Fireworks`].
-struct Fireworks {
-    service:
-        fireworks::FireworksService<CountAttempts<Client<HttpConnector, ReplayBody<Full<Bytes>>>>>,
+/// [`Kind::Fireworks`] (with a fresh default gate), or with a gate of the caller's (the
+/// adaptive part's lanes).
+pub struct Fireworks {
+    service: Preset,
     uri: Uri,
     log: Arc<RunLog>,
 }
 
+impl Fireworks {
+    /// The preset sending to `uri`, its total deadline the run's, its gate `rate_limit`.
+    pub fn new(uri: Uri, deadline: Duration, log: Arc<RunLog>, rate_limit: RateLimitAware) -> Self {
+        Fireworks {
+            service: preset::preset(deadline, rate_limit, log.clone()),
+            uri,
+            log,
+        }
+    }
+}
+
+/// How the storm words the preset's errors: the message too.
+const WORDING: Wording = Wording {
+    refused: "refused: the rate-limit gate's wait would pass the deadline",
+    with_message: true,
+};
+
 impl Strategy for Fireworks {
     fn send(&self) -> PendingOutcome {
         let (service, uri, log) = (self.service.clone(), self.uri.clone(), self.log.clone());
-        Box::pin(async move {
-            match service.oneshot(chat_request(&uri)).await {
-                Ok(response) => {
-                    let status = response.status();
-                    // Why retrying stopped, when it stopped on a retryable answer.
-                    let stopped = response
-                        .extensions()
-                        .get::<RetryReport>()
-                        .and_then(|report| report.stopped)
-                        .map_or_else(String::new, |reason| format!(", {reason:?}"));
-                    let read = drain_body(response.into_body()).await;
-                    outcome_of(&log, status, read, &stopped)
-                }
-                Err(error) => match error.kind() {
-                    ErrorKind::Timeout(TimeoutPhase::Deadline) => Outcome::TimedOut,
-                    ErrorKind::RateLimited { .. } => failed(
-                        &log,
-                        "refused: the rate-limit gate's wait would pass the deadline".to_owned(),
-                    ),
-                    kind => failed(&log, format!("error {kind:?}: {error}")),
-                },
-            }
-        })
+        Box::pin(async move { preset::send(service, &uri, &log, WORDING).await })
     }
 }

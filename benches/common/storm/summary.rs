@@ -2,18 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::record::{AttemptRecord, Outcome, RequestRecord};
-
-/// The `q` quantile (0..=1) of `values`, nearest rank; `None` when empty.
-pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
+use crate::traffic::{
+    record::{AttemptRecord, Outcome, RequestRecord},
+    stats::quantile,
+};
 
 /// A duration for a table: milliseconds below a second, seconds above.
 fn seconds(value: Option<f64>) -> String {
@@ -32,21 +24,59 @@ fn times_to_success<'a>(requests: impl Iterator<Item = &'a RequestRecord>) -> Ve
         .collect()
 }
 
+/// How the requests of a table row ended: how many there were, how many of them failed or
+/// timed out, and the time to success of the others.
+#[derive(Debug, Clone)]
+pub struct Endings {
+    pub requests: usize,
+    pub failed: usize,
+    pub timed_out: usize,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Endings {
+    /// Summarises `requests`.
+    pub fn of<'a>(requests: impl Iterator<Item = &'a RequestRecord> + Clone) -> Self {
+        let count = |outcome| requests.clone().filter(|r| r.outcome == outcome).count();
+        let latencies = times_to_success(requests.clone());
+        Endings {
+            requests: requests.clone().count(),
+            failed: count(Outcome::Failed),
+            timed_out: count(Outcome::TimedOut),
+            p50: quantile(&latencies, 0.5),
+            p99: quantile(&latencies, 0.99),
+        }
+    }
+
+    /// The row's cells: failed and timed out (each with its share of the requests), p50 and p99
+    /// to success.
+    pub fn cells(&self) -> String {
+        let share = |n: usize| 100.0 * n as f64 / self.requests.max(1) as f64;
+        format!(
+            "{} ({:.1} %) | {} ({:.1} %) | {} | {}",
+            self.failed,
+            share(self.failed),
+            self.timed_out,
+            share(self.timed_out),
+            seconds(self.p50),
+            seconds(self.p99),
+        )
+    }
+}
+
 /// One strategy under the rate limiter.
 #[derive(Debug, Clone)]
 pub struct StormRow {
     pub name: &'static str,
-    pub requests: usize,
     /// Successes that ended inside the arrival window, per second, divided by the limit.
     pub goodput: f64,
     /// Attempts answered 429, as a share of all attempts.
     pub share_429: f64,
     /// All attempts divided by all successes.
     pub attempts_per_success: f64,
-    pub failed: usize,
-    pub timed_out: usize,
-    pub p50: Option<f64>,
-    pub p99: Option<f64>,
+    /// How all the requests ended.
+    pub endings: Endings,
 }
 
 impl StormRow {
@@ -58,24 +88,21 @@ impl StormRow {
         window: f64,
         limit: f64,
     ) -> Self {
-        let count = |outcome| requests.iter().filter(|r| r.outcome == outcome).count();
-        let successes = count(Outcome::Success);
+        let successes = requests
+            .iter()
+            .filter(|r| r.outcome == Outcome::Success)
+            .count();
         let in_window = requests
             .iter()
             .filter(|r| r.outcome == Outcome::Success && r.finished <= window)
             .count();
         let throttled = attempts.iter().filter(|a| a.status == 429).count();
-        let latencies = times_to_success(requests.iter());
         StormRow {
             name,
-            requests: requests.len(),
             goodput: in_window as f64 / window / limit,
             share_429: throttled as f64 / attempts.len().max(1) as f64,
             attempts_per_success: attempts.len() as f64 / successes.max(1) as f64,
-            failed: count(Outcome::Failed),
-            timed_out: count(Outcome::TimedOut),
-            p50: quantile(&latencies, 0.5),
-            p99: quantile(&latencies, 0.99),
+            endings: Endings::of(requests.iter()),
         }
     }
 }
@@ -85,20 +112,14 @@ pub fn print_storm_table(rows: &[StormRow]) {
     println!("| strategy | requests | goodput (of limit) | 429s (of attempts) | attempts per success | failed | timed out | p50 to success | p99 to success |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let share = |n: usize| 100.0 * n as f64 / row.requests.max(1) as f64;
         println!(
-            "| {} | {} | {:.1} % | {:.1} % | {:.2} | {} ({:.1} %) | {} ({:.1} %) | {} | {} |",
+            "| {} | {} | {:.1} % | {:.1} % | {:.2} | {} |",
             row.name,
-            row.requests,
+            row.endings.requests,
             100.0 * row.goodput,
             100.0 * row.share_429,
             row.attempts_per_success,
-            row.failed,
-            share(row.failed),
-            row.timed_out,
-            share(row.timed_out),
-            seconds(row.p50),
-            seconds(row.p99),
+            row.endings.cells(),
         );
     }
 }

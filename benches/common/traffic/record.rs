@@ -1,5 +1,6 @@
 //! What happened during a run, recorded as it happens and summarised afterwards: every attempt
-//! that reached the wire (with its status) and every logical request (with its outcome).
+//! that reached the wire (when its answer came, its status) and every logical request (arrival,
+//! end, outcome), with why those that failed did.
 
 use std::{
     collections::BTreeMap,
@@ -9,7 +10,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::Service;
@@ -25,15 +26,15 @@ pub enum Outcome {
     TimedOut,
 }
 
-/// One attempt: when its answer (or failure) came, seconds since the run started, and its
-/// status (0: no response, e.g. a connection error or an attempt abandoned in flight).
+/// One attempt: when its answer (or failure) came, seconds since the start, and its status (0:
+/// no response, e.g. a connection error or an attempt abandoned in flight).
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptRecord {
     pub at: f64,
     pub status: u16,
 }
 
-/// One logical request: when it arrived and ended (seconds since the run started), and how.
+/// One logical request: when it arrived and ended (seconds since the start), and how.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestRecord {
     pub arrived: f64,
@@ -48,7 +49,7 @@ impl RequestRecord {
     }
 }
 
-/// The log of one strategy in one run.
+/// The log of one client in one run (a storm's strategy, a fleet's worker).
 #[derive(Debug)]
 pub struct RunLog {
     start: Instant,
@@ -58,7 +59,8 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// An empty log whose clock starts at `start`.
+    /// An empty log whose clock starts at `start` (may be in the future: times before it are
+    /// negative).
     pub fn new(start: Instant) -> Arc<Self> {
         Arc::new(RunLog {
             start,
@@ -68,9 +70,14 @@ impl RunLog {
         })
     }
 
-    /// Seconds since the run started.
+    /// Seconds since the start.
     pub fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        let now = Instant::now();
+        if now >= self.start {
+            (now - self.start).as_secs_f64()
+        } else {
+            -(self.start - now).as_secs_f64()
+        }
     }
 
     /// Records an attempt that just ended with `status` (0: no response).
@@ -93,10 +100,22 @@ impl RunLog {
         }
     }
 
-    /// Records why a request failed (a final status, an error kind), for the breakdown.
-    pub fn failure(&self, reason: impl Into<String>) {
+    /// Records why a request failed (a final status, an error kind), for the breakdown, and
+    /// fails it.
+    pub fn failed(&self, reason: impl Into<String>) -> Outcome {
         if let Ok(mut failures) = self.failures.lock() {
             *failures.entry(reason.into()).or_insert(0) += 1;
+        }
+        Outcome::Failed
+    }
+
+    /// What a response means once its body was read (`read`): 2xx is a success, anything else a
+    /// failure, whose reason (the status, and `detail` if any) is recorded.
+    pub fn outcome<E>(&self, status: StatusCode, read: Result<usize, E>, detail: &str) -> Outcome {
+        match (status.is_success(), read) {
+            (true, Ok(_)) => Outcome::Success,
+            (true, Err(_)) => self.failed("response body broke off"),
+            (false, _) => self.failed(format!("final {}{detail}", status.as_u16())),
         }
     }
 
