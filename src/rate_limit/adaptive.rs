@@ -108,10 +108,6 @@ fn sane(value: f64, fallback: f64) -> f64 {
     }
 }
 
-/// How long the rate holds at the limit it found, after a hinted throttle, before probing
-/// above it: each failed probe then costs the hint's whole wait for every request.
-pub(crate) const HINTED_PLATEAU: Duration = Duration::from_secs(10);
-
 /// How often the sent rate is sampled, and how much a sample weighs (AWS: 0.5 s, 0.8).
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 const SMOOTHING: f64 = 0.8;
@@ -137,7 +133,7 @@ pub(crate) struct AdaptiveRate {
     wave_from: Option<Instant>,
     /// How long the curve holds at `w_max` before probing above it: after a throttle that
     /// carried a hint, a probe that fails holds the whole client for the hint, so it probes
-    /// rarely ([`HINTED_PLATEAU`]); otherwise not at all.
+    /// rarely (`GateConfig::hinted_plateau`); otherwise not at all.
     plateau: Duration,
     /// This process's part of a fleet's rate (1 alone).
     share: f64,
@@ -281,8 +277,8 @@ impl AdaptiveRate {
 
     /// The last cut came with a server hint: hold at the limit found for a while before
     /// probing above it again.
-    pub(crate) fn hold_after_hint(&mut self) {
-        self.plateau = HINTED_PLATEAU;
+    pub(crate) fn hold_after_hint(&mut self, plateau: Duration) {
+        self.plateau = plateau;
     }
 
     /// The rate to pace by now, requests per second, for this process.
@@ -481,7 +477,7 @@ mod tests {
         a.sample(t0 + secs(1.0), 50);
         let cut = t0 + secs(1.0);
         a.throttled(cut, 50, None);
-        a.hold_after_hint();
+        a.hold_after_hint(Duration::from_secs(10));
         let k = 37.5f64.cbrt();
         // Back at the limit after K, and held there for the plateau...
         for t in [k, k + 5.0, k + 9.9] {
@@ -546,6 +542,90 @@ mod tests {
         assert!(a.throttled(t1, 8, Some(t1)));
         let w = a.curve(t1).map(|c| c.w_max).unwrap_or_default();
         assert!(w <= 100.0 && w > 0.0, "{w}");
+    }
+
+    /// One step of an arbitrary history.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Wait(u64),
+        Send(u64),
+        Throttle {
+            sent_ago_ms: Option<u64>,
+        },
+        Adopt {
+            w_max: f64,
+            since_ms: u64,
+            members: u32,
+        },
+        Hint(u64),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u64..5_000_000).prop_map(Step::Wait),
+            (0u64..10_000).prop_map(Step::Send),
+            proptest::option::of(0u64..10_000).prop_map(|a| Step::Throttle { sent_ago_ms: a }),
+            (
+                prop_oneof![
+                    any::<f64>(),
+                    Just(f64::NAN),
+                    Just(f64::INFINITY),
+                    Just(0.0),
+                    0.001f64..1e6
+                ],
+                0u64..u64::MAX / 4,
+                0u32..1000
+            )
+                .prop_map(|(w_max, since_ms, members)| Step::Adopt {
+                    w_max,
+                    since_ms,
+                    members
+                }),
+            (0u64..1_000_000).prop_map(Step::Hint),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the history (sends, throttles, fleet curves with garbage in them, hours of
+        /// idling), the rate stays a usable pace: positive, at least `min_rate` when
+        /// adapting, and its spacing never panics.
+        #[test]
+        fn any_history_leaves_a_usable_rate(
+            control in proptest::sample::select(vec![RateControl::CUBIC, RateControl::AIMD, RateControl::Off]),
+            steps in proptest::collection::vec(step(), 0..60),
+        ) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut sent = 0u64;
+            let mut a = AdaptiveRate::new(control, 0.5, 50.0, Duration::from_secs(30), t0);
+            for step in steps {
+                match step {
+                    Step::Wait(us) => now += Duration::from_micros(us),
+                    Step::Send(n) => {
+                        sent += n;
+                        a.sample(now, sent);
+                    }
+                    Step::Throttle { sent_ago_ms } => {
+                        let sent_at = sent_ago_ms.map(|ms| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now));
+                        a.throttled(now, sent, sent_at);
+                    }
+                    Step::Adopt { w_max, since_ms, members } => a.adopt(
+                        now,
+                        Some(Curve { w_max, since_cut: Duration::from_millis(since_ms) }),
+                        1.0 / f64::from(members),
+                    ),
+                    Step::Hint(ms) => a.hold_after_hint(Duration::from_millis(ms)),
+                }
+                a.forget_if_quiet(now);
+                let rate = a.rate(now);
+                proptest::prop_assert!(rate > 0.0, "{rate}");
+                if a.is_active() {
+                    proptest::prop_assert!(rate.is_finite() && rate >= 0.5, "{rate} {a:?}");
+                }
+                let _ = a.spacing(now);
+            }
+        }
     }
 
     #[test]

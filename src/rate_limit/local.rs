@@ -27,6 +27,10 @@ pub struct GateConfig {
     pub rate_control: RateControl,
     /// The lowest adaptive rate, requests per second (default 0.5).
     pub min_rate: f64,
+    /// After a 429 *with* a hint, how long the adaptive rate holds at the limit it found
+    /// before probing above it again (default 10 s): every failed probe then holds the whole
+    /// client for the hint's wait, so probing is rare. Without a hint it probes at once.
+    pub hinted_plateau: Duration,
     /// Adapting stops once no throttle came for this long and the learned rate is well above
     /// what the client sends (default 30 s): the lock-free path is back.
     pub forget_after: Duration,
@@ -55,6 +59,7 @@ impl Default for GateConfig {
             rate_control: RateControl::default(),
             min_rate: 0.5,
             forget_after: Duration::from_secs(30),
+            hinted_plateau: Duration::from_secs(10),
             max_hold: Duration::from_secs(120),
             no_hint_base: Duration::from_millis(100),
             no_hint_max: Duration::from_secs(5),
@@ -489,7 +494,7 @@ impl RateLimitStore for LocalStore {
                     wake = Wake::All;
                 }
                 if hint.is_some() {
-                    state.adaptive.hold_after_hint();
+                    state.adaptive.hold_after_hint(self.config.hinted_plateau);
                 }
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
