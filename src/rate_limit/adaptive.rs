@@ -122,11 +122,9 @@ pub(crate) struct AdaptiveRate {
     min_rate: f64,
     fallback_rate: f64,
     forget_after: Duration,
-    /// Adapting: the gate paces every request at [`rate`](Self::rate).
-    active: bool,
     /// The rate being sent at when last cut (CUBIC's `W_max`).
     w_max: f64,
-    /// When it was last cut; throttles of requests sent before this are the same wave.
+    /// When it was last cut; `None` while not adapting (never throttled, or forgotten since).
     cut_at: Option<Instant>,
     /// Throttles of requests sent before this are the wave already answered: the last cut
     /// here, or the moment a fleet's cut reached this process.
@@ -163,7 +161,6 @@ impl AdaptiveRate {
             min_rate: sane(min_rate, 0.5),
             fallback_rate: sane(fallback_rate, 50.0),
             forget_after,
-            active: false,
             w_max: 0.0,
             cut_at: None,
             wave_from: None,
@@ -177,7 +174,7 @@ impl AdaptiveRate {
 
     /// Whether the gate paces by this rate.
     pub(crate) fn is_active(&self) -> bool {
-        self.active
+        self.cut_at.is_some()
     }
 
     /// The send count the open sample started at (the store takes a sample on the send after
@@ -242,7 +239,7 @@ impl AdaptiveRate {
         if self.control == RateControl::Off {
             return false;
         }
-        if self.active {
+        if self.is_active() {
             let same_wave = match (sent_at, self.wave_from) {
                 (Some(at), Some(cut)) => at < cut,
                 (None, _) => true,
@@ -255,7 +252,7 @@ impl AdaptiveRate {
         // Adapting, the rate the gate allowed is what the server refused (what was measured
         // can be far lower after a closure, and cutting from it would spiral down). The first
         // time, what was being sent.
-        let (sending, measured) = if self.active {
+        let (sending, measured) = if self.is_active() {
             (self.rate(now), true)
         } else {
             self.sent_rate(now, sent)
@@ -271,7 +268,6 @@ impl AdaptiveRate {
         self.cut_at = Some(now);
         self.wave_from = Some(now);
         self.plateau = Duration::ZERO;
-        self.active = true;
         true
     }
 
@@ -326,16 +322,14 @@ impl AdaptiveRate {
                 self.plateau,
             ) * self.share
                 >= 2.0 * self.measured;
-        if self.active && quiet && unneeded {
-            self.active = false;
+        if quiet && unneeded {
             self.cut_at = None;
             return true;
         }
         false
     }
 
-    /// The curve, for a fleet store to publish.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// The curve: the rate at the last cut and how long ago that was (what a fleet shares).
     pub(crate) fn curve(&self, now: Instant) -> Option<Curve> {
         let cut_at = self.cut_at?;
         Some(Curve {
@@ -363,13 +357,12 @@ impl AdaptiveRate {
         let newer = self
             .cut_at
             .is_none_or(|mine| cut_at > mine + super::local::ADOPT_TOLERANCE);
-        if newer || !self.active {
+        if newer {
             self.w_max = curve.w_max;
             self.cut_at = Some(cut_at);
             // This process sent at its old rate until now: those throttles are the same wave.
             self.wave_from = Some(now);
             self.plateau = Duration::ZERO;
-            self.active = true;
         }
     }
 }

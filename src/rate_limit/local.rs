@@ -258,34 +258,36 @@ impl LocalStore {
         }
     }
 
-    /// Cuts the adaptive rate if this throttle starts a new wave; returns whether waiting
-    /// requests must be woken (their slots were voided, to re-queue at the new rate).
-    fn cut_rate(&self, state: &mut State, now: Instant, sent_at: Option<Instant>) -> bool {
+    /// Cuts the adaptive rate if this throttle starts a new wave; returns the rate it was cut
+    /// from (the fleet's `W_max`) if it did.
+    fn cut_rate(&self, state: &mut State, now: Instant, sent_at: Option<Instant>) -> Option<f64> {
         let sent = self.sent();
         self.sample(state, now, sent);
-        let queued = state.next_slot.is_some_and(|s| s > now);
-        if state.adaptive.throttled(now, sent, sent_at) {
-            let w_max = state.adaptive.curve(now).map_or(0.0, |c| c.w_max);
-            observe::rate_cut(w_max, state.adaptive.rate(now));
-            // From now on every request takes a paced slot; slots given so far are void, so the
-            // queue restarts at the new rate instead of leaving at the old one.
-            state.next_slot = None;
-            state.epoch += 1;
-            self.restricted.store(true, Ordering::Release);
-            return queued;
+        if !state.adaptive.throttled(now, sent, sent_at) {
+            return None;
         }
-        false
+        let w_max = state.adaptive.curve(now).map_or(0.0, |c| c.w_max);
+        observe::rate_cut(w_max, state.adaptive.rate(now));
+        // From now on every request takes a paced slot; slots given so far are void, so the
+        // queue restarts at the new rate instead of leaving at the old one.
+        state.next_slot = None;
+        state.epoch += 1;
+        self.restricted.store(true, Ordering::Release);
+        Some(w_max)
     }
 
-    fn close(&self, state: &mut State, until: Instant) {
-        if state.closed_until.is_none_or(|t| t < until) {
-            state.closed_until = Some(until);
-            state.epoch += 1;
-            // Every slot given so far is void: the queue starts again at the reopening, not
-            // behind slots nobody will use.
-            state.next_slot = None;
-        }
+    /// Closes the gate until `until`; returns it if that is later than before.
+    fn close(&self, state: &mut State, until: Instant) -> Option<Instant> {
         self.restricted.store(true, Ordering::Release);
+        if state.closed_until.is_some_and(|t| t >= until) {
+            return None;
+        }
+        state.closed_until = Some(until);
+        state.epoch += 1;
+        // Every slot given so far is void: the queue starts again at the reopening, not
+        // behind slots nobody will use.
+        state.next_slot = None;
+        Some(until)
     }
 }
 
@@ -356,12 +358,6 @@ impl LocalStore {
         admission
     }
 
-    /// The adaptive curve, for a fleet store to publish.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn curve(&self, now: Instant) -> Option<Curve> {
-        self.lock().adaptive.curve(now)
-    }
-
     /// Adopts what a fleet store read: the gate closed for `closed_for` more (if longer than
     /// here), the fleet's adaptive curve, and this process's share of its rate.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -428,9 +424,65 @@ impl RateLimitStore for LocalStore {
         probe: Option<Probe>,
         sent_at: Option<Instant>,
     ) -> Wake {
+        self.learn(now, signal, probe, sent_at).0
+    }
+
+    fn is_unrestricted(&self) -> bool {
+        !self.restricted.load(Ordering::Acquire)
+    }
+
+    fn release_probe(&self, probe: Probe) -> Wake {
+        let mut state = self.lock();
+        if state.breaker
+            == (Breaker::HalfOpen {
+                probe: Some(probe.0),
+            })
+        {
+            state.breaker = Breaker::HalfOpen { probe: None };
+            return Wake::All;
+        }
+        Wake::No
+    }
+}
+
+/// What one outcome taught the state that a fleet must hear of.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct Learned {
+    /// The gate closed (or its closure was extended) until then.
+    pub(crate) closed_until: Option<Instant>,
+    /// The adaptive rate was cut; the fleet's rate at the cut.
+    pub(crate) cut: Option<f64>,
+}
+
+impl Learned {
+    /// Whether there is anything to tell.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.closed_until.is_none() && self.cut.is_none()
+    }
+
+    /// Adds `later` to what is still to be told: the latest closure, the latest cut.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn merge(&mut self, later: Learned) {
+        self.closed_until = self.closed_until.max(later.closed_until);
+        self.cut = later.cut.or(self.cut);
+    }
+}
+
+impl LocalStore {
+    /// [`record_sent`](RateLimitStore::record_sent), also saying what changed that a fleet
+    /// store publishes.
+    pub(crate) fn learn(
+        &self,
+        now: Instant,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> (Wake, Learned) {
+        let mut learned = Learned::default();
         let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
         if quiet && probe.is_none() && !self.restricted.load(Ordering::Acquire) {
-            return Wake::No;
+            return (Wake::No, learned);
         }
         let mut state = self.lock();
         let mut wake = Wake::No;
@@ -474,28 +526,29 @@ impl RateLimitStore for LocalStore {
                 }
             }
         }
+        if let Signal::Throttled { hint } = signal {
+            let queued = state.next_slot.is_some_and(|s| s > now);
+            learned.cut = self.cut_rate(&mut state, now, sent_at);
+            if learned.cut.is_some() && queued {
+                // The voided slots' holders re-queue at the new rate.
+                wake = Wake::All;
+            }
+            if hint.is_some() {
+                state.adaptive.hold_after_hint(cfg.hinted_plateau);
+            }
+        }
         match signal {
             Signal::Healthy => state.throttle_streak = 0,
             Signal::Exhausted { reset } => {
                 let wait = reset.min(cfg.max_hold);
                 observe::gate_closed(wait, true);
-                self.close(&mut state, time::after(now, wait));
+                learned.closed_until = self.close(&mut state, time::after(now, wait));
             }
             // A 429 with no hint while the gate is already closed is the same wave (requests
             // that were in flight together): it neither doubles nor extends the closure. The
             // backoff doubles only for 429s that come after the gate reopened.
-            Signal::Throttled { hint: None } if state.closed_until.is_some_and(|t| t > now) => {
-                if self.cut_rate(&mut state, now, sent_at) {
-                    wake = Wake::All;
-                }
-            }
+            Signal::Throttled { hint: None } if state.closed_until.is_some_and(|t| t > now) => {}
             Signal::Throttled { hint } => {
-                if self.cut_rate(&mut state, now, sent_at) {
-                    wake = Wake::All;
-                }
-                if hint.is_some() {
-                    state.adaptive.hold_after_hint(self.config.hinted_plateau);
-                }
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
                     None => {
@@ -505,7 +558,7 @@ impl RateLimitStore for LocalStore {
                 };
                 state.throttle_streak = state.throttle_streak.saturating_add(1);
                 observe::gate_closed(wait, hint.is_some());
-                self.close(&mut state, time::after(now, wait));
+                learned.closed_until = self.close(&mut state, time::after(now, wait));
             }
             Signal::Failing | Signal::Neutral => {}
         }
@@ -513,24 +566,7 @@ impl RateLimitStore for LocalStore {
             wake = Wake::All;
         }
         self.settle(&mut state, now);
-        wake
-    }
-
-    fn is_unrestricted(&self) -> bool {
-        !self.restricted.load(Ordering::Acquire)
-    }
-
-    fn release_probe(&self, probe: Probe) -> Wake {
-        let mut state = self.lock();
-        if state.breaker
-            == (Breaker::HalfOpen {
-                probe: Some(probe.0),
-            })
-        {
-            state.breaker = Breaker::HalfOpen { probe: None };
-            return Wake::All;
-        }
-        Wake::No
+        (wake, learned)
     }
 }
 

@@ -6,10 +6,10 @@ use std::{sync::Arc, time::Duration};
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Script};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Link, Pending, RedisConfig};
+use super::{Link, RedisConfig};
 use crate::{
     observe,
-    rate_limit::{adaptive::Curve, LocalStore},
+    rate_limit::{adaptive::Curve, local::Learned, LocalStore},
 };
 use std::sync::atomic::Ordering;
 
@@ -131,7 +131,7 @@ pub(super) async fn run(
 
 impl Syncer {
     /// One sync, connecting first if needed, within the configured time limit.
-    async fn sync(&mut self, pending: Pending) -> Result<Reply, SyncError> {
+    async fn sync(&mut self, pending: Learned) -> Result<Reply, SyncError> {
         let limit = self.config.timeout;
         match tokio::time::timeout(limit, self.exchange(pending)).await {
             Ok(result) => result.map_err(SyncError::Redis),
@@ -139,7 +139,7 @@ impl Syncer {
         }
     }
 
-    async fn exchange(&mut self, pending: Pending) -> redis::RedisResult<Reply> {
+    async fn exchange(&mut self, pending: Learned) -> redis::RedisResult<Reply> {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {

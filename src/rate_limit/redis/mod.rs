@@ -32,7 +32,9 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-use super::{Admission, GateConfig, LocalStore, Probe, RateLimitStore, Signal, Ticket, Wake};
+use super::{
+    local::Learned, Admission, GateConfig, LocalStore, Probe, RateLimitStore, Signal, Ticket, Wake,
+};
 
 /// Where the fleet's state lives, and how often to sync it.
 #[derive(Debug, Clone)]
@@ -152,29 +154,14 @@ pub struct RedisStore {
     task: tokio::task::AbortHandle,
 }
 
-/// What the request path hands the background task, and what the task reports back.
+/// What the request path hands the background task (what this process learned since the
+/// last sync), and what the task reports back.
 #[derive(Debug, Default)]
 struct Link {
-    pending: Mutex<Pending>,
+    pending: Mutex<Learned>,
     wake: Notify,
     shared: AtomicBool,
     members: AtomicU32,
-}
-
-/// What this process learned since the last sync.
-#[derive(Debug, Default, Clone, Copy)]
-struct Pending {
-    /// The gate closed here until then.
-    closed_until: Option<Instant>,
-    /// The adaptive rate was cut here; the fleet's rate at the cut.
-    cut: Option<f64>,
-}
-
-impl Pending {
-    fn merge(&mut self, other: Pending) {
-        self.closed_until = self.closed_until.max(other.closed_until);
-        self.cut = other.cut.or(self.cut);
-    }
 }
 
 impl RedisStore {
@@ -216,13 +203,13 @@ impl RedisStore {
         self.link.members.load(Ordering::Acquire)
     }
 
-    fn publish(&self, pending: Pending) {
+    fn publish(&self, learned: Learned) {
         let mut slot = self
             .link
             .pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.merge(pending);
+        slot.merge(learned);
         drop(slot);
         self.link.wake.notify_one();
     }
@@ -264,22 +251,9 @@ impl RateLimitStore for RedisStore {
         probe: Option<Probe>,
         sent_at: Option<Instant>,
     ) -> Wake {
-        if !matches!(signal, Signal::Throttled { .. } | Signal::Exhausted { .. }) {
-            return self.local.record_sent(now, signal, probe, sent_at);
-        }
-        let closed_before = self.local.closed_until(now);
-        let curve_before = self.local.curve(now);
-        let wake = self.local.record_sent(now, signal, probe, sent_at);
-        let closed_after = self.local.closed_until(now);
-        let curve_after = self.local.curve(now);
-        let pending = Pending {
-            closed_until: closed_after.filter(|_| closed_after > closed_before),
-            cut: curve_after
-                .filter(|c| c.since_cut.is_zero() && curve_after != curve_before)
-                .map(|c| c.w_max),
-        };
-        if pending.closed_until.is_some() || pending.cut.is_some() {
-            self.publish(pending);
+        let (wake, learned) = self.local.learn(now, signal, probe, sent_at);
+        if !learned.is_empty() {
+            self.publish(learned);
         }
         wake
     }
