@@ -19,6 +19,8 @@
 //!
 //! The tests take one lock so they run one at a time: the allocator's count is process-wide.
 
+mod eventually;
+
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     convert::Infallible,
@@ -31,6 +33,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use eventually::eventually;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
@@ -278,17 +281,6 @@ async fn call(
         }
     }
     Ok(status)
-}
-
-async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + limit;
-    while !done() {
-        if Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
 }
 
 /// The alive-task count once it has stopped changing (connections closing).

@@ -4,6 +4,7 @@
 //! stops, each falls back to its local state (and says so in `tracing`); when it comes back,
 //! they share again. Skipped when redis-server is missing (a failure with
 //! `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
+mod eventually;
 mod redis_support;
 mod tracing_capture;
 
@@ -15,7 +16,8 @@ use std::{
     time::Duration,
 };
 
-use redis_support::start_or_skip;
+use eventually::eventually;
+use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;
 use tower_reliability::{
     rate_limit::{Admission, RateLimitStore, RedisConfig, RedisStore, Signal, Ticket},
@@ -40,16 +42,19 @@ fn config(url: &str, prefix: &str) -> RedisConfig {
         .fallback_after(Duration::from_millis(300))
 }
 
-/// Polls `done` every 10 ms for at most `limit`; whether it came true.
-async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = std::time::Instant::now() + limit;
-    while !done() {
-        if std::time::Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
+/// Two processes of one fleet: two stores with one fresh prefix on `redis`.
+fn two_processes(redis: &RedisServer, test: &str) -> (RedisStore, RedisStore) {
+    let prefix = prefix(test);
+    let spawn = || RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
+    (spawn(), spawn())
+}
+
+/// Whether both stores come to count each other.
+async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
+    eventually(Duration::from_secs(2), || {
+        a.members() == 2 && b.members() == 2
+    })
+    .await
 }
 
 fn hinted(ms: u64) -> Signal {
@@ -64,15 +69,8 @@ async fn a_429_seen_by_one_process_closes_the_gate_of_the_other() {
     else {
         return;
     };
-    let prefix = prefix("closure");
-    let a = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
-    let b = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
-    assert!(
-        eventually(Duration::from_secs(2), || a.members() == 2
-            && b.members() == 2)
-        .await,
-        "both counted: {a:?} {b:?}"
-    );
+    let (a, b) = two_processes(&redis, "closure");
+    assert!(both_counted(&a, &b).await, "both counted: {a:?} {b:?}");
     assert!(a.is_shared() && b.is_shared());
 
     a.record(Instant::now(), hinted(3000), None);
@@ -104,14 +102,8 @@ async fn the_adaptive_rate_is_the_fleets_and_each_process_paces_at_its_share() {
     else {
         return;
     };
-    let prefix = prefix("curve");
-    let a = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
-    let b = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
-    assert!(
-        eventually(Duration::from_secs(2), || a.members() == 2
-            && b.members() == 2)
-        .await
-    );
+    let (a, b) = two_processes(&redis, "curve");
+    assert!(both_counted(&a, &b).await);
     // A sends 60 requests over 600 ms (100/s) and is throttled without a hint.
     let start = Instant::now();
     for i in 0..60 {
@@ -147,9 +139,7 @@ async fn redis_going_away_never_blocks_a_request_and_sharing_resumes_after_a_res
     else {
         return;
     };
-    let prefix = prefix("restart");
-    let a = Arc::new(RedisStore::spawn(config(&redis.url(), &prefix)).unwrap());
-    let b = Arc::new(RedisStore::spawn(config(&redis.url(), &prefix)).unwrap());
+    let (a, b) = two_processes(&redis, "restart");
     assert!(eventually(Duration::from_secs(2), || a.is_shared() && b.is_shared()).await);
 
     redis.stop().await;

@@ -578,6 +578,11 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A 429 hinting `n` milliseconds.
+    fn hinted(n: u64) -> Signal {
+        Signal::Throttled { hint: Some(ms(n)) }
+    }
+
     #[test]
     fn healthy_path_stays_unlocked_and_open() {
         let s = LocalStore::default();
@@ -696,13 +701,7 @@ mod tests {
     fn a_hint_closes_the_gate_and_waiters_get_paced_slots() {
         let s = gate_only();
         let t0 = Instant::now();
-        s.record(
-            t0,
-            Signal::Throttled {
-                hint: Some(ms(2000)),
-            },
-            None,
-        );
+        s.record(t0, hinted(2000), None);
         let slots: Vec<_> = (0..3)
             .map(|_| match s.admit(t0 + ms(10), Ticket::New, None) {
                 Admission::Wait(r) => r,
@@ -777,23 +776,11 @@ mod tests {
     fn a_reclosed_gate_voids_old_slots() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(
-            t0,
-            Signal::Throttled {
-                hint: Some(ms(100)),
-            },
-            None,
-        );
+        s.record(t0, hinted(100), None);
         let Admission::Wait(slot) = s.admit(t0, Ticket::New, None) else {
             panic!()
         };
-        s.record(
-            t0 + ms(50),
-            Signal::Throttled {
-                hint: Some(ms(500)),
-            },
-            None,
-        );
+        s.record(t0 + ms(50), hinted(500), None);
         match s.admit(slot.at, Ticket::Reserved(slot), None) {
             Admission::Wait(r) => assert!(r.at >= t0 + ms(550)),
             other => panic!("{other:?}"),
@@ -892,24 +879,12 @@ mod tests {
     fn a_reclosure_restarts_the_queue_at_the_new_reopening() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(
-            t0,
-            Signal::Throttled {
-                hint: Some(ms(1000)),
-            },
-            None,
-        );
+        s.record(t0, hinted(1000), None);
         for _ in 0..100 {
             s.admit(t0, Ticket::New, None);
         }
         // A second closure ends at +2.01 s; the first queue reached +2.98 s.
-        s.record(
-            t0 + ms(1010),
-            Signal::Throttled {
-                hint: Some(ms(1000)),
-            },
-            None,
-        );
+        s.record(t0 + ms(1010), hinted(1000), None);
         match s.admit(t0 + ms(1010), Ticket::New, None) {
             Admission::Wait(r) => assert_eq!(r.at, t0 + ms(2010), "no idle gap behind stale slots"),
             other => panic!("{other:?}"),
@@ -920,13 +895,7 @@ mod tests {
     fn a_slot_past_the_deadline_is_refused_without_being_taken() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(
-            t0,
-            Signal::Throttled {
-                hint: Some(ms(1000)),
-            },
-            None,
-        );
+        s.record(t0, hinted(1000), None);
         assert_eq!(
             s.admit(t0, Ticket::New, Some(t0 + ms(500))),
             Admission::TooLate { wait: ms(1000) }

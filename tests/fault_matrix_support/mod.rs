@@ -4,6 +4,8 @@
 //! reqwest files run the very same assertions.
 #![allow(dead_code)]
 
+#[path = "../eventually/mod.rs"]
+pub mod eventually;
 pub mod reqwest_adapter;
 pub mod rows;
 

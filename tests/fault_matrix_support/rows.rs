@@ -21,8 +21,9 @@ use tower_reliability::{
 };
 
 use super::{
-    chat_request, dead_address, default_preset, fast_server, full, max_in_window, pattern, post,
-    preset, read_body, send, slow_chunks, Attempt, Reply, Rig, Stack, Transport, IDLE, TOTAL,
+    chat_request, dead_address, default_preset, eventually::eventually, fast_server, full,
+    max_in_window, pattern, post, preset, read_body, send, slow_chunks, Attempt, Reply, Rig, Stack,
+    Transport, IDLE, TOTAL,
 };
 
 /// (c): the call ended before its deadline.
@@ -680,18 +681,6 @@ pub async fn storm(transport: Transport, hint: HintStyle) {
 // ---------------------------------------------------------------------------------------------
 // Row 6: callers that go away while waiting.
 // ---------------------------------------------------------------------------------------------
-
-/// Waits until `done` holds, polling every 5 ms, for at most `limit`.
-async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + limit;
-    while !done() {
-        if Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
-}
 
 /// Spawns one caller sending a chat request through a clone of `svc`.
 fn spawn_caller(svc: &Stack, url: &str) -> JoinHandle<Result<u16, Error>> {
