@@ -36,6 +36,8 @@ adaptive_rate=${STORM_ADAPTIVE_RATE:-40}
 adaptive_burst=${STORM_ADAPTIVE_BURST:-5}
 
 log() { echo "nginx.sh: $*" >&2; }
+# shellcheck source=lib/servers.sh
+. "$(dirname "$0")/lib/servers.sh"
 
 ensure_nginx() {
     if command -v nginx >/dev/null 2>&1; then
@@ -44,20 +46,6 @@ ensure_nginx() {
     log "nginx not found: installing it with apt-get"
     apt-get update >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y nginx >&2
-}
-
-# Prints a TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
-    local port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    log "no free port found"
-    return 1
 }
 
 write_config() {
@@ -158,7 +146,7 @@ start() {
         write_config "$dir" "$port"
         if nginx -p "$dir" -c "$dir/nginx.conf" 2>>"$dir/error.log"; then
             for _ in $(seq 1 50); do
-                if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                if listening "$port"; then
                     log "nginx listening on 127.0.0.1:$port (${rate} r/s, burst ${burst};" \
                         "adaptive zone ${adaptive_rate} r/s, burst ${adaptive_burst}), dir $dir"
                     echo "STORM_NGINX_URL=http://127.0.0.1:$port"
@@ -188,10 +176,7 @@ stop() {
         local pid
         pid=$(cat "$dir/nginx.pid")
         nginx -p "$dir" -c "$dir/nginx.conf" -s quit 2>/dev/null || kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        wait_gone "$pid" || true
     fi
     rm -rf "$dir"
     log "stopped nginx in $dir"

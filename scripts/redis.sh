@@ -23,6 +23,8 @@ set -euo pipefail
 lock_file=/tmp/tower-reliability-redis-install.lock
 
 log() { echo "redis.sh: $*" >&2; }
+# shellcheck source=lib/servers.sh
+. "$(dirname "$0")/lib/servers.sh"
 
 # Prints the path of redis-server, or fails.
 redis_bin() {
@@ -98,28 +100,6 @@ install() {
     log "installed $("$bin" --version | head -n 1) in $((SECONDS - started)) s"
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's
-# ephemeral range when there is room (outgoing connections never take those ports).
-free_port() {
-    local low=20000 high=32767 port
-    if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
-        read -r eph_low _ </proc/sys/net/ipv4/ip_local_port_range || true
-        if [ "${eph_low:-0}" -gt 12000 ]; then
-            high=$((eph_low - 1))
-            low=$((high - 10000 > 10000 ? high - 10000 : 10000))
-        fi
-    fi
-    for _ in $(seq 1 50); do
-        port=$((low + RANDOM % (high - low + 1)))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    log "no free port found"
-    return 1
-}
-
 # Succeeds when the server on 127.0.0.1:$1 answers PING with +PONG.
 # (A subshell: a failed `exec` redirection must not end the script.)
 pong() (
@@ -173,13 +153,7 @@ stop() {
         local pid
         pid=$(cat "$dir/redis.pid")
         kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
+        wait_gone "$pid" || kill -9 "$pid" 2>/dev/null || true
     fi
     rm -rf "$dir"
     log "stopped redis-server in $dir"
