@@ -15,14 +15,11 @@ use tokio::time::Instant;
 use super::{
     config::StormConfig,
     load::{drive, Lane},
-    plot::{per_strategy, write_svg, Panel},
+    plot::{write_svg, Axis, Panel},
     strategies::Kind,
     summary::{print_failure_reasons, print_storm_table, StormRow},
 };
-use crate::traffic::{
-    arrivals::poisson_arrivals,
-    record::{Outcome, RunLog},
-};
+use crate::traffic::{arrivals::poisson_arrivals, record::RunLog};
 
 /// How nginx answers over the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,27 +115,13 @@ pub async fn run(config: &StormConfig, base: &str, variant: Variant) -> Vec<Stor
 }
 
 fn plot(config: &StormConfig, variant: Variant, lanes: &[Lane]) {
-    let end = lanes
-        .iter()
-        .flat_map(|lane| lane.log.requests())
-        .map(|r| r.finished)
-        .fold(config.window.as_secs_f64(), f64::max)
-        .ceil();
-    let bin = if config.window >= Duration::from_secs(20) {
-        1.0
-    } else {
-        0.5
-    };
-    let series = |pick: &dyn Fn(&Lane) -> Vec<f64>| per_strategy(lanes, bin, end, pick);
-    let successes = series(&|lane| {
-        lane.log
-            .requests()
-            .iter()
-            .filter(|r| r.outcome == Outcome::Success)
-            .map(|r| r.finished)
-            .collect()
-    });
-    let throttled = series(&|lane| {
+    let axis = Axis::of(
+        lanes,
+        config.window.as_secs_f64(),
+        config.window < Duration::from_secs(20),
+    );
+    let successes = axis.successes(lanes);
+    let throttled = axis.series(lanes, &|lane| {
         lane.log
             .attempts()
             .iter()
@@ -167,7 +150,7 @@ fn plot(config: &StormConfig, variant: Variant, lanes: &[Lane]) {
         config.limit_rps,
         variant.describe()
     );
-    match write_svg(&path, &caption, &panels, end) {
+    match write_svg(&path, &caption, &panels, axis.end) {
         Ok(()) => println!("\nPlot: {}", path.display()),
         Err(error) => eprintln!("storm: could not write {}: {error}", path.display()),
     }

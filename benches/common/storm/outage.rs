@@ -13,7 +13,7 @@ use tower_reliability::testing::{FireworksServer, ServerConfig};
 use super::{
     config::StormConfig,
     load::{drive, steady_arrivals, Lane},
-    plot::{per_strategy, write_svg, Panel},
+    plot::{write_svg, Axis, Panel},
     strategies::Kind,
     summary::{
         print_failure_reasons, print_outage_table, recovery_time, success_latencies, OutageRow,
@@ -149,27 +149,11 @@ fn print_targets(rows: &[OutageRow]) {
 }
 
 fn plot(config: &StormConfig, lanes: &[Lane], (from, to): (f64, f64)) {
-    let end = lanes
-        .iter()
-        .flat_map(|lane| lane.log.requests())
-        .map(|r| r.finished)
-        .fold(to, f64::max)
-        .ceil();
-    let bin = if config.outage >= Duration::from_secs(10) {
-        1.0
-    } else {
-        0.5
-    };
-    let series = |pick: &dyn Fn(&Lane) -> Vec<f64>| per_strategy(lanes, bin, end, pick);
-    let successes = series(&|lane| {
-        lane.log
-            .requests()
-            .iter()
-            .filter(|r| r.outcome == Outcome::Success)
-            .map(|r| r.finished)
-            .collect()
+    let axis = Axis::of(lanes, to, config.outage < Duration::from_secs(10));
+    let successes = axis.successes(lanes);
+    let attempts = axis.series(lanes, &|lane| {
+        lane.log.attempts().iter().map(|a| a.at).collect()
     });
-    let attempts = series(&|lane| lane.log.attempts().iter().map(|a| a.at).collect());
     let panels = [
         Panel {
             y_label: "successes per second",
@@ -190,7 +174,7 @@ fn plot(config: &StormConfig, lanes: &[Lane], (from, to): (f64, f64)) {
         config.outage_rps,
         config.outage.as_secs_f64()
     );
-    match write_svg(&path, &caption, &panels, end) {
+    match write_svg(&path, &caption, &panels, axis.end) {
         Ok(()) => println!("\nPlot: {}", path.display()),
         Err(error) => eprintln!("storm: could not write {}: {error}", path.display()),
     }

@@ -20,6 +20,49 @@ pub struct Panel {
     pub shade: Option<(f64, f64, &'static str)>,
 }
 
+/// The x axis of a run's plots: whole seconds until the last request finished (at least
+/// `at_least`), in bins of 1 s, or 0.5 s for a short run.
+pub struct Axis {
+    pub end: f64,
+    pub bin: f64,
+}
+
+impl Axis {
+    pub fn of(lanes: &[super::load::Lane], at_least: f64, short: bool) -> Axis {
+        let end = lanes
+            .iter()
+            .flat_map(|lane| lane.log.requests())
+            .map(|r| r.finished)
+            .fold(at_least, f64::max)
+            .ceil();
+        Axis {
+            end,
+            bin: if short { 0.5 } else { 1.0 },
+        }
+    }
+
+    /// One line per strategy: the rate of the times `pick` takes from each lane.
+    pub fn series(
+        &self,
+        lanes: &[super::load::Lane],
+        pick: &dyn Fn(&super::load::Lane) -> Vec<f64>,
+    ) -> Vec<Series> {
+        per_strategy(lanes, self.bin, self.end, pick)
+    }
+
+    /// One line per strategy: successes per second.
+    pub fn successes(&self, lanes: &[super::load::Lane]) -> Vec<Series> {
+        self.series(lanes, &|lane| {
+            lane.log
+                .requests()
+                .iter()
+                .filter(|r| r.outcome == crate::traffic::record::Outcome::Success)
+                .map(|r| r.finished)
+                .collect()
+        })
+    }
+}
+
 /// One line per strategy: the rate of the times `pick` takes from each strategy's lane.
 pub fn per_strategy(
     lanes: &[super::load::Lane],
