@@ -17,7 +17,13 @@
 //! Without `REDIS_URL` it tries `redis://127.0.0.1:6379`; with no Redis there at all the
 //! replicas run on local state (and the log says so).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -70,7 +76,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let start = Instant::now();
     let mut arrivals = tokio::time::interval(Duration::from_secs_f64(1.0 / LIMIT));
     let mut next_report = start + Duration::from_secs(1);
-    let counts: Arc<[[std::sync::atomic::AtomicU64; 2]; 2]> = Arc::default();
+    // Successes per replica since the last report.
+    let succeeded: Arc<[AtomicU64; 2]> = Arc::default();
     let mut calls = Vec::new();
     let mut last_429 = 0;
     while start.elapsed() < Duration::from_secs(SECONDS) {
@@ -81,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(body.clone())))?;
             let service = service.clone();
-            let counts = counts.clone();
+            let succeeded = succeeded.clone();
             calls.push(tokio::spawn(async move {
                 let ok = match service.oneshot(request).await {
                     Ok(response) if response.status().is_success() => {
@@ -89,13 +96,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                     }
                     _ => false,
                 };
-                counts[index][usize::from(!ok)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if ok {
+                    succeeded[index].fetch_add(1, Ordering::Relaxed);
+                }
             }));
         }
         if Instant::now() >= next_report {
             let t = next_report.duration_since(start).as_secs();
             for (index, (store, _)) in replicas.iter().enumerate() {
-                let ok = counts[index][0].swap(0, std::sync::atomic::Ordering::Relaxed);
+                let ok = succeeded[index].swap(0, Ordering::Relaxed);
                 let paced = store
                     .local()
                     .paced_rate(Instant::now())
