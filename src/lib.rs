@@ -120,6 +120,7 @@ pub mod jobs;
 pub mod middleware;
 pub mod observe;
 pub mod rate_limit;
+mod readiness;
 pub mod retry;
 mod sync;
 #[cfg(feature = "testing")]

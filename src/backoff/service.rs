@@ -64,11 +64,11 @@ where
             Ok(wait) => {
                 ctx.record_wait(wait);
                 observe::backoff(ctx.attempt(), wait, ctx.server_hint());
-                // Leave the readied service in place (its capacity serves the next call) and
-                // wait with a clone: sleeping must not hold a slot of the inner service.
+                // Sleeping must not hold a permit or slot of the inner service: give back
+                // what `poll_ready` reserved and ready a clone after the wait.
                 let guard = ctx.begin_wait();
                 BackoffFuture::waiting(
-                    self.inner.clone(),
+                    crate::readiness::release(&mut self.inner),
                     request,
                     crate::time::after(now, wait),
                     guard,

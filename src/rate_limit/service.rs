@@ -80,15 +80,15 @@ where
                 RateLimitFuture::refused(Error::rate_limited(Some(wait)))
             }
             admission => {
-                // The readied inner service stays here for the next call; the request waits
-                // with a clone that it readies after the wait. A retry marks its wait so that a
-                // caller leaving meanwhile gets the retry's cost back.
+                // Waiting must not hold a permit or slot of the inner service: give back what
+                // `poll_ready` reserved; the request readies a clone once admitted. A retry
+                // marks its wait so that a caller leaving meanwhile gets the retry's cost back.
                 let guard = request
                     .extensions()
                     .get::<crate::context::RetryContext>()
                     .map(crate::context::RetryContext::begin_wait);
                 RateLimitFuture::waiting(
-                    self.inner.clone(),
+                    crate::readiness::release(&mut self.inner),
                     request,
                     self.shared.clone(),
                     admission,

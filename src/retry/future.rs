@@ -38,14 +38,15 @@ pin_project! {
         state: State<S::Future, ResB>,
         service: S,
         // Only while a request body is still being read (boxed: rarely needed).
-        pending: Option<Box<(request::Parts, B, Collector)>>,
+        pending: Option<Box<Pending<B>>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<F, ResB> {
-        // Reading the request body before the first attempt.
+        // Reading the request body before the first attempt, then readying the service
+        // (which holds nothing while the body streams in).
         Buffering,
         // An attempt is in flight.
         Attempting { #[pin] future: F },
@@ -93,6 +94,15 @@ impl Drop for Tracker {
             observe::attempt_abandoned(self.attempt);
         }
     }
+}
+
+/// A request whose body is still being read.
+struct Pending<B> {
+    parts: request::Parts,
+    body: B,
+    collector: Collector,
+    /// Set once the body is read: the service is being readied.
+    collected: Option<Collected>,
 }
 
 /// What every attempt sends again.
@@ -188,7 +198,7 @@ where
         Self::new(service, config, State::Attempting { future })
     }
 
-    /// The body is not ready yet: read it in the future.
+    /// The body is not ready yet: read it in the future, then ready `service` (unreadied).
     pub(super) fn buffering(
         service: S,
         config: Arc<RetryConfig>,
@@ -197,7 +207,12 @@ where
         body: B,
     ) -> Self {
         let mut this = Self::new(service, config, State::Buffering);
-        this.pending = Some(Box::new((parts, body, collector)));
+        this.pending = Some(Box::new(Pending {
+            parts,
+            body,
+            collector,
+            collected: None,
+        }));
         this.tracker.in_flight = false;
         this
     }
@@ -226,26 +241,33 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Buffering => {
-                    let Some((_, body, collector)) = this.pending.as_deref_mut() else {
+                    let Some(pending) = this.pending.as_deref_mut() else {
                         return Poll::Ready(Err(Error::from_inner(
                             "retry future polled after completion",
                         )));
                     };
-                    let collected = ready!(collector.poll_collect(body, cx));
+                    if pending.collected.is_none() {
+                        let collected =
+                            ready!(pending.collector.poll_collect(&mut pending.body, cx));
+                        match collected {
+                            Err(e) => return Poll::Ready(Err(Error::from_inner(e))),
+                            Ok(collected) => pending.collected = Some(collected),
+                        }
+                    }
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Err(Error::from_inner(e)));
+                    }
                     let Some(pending) = this.pending.take() else {
                         continue;
                     };
-                    let (parts, body, mut collector) = *pending;
+                    let Pending {
+                        parts,
+                        body,
+                        mut collector,
+                        collected,
+                    } = *pending;
                     let request = match collected {
-                        Err(e) => return Poll::Ready(Err(Error::from_inner(e))),
-                        Ok(Collected::OverCap) => {
-                            this.tracker.replay = None;
-                            Request::from_parts(
-                                parts,
-                                ReplayBody::streaming(collector.take_data(), body),
-                            )
-                        }
-                        Ok(Collected::Complete) => {
+                        Some(Collected::Complete) => {
                             let replay = Replay {
                                 parts,
                                 data: collector.take_data(),
@@ -254,6 +276,13 @@ where
                             let request = replay.request(None);
                             this.tracker.replay = Some(replay);
                             request
+                        }
+                        _ => {
+                            this.tracker.replay = None;
+                            Request::from_parts(
+                                parts,
+                                ReplayBody::streaming(collector.take_data(), body),
+                            )
                         }
                     };
                     let future = this.service.call(request);

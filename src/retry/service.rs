@@ -71,7 +71,13 @@ where
                 RetryFuture::send_once(service, config, parts, collector, body)
             }
             Poll::Ready(Err(e)) => RetryFuture::failed(service, config, Error::from_inner(e)),
-            Poll::Pending => RetryFuture::buffering(service, config, parts, collector, body),
+            // Reading a body that is still streaming in is a wait: give back what
+            // `poll_ready` reserved; the future readies a clone once the body is in.
+            Poll::Pending => {
+                drop(service);
+                let waiter = self.inner.clone();
+                RetryFuture::buffering(waiter, config, parts, collector, body)
+            }
         }
     }
 }
