@@ -347,7 +347,7 @@ proptest! {
 enum BudgetOp {
     Withdraw(u32),
     Deposit(u32),
-    OnSuccess(u32),
+    OnSuccess(Option<u32>),
 }
 
 fn amount() -> impl Strategy<Value = u32> {
@@ -358,7 +358,7 @@ fn budget_op() -> impl Strategy<Value = BudgetOp> {
     prop_oneof![
         amount().prop_map(BudgetOp::Withdraw),
         amount().prop_map(BudgetOp::Deposit),
-        amount().prop_map(BudgetOp::OnSuccess),
+        proptest::option::of(amount()).prop_map(BudgetOp::OnSuccess),
     ]
 }
 
@@ -392,7 +392,7 @@ proptest! {
                 }
                 BudgetOp::OnSuccess(spent) => {
                     budget.on_success(spent);
-                    model = (model + u64::from(spent.max(1))).min(u64::from(max));
+                    model = (model + u64::from(spent.unwrap_or(1))).min(u64::from(max));
                 }
             }
             prop_assert!(budget.available() <= budget.max());

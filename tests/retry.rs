@@ -265,3 +265,61 @@ async fn dropping_a_request_between_reserving_and_sending_a_retry_returns_the_to
     );
     assert_eq!(mock.count(), 1);
 }
+
+/// The AWS standard retry quota's arithmetic (botocore `RetryQuotaChecker`, smithy-rs's retry
+/// permit): a retry takes its cost; a success gives back only the *last* retry's cost, or 1
+/// when it needed no retry; a final answer that is not a success gives nothing back.
+#[tokio::test(start_paused = true)]
+async fn the_budget_follows_the_aws_standard_arithmetic() {
+    let budget = RetryBudget::new(100, 5, 10);
+    let retry = RetryOnStatus::default().budget(budget.clone());
+
+    // Succeeds on the 4th try: 3 retries take 15, the success gives back the last 5.
+    let fourth_try = |n: usize| {
+        let mut script = Vec::new();
+        for _ in 0..n {
+            script.extend([
+                Step::Status(503, ""),
+                Step::Status(503, ""),
+                Step::Status(503, ""),
+            ]);
+            script.push(Step::ok());
+        }
+        Mock::new(script, Step::ok())
+    };
+    let mock = fourth_try(3);
+    let mut svc = stack(retry.clone(), &mock);
+    for n in 1..=3u32 {
+        let response = call(&mut svc, post("{}")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(budget.available(), 100 - 10 * n, "after request {n}");
+    }
+    // A success that needed no retry earns 1.
+    call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(budget.available(), 71);
+
+    // A final 404 after a retry: the retry's 5 are not given back.
+    let mock = Mock::new([Step::Status(503, ""), Step::Status(404, "")], Step::ok());
+    let mut svc = stack(retry.clone(), &mock);
+    assert_eq!(call(&mut svc, post("{}")).await.unwrap().status(), 404);
+    assert_eq!(budget.available(), 66);
+    // A final 404 with no retry earns nothing.
+    let mock = Mock::always(Step::Status(404, ""));
+    let mut svc = stack(retry.clone(), &mock);
+    call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(budget.available(), 66);
+
+    // A server that always needs four tries drains the bucket: retries stop.
+    let mock = fourth_try(100);
+    let mut svc = stack(retry, &mock);
+    let mut attempts_before = 0;
+    for _ in 0..20 {
+        call(&mut svc, post("{}")).await.unwrap();
+        let sent = mock.count();
+        if sent - attempts_before == 1 {
+            break;
+        }
+        attempts_before = sent;
+    }
+    assert!(budget.available() < 15, "drained: {}", budget.available());
+}

@@ -2,10 +2,20 @@
 //!
 //! Without a budget, every request that fails during an outage is retried up to the attempt
 //! cap, so the outage multiplies load by that cap exactly when the server can least take it.
-//! This is the AWS SDKs' retry quota (a bucket of 500; a retry costs 5, a retry after a timeout
-//! 10; a success returns the retry's cost, or 1 when it needed no retry). After about 100
-//! back-to-back retries with no success the bucket is empty: requests get one attempt each
-//! until the server answers again, so attempts per request fall toward 1.
+//! This is the AWS SDKs' standard retry quota (botocore's `RetryQuotaChecker`, smithy-rs's
+//! retry permits), with its arithmetic:
+//!
+//! | event | tokens |
+//! |---|---:|
+//! | a retry | −5 (−10 after a timeout); no retry if the bucket has fewer |
+//! | a 2xx after retries | +the cost of the *last* retry only |
+//! | a 2xx on the first attempt | +1 |
+//! | any other final answer (400, 404, 501, a retryable status retrying gave up on) | 0 |
+//!
+//! So a server that needs four tries per success drains 10 tokens per request, and a flaky
+//! server cannot keep the bucket full by succeeding eventually. After about 100 back-to-back
+//! retries with no success the bucket is empty: requests get one attempt each until successes
+//! refill it, so attempts per request fall toward 1.
 //!
 //! ```
 //! use tower_reliability::retry::RetryBudget;
@@ -101,9 +111,25 @@ impl RetryBudget {
             });
     }
 
-    /// Records a success: returns what its retries cost, or 1 token if it needed none.
-    pub fn on_success(&self, spent: u32) {
-        self.deposit(if spent == 0 { 1 } else { spent });
+    /// Records a success (a 2xx): gives back the cost of the request's last retry, or 1 token
+    /// if it needed none (`None`), as the AWS standard does. Other final answers give nothing
+    /// back: do not call this for them.
+    ///
+    /// ```
+    /// use tower_reliability::retry::RetryBudget;
+    ///
+    /// let budget = RetryBudget::new(100, 5, 10);
+    /// // Three retries, then a success: 15 taken, the last retry's 5 given back.
+    /// for _ in 0..3 {
+    ///     assert!(budget.try_withdraw(5));
+    /// }
+    /// budget.on_success(Some(5));
+    /// assert_eq!(budget.available(), 90);
+    /// budget.on_success(None);
+    /// assert_eq!(budget.available(), 91);
+    /// ```
+    pub fn on_success(&self, last_retry_cost: Option<u32>) {
+        self.deposit(last_retry_cost.unwrap_or(1));
     }
 }
 
@@ -121,11 +147,11 @@ mod tests {
         assert_eq!(retries, 100);
         assert_eq!(budget.available(), 0);
         for _ in 0..5 {
-            budget.on_success(0);
+            budget.on_success(None);
         }
         assert!(budget.try_withdraw(5));
         assert!(!budget.try_withdraw(10));
-        budget.on_success(10_000);
+        budget.on_success(Some(10_000));
         assert_eq!(budget.available(), 500, "never above the max");
     }
 

@@ -65,7 +65,6 @@ struct Tracker {
     config: Arc<RetryConfig>,
     replay: Option<Replay>,
     attempt: u32,
-    spent: u32,
     last_cost: u32,
     ctx: Option<RetryContext>,
     last: Option<Last>,
@@ -149,7 +148,6 @@ where
                 config,
                 replay: None,
                 attempt: 1,
-                spent: 0,
                 last_cost: 0,
                 ctx: None,
                 last: None,
@@ -383,7 +381,12 @@ impl Tracker {
         observe::attempt_response(self.attempt, status);
         match self.config.classifier.response(status, response.headers()) {
             Verdict::Final => {
-                self.config.budget.on_success(self.spent);
+                // The AWS standard: only a success gives tokens back, and only the last
+                // retry's cost (or 1 when it needed no retry).
+                if status.is_success() {
+                    let retried = (self.attempt > 1).then_some(self.last_cost);
+                    self.config.budget.on_success(retried);
+                }
                 Ok(self.finish(response))
             }
             Verdict::ServerSaidNo => {
@@ -464,7 +467,6 @@ impl Tracker {
             return Err(StopReason::BudgetExhausted);
         }
         self.last_cost = cost;
-        self.spent += cost;
         self.unsent = true;
         self.retry_cause = Some(cause);
         Ok(())
@@ -474,7 +476,6 @@ impl Tracker {
     fn cancel_retry(&mut self, reason: StopReason) {
         self.unsent = false;
         self.config.budget.deposit(self.last_cost);
-        self.spent -= self.last_cost;
         self.last_cost = 0;
         self.stop(reason);
     }
