@@ -232,6 +232,9 @@ pub enum StopReason {
     NextAttemptRefused,
     /// The server said `x-should-retry: false`.
     ServerSaidNo,
+    /// The deadline came while a later attempt was in flight or waiting: the last real
+    /// response is handed back instead of a timeout.
+    DeadlineReached,
 }
 
 /// Put on the response's extensions by [`RetryOnStatus`](crate::RetryOnStatus) when the request

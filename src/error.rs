@@ -32,9 +32,12 @@ pub struct Error {
 pub enum ErrorKind {
     /// A timeout of this crate fired.
     Timeout(TimeoutPhase),
-    /// The request never reached the server: DNS failure, connection refused, connect timeout.
+    /// The request never reached the server, or the server refused it before processing it:
+    /// DNS failure, connection refused, connect timeout; with feature `http2`, an HTTP/2 stream
+    /// reset with `REFUSED_STREAM` or refused by a graceful `GOAWAY` (RFC 9113 §8.7).
     ///
-    /// These are the client-side failures the Fireworks dashboard cannot show.
+    /// These are the client-side failures the Fireworks dashboard cannot show, and the safest
+    /// retries there are.
     Connect,
     /// The request was not sent because the shared rate-limit gate is closed for longer than the
     /// request's deadline allows. Carries the wait, when known.
@@ -224,10 +227,14 @@ fn without_url(err: BoxError) -> BoxError {
 }
 
 /// Searches an error's source chain for a failure that certainly happened before the request
-/// reached the server: `io::ErrorKind::ConnectionRefused` / `AddrNotAvailable` /
-/// `HostUnreachable` / `NetworkUnreachable`, hyper-util's connect errors (feature `hyper-util`,
-/// which covers its DNS resolver and connect timeout), and reqwest's (feature
-/// `reqwest-middleware`).
+/// reached the server (or before the server processed it): `io::ErrorKind::ConnectionRefused`
+/// / `AddrNotAvailable`, hyper-util's connect errors (feature `hyper-util`, which covers its
+/// DNS resolver and connect timeout), reqwest's (feature `reqwest-middleware`), and HTTP/2
+/// streams the server refused unprocessed (feature `http2`).
+///
+/// `HostUnreachable` / `NetworkUnreachable` count only inside a connect error: on an
+/// established connection (an ICMP error after the request was written) the server may have
+/// the request, so they are [transport failures](is_transport_failure) instead.
 pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(err) = next {
@@ -236,15 +243,16 @@ pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
-            if matches!(
-                io.kind(),
-                K::ConnectionRefused
-                    | K::AddrNotAvailable
-                    | K::HostUnreachable
-                    | K::NetworkUnreachable
-            ) {
+            if matches!(io.kind(), K::ConnectionRefused | K::AddrNotAvailable) {
                 return true;
             }
+        }
+        #[cfg(feature = "http2")]
+        if err
+            .downcast_ref::<h2::Error>()
+            .is_some_and(refused_unprocessed)
+        {
+            return true;
         }
         #[cfg(feature = "hyper-util")]
         if let Some(client) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
@@ -267,6 +275,17 @@ pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// RFC 9113 §8.7: a stream the server reset with `REFUSED_STREAM`, or one above the last stream
+/// id of a graceful (`NO_ERROR`) `GOAWAY`, was not processed. (A `GOAWAY` with an error code
+/// may end streams the server had started: those are not counted here.)
+#[cfg(feature = "http2")]
+fn refused_unprocessed(err: &h2::Error) -> bool {
+    let reason = err.reason();
+    err.is_remote()
+        && ((err.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM))
+            || (err.is_go_away() && reason == Some(h2::Reason::NO_ERROR)))
+}
+
 /// Searches an error's source chain for a transport failure after the request may have been
 /// sent but before a response arrived: a reset or closed connection, an incomplete message.
 /// Like the OpenAI SDK, the default retry policy retries these.
@@ -282,6 +301,8 @@ pub fn is_transport_failure(err: &(dyn StdError + 'static)) -> bool {
                     | K::BrokenPipe
                     | K::UnexpectedEof
                     | K::NotConnected
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
             ) {
                 return true;
             }
@@ -326,6 +347,36 @@ mod tests {
         let err = Error::from_inner(io);
         assert_eq!(err.kind(), ErrorKind::Inner);
         assert_eq!(err.reached_server(), None);
+    }
+
+    /// An unreachable host or network reported on an established connection (as hyper
+    /// reports a failed write: a send error whose source is the I/O error) may come after the
+    /// request was written: not "never reached the server".
+    #[test]
+    fn unreachable_on_an_established_connection_is_not_connect() {
+        #[derive(Debug)]
+        struct SendRequest(std::io::Error);
+        impl std::fmt::Display for SendRequest {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl StdError for SendRequest {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        for kind in [
+            std::io::ErrorKind::NetworkUnreachable,
+            std::io::ErrorKind::HostUnreachable,
+        ] {
+            let err = SendRequest(std::io::Error::from(kind));
+            assert!(!is_connect_failure(&err), "{kind:?}");
+            assert!(is_transport_failure(&err), "{kind:?}");
+            let err = Error::from_inner(err);
+            assert_eq!(err.kind(), ErrorKind::Inner);
+            assert_eq!(err.reached_server(), None);
+        }
     }
 
     #[test]

@@ -241,6 +241,7 @@ fn stop_label(reason: StopReason) -> &'static str {
         StopReason::ResponseNotDrainable => "response_not_drainable",
         StopReason::NextAttemptRefused => "next_attempt_refused",
         StopReason::ServerSaidNo => "server_said_no",
+        StopReason::DeadlineReached => "deadline_reached",
     }
 }
 

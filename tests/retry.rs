@@ -323,3 +323,101 @@ async fn the_budget_follows_the_aws_standard_arithmetic() {
     }
     assert!(budget.available() < 15, "drained: {}", budget.available());
 }
+
+/// A retryable response whose body breaks while it is set aside, then handed back because the
+/// retry was refused: the caller sees the body error, not a silently cut body.
+#[tokio::test(start_paused = true)]
+async fn a_set_aside_body_that_broke_is_handed_back_broken() {
+    let mock = Mock::new(
+        [Step::Broken(
+            503,
+            vec![("retry-after", "500".into())],
+            "{\"error\":",
+        )],
+        Step::ok(),
+    );
+    let mut svc = stack(RetryOnStatus::default(), &mock);
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let report = response.extensions().get::<RetryReport>().copied().unwrap();
+    assert_eq!(report.stopped, Some(StopReason::NextAttemptRefused));
+    let body = body_bytes(response).await;
+    assert!(
+        body.is_err(),
+        "a cut body handed back as complete: {body:?}"
+    );
+    assert_eq!(mock.count(), 1);
+}
+
+/// The deadline fires while a retry is in flight: the caller gets the real response of the
+/// previous attempt, with the report saying the deadline stopped retrying.
+#[tokio::test(start_paused = true)]
+async fn the_last_real_response_is_handed_back_at_the_deadline() {
+    let mock = Mock::new(
+        [Step::Status(503, "first")],
+        Step::Delay(Duration::from_secs(600), Box::new(Step::ok())),
+    );
+    let mut svc = ServiceBuilder::new()
+        .layer(tower_reliability::TimeoutByWorkload::new(
+            tower_reliability::Workload::Interactive,
+        ))
+        .layer(RetryOnStatus::default())
+        .layer(fast_backoff())
+        .service(mock.clone());
+    let start = tokio::time::Instant::now();
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(60),
+        "the Interactive deadline"
+    );
+    assert_eq!(response.status(), 503);
+    let report = response.extensions().get::<RetryReport>().copied().unwrap();
+    assert_eq!(report.attempts, 2);
+    assert_eq!(report.stopped, Some(StopReason::DeadlineReached));
+    assert_eq!(body_bytes(response).await.unwrap(), "first");
+}
+
+/// The inner service fails to get ready for a retry: the set-aside response is handed back.
+#[tokio::test(start_paused = true)]
+async fn the_last_real_response_is_handed_back_when_the_service_fails_to_get_ready() {
+    #[derive(Clone)]
+    struct FailsSecondReady {
+        inner: Mock,
+        readied: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+    impl<B> tower::Service<http::Request<B>> for FailsSecondReady
+    where
+        Mock: tower::Service<http::Request<B>, Error = tower_reliability::BoxError>,
+    {
+        type Response = <Mock as tower::Service<http::Request<B>>>::Response;
+        type Error = <Mock as tower::Service<http::Request<B>>>::Error;
+        type Future = <Mock as tower::Service<http::Request<B>>>::Future;
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            use std::sync::atomic::Ordering;
+            if self.readied.fetch_add(1, Ordering::SeqCst) >= 1 {
+                return std::task::Poll::Ready(Err("connection pool closed".into()));
+            }
+            self.inner.poll_ready(cx)
+        }
+        fn call(&mut self, request: http::Request<B>) -> Self::Future {
+            self.inner.call(request)
+        }
+    }
+    let mock = Mock::new([Step::Status(502, "bad gateway")], Step::ok());
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryOnStatus::default())
+        .service(FailsSecondReady {
+            inner: mock.clone(),
+            readied: Default::default(),
+        });
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(response.status(), 502);
+    let report = response.extensions().get::<RetryReport>().copied().unwrap();
+    assert_eq!(report.attempts, 1);
+    assert_eq!(report.stopped, Some(StopReason::NextAttemptRefused));
+    assert_eq!(body_bytes(response).await.unwrap(), "bad gateway");
+}

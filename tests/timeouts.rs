@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
     backoff::Jitter, fireworks, timeout::AttemptTimeout, Deadline, ErrorKind, JitteredBackoff,
-    RetryOnStatus, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+    RetryOnStatus, RetryReport, StopReason, TimeoutByWorkload, TimeoutPhase, TimeoutProfile,
+    Workload,
 };
 
 fn secs(n: u64) -> Duration {
@@ -28,14 +29,21 @@ async fn total_deadline_covers_every_attempt_and_wait() {
         .layer(JitteredBackoff::default().jitter(Jitter::None))
         .service(mock.clone());
     let start = Instant::now();
-    let err = support::call(&mut svc, post("{}")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout(TimeoutPhase::Deadline));
+    // Cut at the deadline, the caller gets the real 503 of attempt 1, not a made-up timeout.
+    let response = support::call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let report = response.extensions().get::<RetryReport>().copied().unwrap();
+    assert_eq!(report.stopped, Some(StopReason::DeadlineReached));
     assert_eq!(start.elapsed(), secs(5), "fired exactly at the deadline");
     assert_eq!(
         mock.count(),
         2,
         "attempt 1 at 0 s, attempt 2 at 4 s, cut at 5 s"
     );
+    // With no response to hand back, the deadline is a timeout.
+    mock.set_otherwise(Step::Delay(secs(600), Box::new(Step::ok())));
+    let err = support::call(&mut svc, post("{}")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout(TimeoutPhase::Deadline));
     // The deadline was published to the layers inside (ambiently, no extension).
     assert_eq!(
         mock.calls()[0].deadline,

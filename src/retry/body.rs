@@ -22,10 +22,17 @@ pin_project! {
     /// retrying stopped after a response had been set aside, that response's bytes.
     pub struct ReplayBody<B> {
         prefix: Option<Bytes>,
-        trailers: Option<HeaderMap>,
+        tail: Option<Tail>,
         #[pin]
         rest: Option<B>,
     }
+}
+
+/// What a body in memory ends with.
+enum Tail {
+    Trailers(HeaderMap),
+    /// The original body broke after the prefix: the reader must see it.
+    Error(BoxError),
 }
 
 impl<B> ReplayBody<B> {
@@ -33,7 +40,17 @@ impl<B> ReplayBody<B> {
     pub fn buffered(data: Option<Bytes>, trailers: Option<HeaderMap>) -> Self {
         ReplayBody {
             prefix: data.filter(|d| !d.is_empty()),
-            trailers,
+            tail: trailers.map(Tail::Trailers),
+            rest: None,
+        }
+    }
+
+    /// The bytes read before a body broke, then its error: a set-aside response handed back
+    /// must not pass for complete.
+    pub(crate) fn broken(data: Option<Bytes>, error: BoxError) -> Self {
+        ReplayBody {
+            prefix: data.filter(|d| !d.is_empty()),
+            tail: Some(Tail::Error(error)),
             rest: None,
         }
     }
@@ -42,7 +59,7 @@ impl<B> ReplayBody<B> {
     pub fn streaming(prefix: Option<Bytes>, rest: B) -> Self {
         ReplayBody {
             prefix: prefix.filter(|d| !d.is_empty()),
-            trailers: None,
+            tail: None,
             rest: Some(rest),
         }
     }
@@ -56,7 +73,7 @@ impl<B> ReplayBody<B> {
     /// back otherwise. Lets adapters hand a replayed body to clients that prefer plain bytes.
     #[allow(clippy::result_large_err)] // handing the body itself back is the point
     pub fn try_into_bytes(self) -> Result<Bytes, Self> {
-        match (&self.rest, &self.trailers) {
+        match (&self.rest, &self.tail) {
             (None, None) => Ok(self.prefix.unwrap_or_default()),
             _ => Err(self),
         }
@@ -88,12 +105,15 @@ where
                 None => Poll::Ready(None),
             };
         }
-        Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+        Poll::Ready(this.tail.take().map(|tail| match tail {
+            Tail::Trailers(trailers) => Ok(Frame::trailers(trailers)),
+            Tail::Error(error) => Err(error),
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
         self.prefix.is_none()
-            && self.trailers.is_none()
+            && self.tail.is_none()
             && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 

@@ -39,6 +39,9 @@ pin_project! {
         service: S,
         // Only while a request body is still being read (boxed: rarely needed).
         pending: Option<Box<Pending<B>>>,
+        // Once a response is set aside: fires at the deadline, so that the caller gets that
+        // response rather than a timeout (boxed: only retries pay for it).
+        deadline_watch: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -133,6 +136,18 @@ struct SetAside {
     head: response::Parts,
     data: Option<Bytes>,
     trailers: Option<HeaderMap>,
+    /// The body broke while being read: handed back, it ends with this error.
+    broken: Option<BoxError>,
+}
+
+impl SetAside {
+    fn into_response<ResB>(self) -> Response<ReplayBody<ResB>> {
+        let body = match self.broken {
+            Some(error) => ReplayBody::broken(self.data, error),
+            None => ReplayBody::buffered(self.data, self.trailers),
+        };
+        Response::from_parts(self.head, body)
+    }
 }
 
 impl<S, B, ResB> RetryFuture<S, B, ResB>
@@ -144,6 +159,7 @@ where
             state,
             service,
             pending: None,
+            deadline_watch: None,
             tracker: Tracker {
                 config,
                 replay: None,
@@ -237,6 +253,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
+            if let Some(watch) = this.deadline_watch.as_mut() {
+                if watch.as_mut().poll(cx).is_ready() {
+                    *this.deadline_watch = None;
+                    if let Some(response) = this.tracker.hand_back_at_deadline() {
+                        // Drops the attempt in flight, if any.
+                        this.state.set(State::Failed { error: None });
+                        return Poll::Ready(Ok(response));
+                    }
+                }
+            }
             match this.state.as_mut().project() {
                 StateProj::Buffering => {
                     let Some(pending) = this.pending.as_deref_mut() else {
@@ -320,10 +346,15 @@ where
                             "retry future polled after completion",
                         )));
                     };
+                    let mut broken = None;
                     let drained = match collector.poll_collect(inner, cx) {
                         Poll::Ready(Ok(Collected::Complete)) => true,
-                        // A body that breaks while being discarded is discarded all the same.
-                        Poll::Ready(Err(_)) => true,
+                        // A body that breaks while being set aside does not stop the retry;
+                        // handed back, it ends with its error.
+                        Poll::Ready(Err(e)) => {
+                            broken = Some(e);
+                            true
+                        }
                         Poll::Ready(Ok(Collected::OverCap)) => false,
                         Poll::Pending if sleep.poll(cx).is_ready() => false,
                         Poll::Pending => return Poll::Pending,
@@ -336,7 +367,14 @@ where
                             head,
                             data: collector.take_data(),
                             trailers: collector.take_trailers(),
+                            broken,
                         })));
+                        if this.deadline_watch.is_none() {
+                            *this.deadline_watch = this
+                                .tracker
+                                .deadline()
+                                .map(|d| Box::pin(tokio::time::sleep_until(d.instant())));
+                        }
                         this.state.set(State::Readying);
                     } else {
                         this.tracker.cancel_retry(StopReason::ResponseNotDrainable);
@@ -348,7 +386,8 @@ where
                 }
                 StateProj::Readying => {
                     if let Err(e) = ready!(this.service.poll_ready(cx)) {
-                        return Poll::Ready(Err(Error::from_inner(e)));
+                        // The next attempt cannot start: hand back what we had.
+                        return Poll::Ready(this.tracker.refused(Error::from_inner(e)));
                     }
                     let Some(request) = this.tracker.next_request() else {
                         return Poll::Ready(Err(Error::from_inner(
@@ -416,22 +455,7 @@ impl Tracker {
             self.in_flight = false;
             self.retry_cause = None;
             self.attempt -= 1;
-            self.cancel_retry(StopReason::NextAttemptRefused);
-            return Some(match self.last.take() {
-                Some(Last::Response(set_aside)) => {
-                    let SetAside {
-                        head,
-                        data,
-                        trailers,
-                    } = *set_aside;
-                    Ok(self.report(Response::from_parts(
-                        head,
-                        ReplayBody::buffered(data, trailers),
-                    )))
-                }
-                Some(Last::Error(previous)) => Err(previous),
-                None => Err(error),
-            });
+            return Some(self.refused(error));
         }
         self.settle_attempt();
         observe::attempt_error(self.attempt, &error);
@@ -446,6 +470,43 @@ impl Tracker {
         self.prepare_next(Outcome::Error(error.kind()), None);
         self.last = Some(Last::Error(error));
         None
+    }
+
+    /// The retry reserved last could not be sent (`error` says why): hands back the last
+    /// outcome, the set-aside response if there is one.
+    fn refused<ResB>(&mut self, error: Error) -> Result<Response<ReplayBody<ResB>>, Error> {
+        self.cancel_retry(StopReason::NextAttemptRefused);
+        match self.last.take() {
+            Some(Last::Response(set_aside)) => Ok(self.report(set_aside.into_response())),
+            Some(Last::Error(previous)) => Err(previous),
+            None => Err(error),
+        }
+    }
+
+    /// The deadline came while a retry was waiting or in flight: hands back the set-aside
+    /// response (`None` when there is none; the timeout layer then reports the deadline).
+    fn hand_back_at_deadline<ResB>(&mut self) -> Option<Response<ReplayBody<ResB>>> {
+        let Some(Last::Response(set_aside)) = self.last.take() else {
+            return None;
+        };
+        let waiting = self.in_flight && self.ctx.as_ref().is_some_and(RetryContext::is_waiting);
+        if self.unsent || waiting {
+            // The retry never left: not an attempt, and its cost comes back.
+            if waiting {
+                self.attempt -= 1;
+            }
+            self.in_flight = false;
+            self.retry_cause = None;
+            self.cancel_retry(StopReason::DeadlineReached);
+        } else {
+            if self.in_flight {
+                // The server may have it; it is cut here.
+                self.settle_attempt();
+                observe::attempt_abandoned(self.attempt);
+            }
+            self.stop(StopReason::DeadlineReached);
+        }
+        Some(self.report(set_aside.into_response()))
     }
 
     /// Checks every limit and takes the retry's cost from the budget.

@@ -28,9 +28,12 @@ use super::{classify::Classifier, RetryBudget, RetryService, StatusSet};
 /// `String`) is never copied. The body type must be `Unpin`; wrap other bodies in `Box::pin`.
 ///
 /// The body of a response that will be retried is read (up to 64 KiB, for at most 5 s) so the
-/// connection goes back to the pool; if the retry cannot start, you get that response back,
-/// status, headers and body intact. A response too large or too slow to set aside is handed to
-/// you as it is, not retried.
+/// connection goes back to the pool; if the retry cannot start (its wait is refused, the
+/// service below fails to get ready) or the deadline comes while it waits or is in flight
+/// ([`StopReason::DeadlineReached`](crate::StopReason::DeadlineReached)), you get that response
+/// back, status, headers and body intact (a body that broke while being set aside ends with
+/// its error). A response too large or too slow to set aside is handed to you as it is, not
+/// retried.
 ///
 /// ```
 /// use std::time::Duration;

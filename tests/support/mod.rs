@@ -38,6 +38,8 @@ pub enum Step {
     Stream(Vec<(Duration, &'static str)>, bool),
     /// Like `Stream`, with another status.
     StreamStatus(u16, Vec<(Duration, &'static str)>, bool),
+    /// This status and headers, a body that yields this prefix and then breaks.
+    Broken(u16, Vec<(&'static str, String)>, &'static str),
 }
 
 impl Step {
@@ -121,6 +123,18 @@ fn perform(
             Step::Delay(wait, next) => {
                 tokio::time::sleep(wait).await;
                 perform(*next).await
+            }
+            Step::Broken(code, headers, prefix) => {
+                let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+                    Ok(Frame::data(Bytes::from_static(prefix.as_bytes()))),
+                    Err("connection reset mid-body".into()),
+                ];
+                let body = StreamBody::new(futures::stream::iter(frames)).boxed();
+                let mut response = status(code, body);
+                for (name, value) in headers {
+                    response.headers_mut().append(name, value.parse().unwrap());
+                }
+                Ok(response)
             }
             Step::Stream(frames, stall) => perform(Step::StreamStatus(200, frames, stall)).await,
             Step::StreamStatus(code, frames, stall) => {
