@@ -108,6 +108,27 @@ async fn a_silent_stream_fails_with_body_idle() {
     );
 }
 
+/// A reader that logs the idle error and keeps reading gets the end of the body, not the same
+/// error again at once, forever (a hot loop).
+#[tokio::test(start_paused = true)]
+async fn after_its_idle_error_a_body_ends() {
+    use http_body_util::BodyExt;
+    let mock = Mock::always(Step::Stream(vec![(secs(1), "a")], true));
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Interactive))
+        .service(mock);
+    let response = support::call(&mut svc, post("{}")).await.unwrap();
+    let mut body = std::pin::pin!(response.into_body());
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "a");
+    let err = body.frame().await.unwrap().unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::BodyIdle));
+    let start = Instant::now();
+    assert!(body.frame().await.is_none(), "ends after its error");
+    assert!(http_body::Body::is_end_stream(&*body));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_idle_clock_runs_only_while_the_reader_waits() {
     let mock = Mock::always(Step::Stream(vec![(secs(0), "a"), (secs(0), "b")], false));

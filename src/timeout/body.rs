@@ -19,6 +19,10 @@ pin_project! {
     /// nothing ready and resets with every frame, so a slow reader is never blamed on the
     /// server, and a stream that keeps producing is never cut however long it lasts.
     ///
+    /// The idle error comes once: after it the body ends (`None`, `is_end_stream`), so a reader
+    /// that logs the error and keeps reading stops instead of spinning on the same error. The
+    /// error is what tells the body was cut; the rest of the stream is never read.
+    ///
     /// The timer lives inline (no allocation per response), which makes this body `!Unpin`.
     /// `BodyExt::collect` does not mind; to read frame by frame, pin it on the stack:
     ///
@@ -44,6 +48,8 @@ pin_project! {
         sleep: Option<Sleep>,
         idle: Duration,
         armed: bool,
+        // The idle error was returned: the body has ended.
+        timed_out: bool,
     }
 }
 
@@ -55,6 +61,7 @@ impl<B> TimeoutBody<B> {
             sleep: None,
             idle,
             armed: false,
+            timed_out: false,
         }
     }
 
@@ -82,6 +89,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
+        if *this.timed_out {
+            return Poll::Ready(None);
+        }
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 *this.armed = false;
@@ -103,14 +113,18 @@ where
             return Poll::Pending;
         }
         crate::observe::timeout(TimeoutPhase::BodyIdle);
+        *this.timed_out = true;
         Poll::Ready(Some(Err(Error::timeout(TimeoutPhase::BodyIdle))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.timed_out || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.timed_out {
+            return SizeHint::with_exact(0);
+        }
         self.inner.size_hint()
     }
 }
