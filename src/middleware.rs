@@ -14,11 +14,18 @@
 //!
 //! A request picks its [`Workload`] with `RequestBuilder::with_extension(Workload::Agentic)`.
 //!
+//! What reqwest promises stays true through the adapter: `Response::url()` is the final URL
+//! after redirects, and extensions that middlewares further down write into the shared
+//! `Extensions` flow back out (those of the attempt that decided the outcome).
+//!
 //! Errors: failures of the inner client come back as they were
 //! ([`reqwest_middleware::Error::Reqwest`], so `is_connect()` and friends still work); this
-//! crate's own failures (timeouts, local rate limiting) come back as
+//! crate's own failures before the response (the deadline, local rate limiting) come back as
 //! [`reqwest_middleware::Error::Middleware`] wrapping an [`Error`]: use
-//! [`reliability_error`] to get at it.
+//! [`reliability_error`] to get at it. A stream that stalls past the idle-read timeout fails
+//! later, where reqwest reads the body (`bytes()`, `chunk()`, `bytes_stream()`): a
+//! `reqwest::Error` whose `is_timeout()` is `true`; [`find_reliability_error`] finds the typed
+//! error ([`TimeoutPhase::BodyIdle`](crate::TimeoutPhase::BodyIdle)) in it.
 //!
 //! ```no_run
 //! use reqwest_middleware::ClientBuilder;
@@ -40,16 +47,18 @@
 
 use std::{
     future::poll_fn,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use http::Extensions;
+use http_body_util::BodyExt;
 use reqwest_middleware::{Middleware, Next};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    error::Error,
+    error::{BoxError, Error},
     fireworks::{self, FireworksLayer},
     retry::ReplayBody,
     workload::Workload,
@@ -80,12 +89,58 @@ impl ReliabilityMiddleware {
     }
 }
 
-/// This crate's [`Error`] inside a `reqwest_middleware::Error`, if that is what it is.
+/// This crate's [`Error`] inside a `reqwest_middleware::Error`, if there is one: a failure
+/// of the layers ([`Error::Middleware`](reqwest_middleware::Error::Middleware)), or a timeout
+/// reqwest reports while reading the body (inside
+/// [`Error::Reqwest`](reqwest_middleware::Error::Reqwest)). See [`find_reliability_error`].
 pub fn reliability_error(error: &reqwest_middleware::Error) -> Option<&Error> {
     match error {
-        reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
-        _ => None,
+        reqwest_middleware::Error::Middleware(e) => find_reliability_error(e.as_ref()),
+        reqwest_middleware::Error::Reqwest(e) => find_reliability_error(e),
     }
+}
+
+/// This crate's [`Error`] anywhere in an error's source chain, I/O errors' payloads included.
+///
+/// A body-idle timeout surfaces where reqwest reads the body — `response.bytes()`,
+/// `response.chunk()`, `bytes_stream()` — as a `reqwest::Error` (kind decode / body). Its
+/// `is_timeout()` is `true` (the adapter hands the body's timeout to reqwest as an
+/// `io::ErrorKind::TimedOut`), and this finds the typed error with its phase:
+///
+/// ```no_run
+/// # async fn run(response: reqwest::Response) {
+/// use tower_reliability::{middleware::find_reliability_error, TimeoutPhase};
+///
+/// match response.bytes().await {
+///     Ok(body) => { /* ... */ }
+///     Err(e) if e.is_timeout() => {
+///         let phase = find_reliability_error(&e).and_then(|ours| ours.timeout_phase());
+///         assert_eq!(phase, Some(TimeoutPhase::BodyIdle));
+///     }
+///     Err(e) => { /* ... */ }
+/// }
+/// # }
+/// ```
+pub fn find_reliability_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(ours) = error.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        // `io::Error::source` skips its payload: look at the payload itself.
+        if let Some(payload) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            if let Some(ours) = find_reliability_error(payload) {
+                return Some(ours);
+            }
+        }
+        next = error.source();
+    }
+    None
 }
 
 #[async_trait::async_trait]
@@ -101,9 +156,13 @@ impl Middleware for ReliabilityMiddleware {
         if let Some(workload) = extensions.get::<Workload>() {
             request.extensions_mut().insert(*workload);
         }
+        // Every attempt runs the rest of the chain on its own copy of the extensions; the
+        // copy of the attempt that decided the outcome is written back.
+        let written_back = Arc::new(Mutex::new(None));
         let inner = NextService {
             next,
             extensions: extensions.clone(),
+            written_back: written_back.clone(),
         };
         let mut service = self.layer.layer(inner);
         let result = match poll_fn(|cx| {
@@ -114,9 +173,18 @@ impl Middleware for ReliabilityMiddleware {
             Ok(()) => service.call(request).await,
             Err(e) => Err(e),
         };
+        let last_attempt = written_back.lock().ok().and_then(|mut e| e.take());
+        if let Some(last_attempt) = last_attempt {
+            extensions.extend(last_attempt);
+        }
         match result {
             Ok(response) => {
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                // reqwest's `url()` is the final URL, after redirects.
+                let url = parts
+                    .extensions
+                    .remove::<FinalUrl>()
+                    .map_or(url, |FinalUrl(url)| url);
                 let mut builder = http::Response::builder()
                     .status(parts.status)
                     .version(parts.version);
@@ -126,6 +194,7 @@ impl Middleware for ReliabilityMiddleware {
                 if let Some(ext) = builder.extensions_mut() {
                     ext.extend(parts.extensions);
                 }
+                let body = body.map_err(timeout_as_io);
                 let response = reqwest::ResponseBuilderExt::url(builder, url)
                     .body(reqwest::Body::wrap(body))
                     .map_err(reqwest_middleware::Error::middleware)?;
@@ -153,6 +222,21 @@ fn into_middleware_error(error: Error) -> reqwest_middleware::Error {
     }
 }
 
+/// The URL a response came from (after redirects), carried from the bottom of the stack to the
+/// adapter.
+#[derive(Clone)]
+struct FinalUrl(reqwest::Url);
+
+/// A body error of this crate that is a timeout becomes an `io::ErrorKind::TimedOut` around it,
+/// the shape `reqwest::Error::is_timeout` recognises; [`find_reliability_error`] still finds it.
+fn timeout_as_io(error: Error) -> BoxError {
+    if error.is_timeout() {
+        Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, error))
+    } else {
+        Box::new(error)
+    }
+}
+
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The rest of the middleware chain as the tower service at the bottom of the stack.
@@ -160,6 +244,7 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 struct NextService<'a> {
     next: Next<'a>,
     extensions: Extensions,
+    written_back: Arc<Mutex<Option<Extensions>>>,
 }
 
 impl<'a, B> Service<http::Request<ReplayBody<B>>> for NextService<'a>
@@ -178,6 +263,7 @@ where
     fn call(&mut self, request: http::Request<ReplayBody<B>>) -> Self::Future {
         let next = self.next.clone();
         let mut extensions = self.extensions.clone();
+        let written_back = self.written_back.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let body = match body.try_into_bytes() {
@@ -185,8 +271,15 @@ where
                 Err(streaming) => reqwest::Body::wrap(streaming),
             };
             let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))?;
-            let response = next.run(request, &mut extensions).await?;
-            Ok(http::Response::from(response))
+            let result = next.run(request, &mut extensions).await;
+            if let Ok(mut slot) = written_back.lock() {
+                *slot = Some(extensions);
+            }
+            let response = result?;
+            let url = FinalUrl(response.url().clone());
+            let mut response = http::Response::from(response);
+            response.extensions_mut().insert(url);
+            Ok(response)
         })
     }
 }
