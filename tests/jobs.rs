@@ -411,6 +411,52 @@ async fn a_server_hint_stretches_the_next_wait() {
     );
 }
 
+/// The long-running-operation pattern: `200`/`202` with the job still running and a
+/// `Retry-After` saying when to look again. The hint stretches the next wait there too.
+#[tokio::test(start_paused = true)]
+async fn a_hint_on_a_successful_answer_stretches_the_next_wait() {
+    let mut mock = JobMock::new(
+        [
+            Reply::Status(202, &[("retry-after", "20")], RUNNING),
+            Reply::Status(200, &[("retry-after-ms", "1500")], RUNNING),
+            Reply::Json(COMPLETED),
+        ],
+        Reply::Hang,
+    );
+    exact_poller().poll_until_done(&mut mock).await.unwrap();
+    assert_eq!(
+        gaps(&mock.calls()),
+        [Duration::from_secs(20), Duration::from_secs(2)],
+        "the hint when longer than the schedule's 1 s; the schedule's 2 s when longer"
+    );
+}
+
+/// A rejection's body over the limit is cut at the limit, not emptied: the server's
+/// explanation starts it.
+#[tokio::test(start_paused = true)]
+async fn a_rejection_over_the_body_limit_keeps_its_first_bytes() {
+    let mut mock = JobMock::new(
+        [Reply::Status(
+            404,
+            &[],
+            r#"{"error":{"message":"Batch job not found: it was deleted"}}"#,
+        )],
+        Reply::Hang,
+    );
+    let err = exact_poller()
+        .max_body_bytes(16)
+        .poll_until_done(&mut mock)
+        .await
+        .unwrap_err();
+    match err.kind() {
+        JobErrorKind::Rejected { status, body } => {
+            assert_eq!(*status, StatusCode::NOT_FOUND);
+            assert_eq!(&body[..], b"{\"error\":{\"messa", "16 bytes");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn answers_another_poll_cannot_fix_end_the_wait_at_once() {
     let mut mock = JobMock::new(

@@ -43,7 +43,8 @@ pub enum JobErrorKind<E> {
     Rejected {
         /// The status.
         status: StatusCode,
-        /// The body (cut at the poller's body limit, empty if it could not be read).
+        /// The body: its first bytes up to the poller's body limit (what could be read of
+        /// them, if it broke).
         body: Bytes,
     },
     /// A successful answer's body was larger than the poller's limit.

@@ -101,12 +101,18 @@ pub fn fireworks_json(parts: &Parts, body: &Bytes) -> Result<JobStatus, JsonStat
 fn percent(cursor: &mut Cursor<'_>) -> Option<Option<f64>> {
     let mut found = None;
     cursor.object(|key, cursor| {
-        if key == "percent" && !cursor.at(b'"') && !cursor.at(b'{') && !cursor.at(b'[') {
-            found = cursor.number();
-            // A non-number scalar (`null`) was not consumed: let the caller skip it.
-            return Some(found.is_some());
+        if key != "percent" {
+            return Some(false);
         }
-        Some(false)
+        // The last occurrence counts: a later `percent` that is not a number clears an earlier
+        // one (and is skipped by the caller).
+        if cursor.at(b'"') || cursor.at(b'{') || cursor.at(b'[') {
+            found = None;
+            return Some(false);
+        }
+        found = cursor.number();
+        // A non-number scalar (`null`) was not consumed: let the caller skip it.
+        Some(found.is_some())
     })?;
     Some(found)
 }
@@ -148,6 +154,38 @@ mod tests {
         assert_eq!((a.state, a.progress), (JobState::Running, Some(12.5)));
         assert_eq!((b.state, b.progress), (JobState::Running, Some(12.5)));
         assert_eq!(a.raw_state, "JOB_STATE_RUNNING");
+    }
+
+    /// The last occurrence of a member wins inside the progress object too, as in serde_json:
+    /// a later non-number `percent` says nothing usable.
+    #[test]
+    fn a_repeated_percent_counts_its_last_occurrence() {
+        let s = |body: &str| read(body).unwrap().progress;
+        let running = r#""state":"JOB_STATE_RUNNING""#;
+        assert_eq!(
+            s(&format!(
+                r#"{{{running},"progress":{{"percent":50,"percent":"unknown"}}}}"#
+            )),
+            None
+        );
+        assert_eq!(
+            s(&format!(
+                r#"{{{running},"progress":{{"percent":50,"percent":[1]}}}}"#
+            )),
+            None
+        );
+        assert_eq!(
+            s(&format!(
+                r#"{{{running},"progress":{{"percent":50,"percent":null}}}}"#
+            )),
+            None
+        );
+        assert_eq!(
+            s(&format!(
+                r#"{{{running},"progress":{{"percent":"x","percent":70}}}}"#
+            )),
+            Some(70.0)
+        );
     }
 
     #[test]

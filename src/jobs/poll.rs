@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{response::Parts, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_service::Service;
@@ -73,23 +73,39 @@ where
         let hint = headers::retry_after(&parts.headers, SystemTime::now());
         return Polled::Failed(PollFailure::Status(parts.status), hint);
     }
-    let success = parts.status.is_success();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) if !success => Bytes::new(),
-        Err(e) if e.is::<LengthLimitError>() => {
-            return Polled::Refused(JobErrorKind::BodyTooLarge { limit })
-        }
-        Err(e) => return failed(Error::from_inner(e)),
-    };
-    if success {
-        Polled::Answer(parts, body)
-    } else {
-        Polled::Refused(JobErrorKind::Rejected {
+    if !parts.status.is_success() {
+        // The server's explanation: its first `limit` bytes, whatever follows.
+        let body = prefix(body, limit).await;
+        return Polled::Refused(JobErrorKind::Rejected {
             status: parts.status,
             body,
-        })
+        });
     }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Polled::Answer(parts, collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => {
+            Polled::Refused(JobErrorKind::BodyTooLarge { limit })
+        }
+        Err(e) => failed(Error::from_inner(e)),
+    }
+}
+
+/// The first `limit` bytes of a body, or what could be read of them before it broke.
+async fn prefix<B: http_body::Body>(body: B, limit: usize) -> Bytes {
+    let mut body = std::pin::pin!(body);
+    let mut read = BytesMut::new();
+    while read.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(mut data) = frame.into_data() {
+                    let take = data.remaining().min(limit - read.len());
+                    read.put(data.copy_to_bytes(take));
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+    read.freeze()
 }
 
 fn failed<E>(error: Error) -> Polled<E> {

@@ -1,6 +1,9 @@
 //! [`JobPoller`]: the configuration of a wait, and the wait itself.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    time::{Duration, SystemTime},
+};
 
 use bytes::Bytes;
 use http::{response::Parts, Request, Response};
@@ -16,6 +19,7 @@ use crate::{
     backoff::{Jitter, RandomSource, Schedule},
     context::Deadline,
     error::BoxError,
+    headers,
     retry::StatusSet,
 };
 
@@ -183,7 +187,9 @@ impl<R, I, P> JobPoller<R, I, P> {
     /// included: the wait succeeded, the job did not).
     ///
     /// The first poll is sent at once; then each wait follows the schedule, stretched to a
-    /// server's `Retry-After` (or the rate-limit gate's wait) after a transient failure.
+    /// server's `retry-after-ms` / `Retry-After` when that is longer: on a job still running
+    /// (`200`/`202` with the hint, the long-running-operation pattern) as after a transient
+    /// failure (where the rate-limit gate's wait counts too).
     ///
     /// **Stateless, so resumable.** Everything this wait knows lives in its future: the job's
     /// state lives on the server. Drop the future (a cancelled task, a `select!`, a restarted
@@ -249,7 +255,9 @@ impl<R, I, P> JobPoller<R, I, P> {
                         return Ok(status);
                     }
                     last = Some(status);
-                    None
+                    // The long-running-operation pattern: `202 Accepted` with `Retry-After`
+                    // says when to look again.
+                    headers::retry_after(&parts.headers, SystemTime::now())
                 }
                 Polled::Failed(failure, hint) => {
                     failures = failures.saturating_add(1);
