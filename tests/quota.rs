@@ -20,7 +20,7 @@ use tower_reliability::{
     rate_limit::{Admission, LocalStore, Quota, RateLimitStore, Signal, Ticket},
     retry::ReplayBody,
     testing::{FireworksServer, HintStyle, RateLimitConfig, ServerConfig},
-    RateLimitAware, TimeoutByWorkload, TimeoutProfile, Workload,
+    RateLimitAware, TimeoutByWorkload, Workload,
 };
 
 fn secs(n: u64) -> Duration {

@@ -796,7 +796,7 @@ async fn the_quota_refills_continuously_on_tokios_clock_and_says_so_exactly() {
     let server = start(fast().rate_limit(quota)).await;
     let client = client();
     let url = server.echo_url();
-    let mut answer = || async {
+    let answer = || async {
         let (status, headers, _) = read(post(&client, &url, "x").await).await;
         let value = |name| header(&headers, name).map(str::to_owned);
         (
