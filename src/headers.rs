@@ -93,7 +93,9 @@ pub struct RateLimitHeaders {
     /// `x-ratelimit-remaining-requests`.
     pub remaining_requests: Option<u64>,
     /// `x-ratelimit-reset-requests`, as a wait from now: a Go-style duration (`1s`, `6m0s`,
-    /// `250ms`), delta-seconds, or a Unix timestamp.
+    /// `250ms`), delta-seconds, or a Unix timestamp. OpenAI-compatible servers mean the time
+    /// until the request bucket is *full again*, not until the next request fits (see
+    /// [`Quota`](crate::rate_limit::Quota)).
     pub reset_requests: Option<Duration>,
     /// `x-ratelimit-over-limit: yes`: the server is near capacity and de-prioritised the request.
     pub over_limit: bool,
@@ -119,8 +121,9 @@ impl RateLimitHeaders {
     }
 }
 
-/// Parses a reset value: a Go-style duration (`1s`, `6m0s`, `1h2m3.5s`, `250ms`), plain
-/// delta-seconds, or a Unix timestamp in seconds (read relative to `now`).
+/// Parses a reset value: a Go-style duration (`1s`, `6m0s`, `1h2m3.5s`, `250ms`; units in any
+/// case, spaces allowed between parts), plain delta-seconds, or a Unix timestamp in seconds
+/// (read relative to `now`). Anything else is `None`.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -151,8 +154,12 @@ pub fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Parses a Go `time.Duration` string such as `1h2m3.5s` or `250ms`, clamped to [`MAX_HINT`].
+///
+/// Lenient with what other OpenAI-compatible servers send: units in any case (`2S`) and spaces
+/// between a number and its unit or between parts (`1m 30s`). Every part still needs a number
+/// and a unit.
 fn parse_go_duration(value: &str) -> Option<Duration> {
-    let mut rest = value;
+    let mut rest = value.trim_start();
     let mut total = 0.0f64;
     if rest.is_empty() {
         return None;
@@ -165,23 +172,32 @@ fn parse_go_duration(value: &str) -> Option<Duration> {
             return None;
         }
         let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
+        rest = rest[digits..].trim_start();
         let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
             .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
+        total += number * unit_scale(&rest[..unit_len])?;
+        rest = rest[unit_len..].trim_start();
     }
     clamp_secs(total)
+}
+
+/// Seconds per unit of a Go duration (`h`, `m`, `s`, `ms`, `us` / `µs`, `ns`), any case.
+fn unit_scale(unit: &str) -> Option<f64> {
+    const UNITS: [(&str, f64); 8] = [
+        ("h", 3600.0),
+        ("m", 60.0),
+        ("s", 1.0),
+        ("ms", 1e-3),
+        ("us", 1e-6),
+        ("\u{b5}s", 1e-6),
+        ("\u{3bc}s", 1e-6),
+        ("ns", 1e-9),
+    ];
+    UNITS
+        .iter()
+        .find(|(name, _)| unit.eq_ignore_ascii_case(name))
+        .map(|&(_, scale)| scale)
 }
 
 #[cfg(test)]
@@ -260,6 +276,37 @@ mod tests {
             parse_reset("1h2m3.5s", now),
             Some(Duration::from_millis(3_723_500))
         );
+    }
+
+    #[test]
+    fn reset_values_as_servers_send_them() {
+        let now = SystemTime::now();
+        let ms = Duration::from_millis;
+        for (value, expected) in [
+            ("1s", ms(1000)),
+            ("6m0s", ms(360_000)),
+            ("20ms", ms(20)),
+            ("1m30.5s", ms(90_500)),
+            ("60", ms(60_000)),
+            ("0.5", ms(500)),
+            ("1h", ms(3_600_000)),
+            ("500us", Duration::from_micros(500)),
+            ("500\u{b5}s", Duration::from_micros(500)),
+            ("0s", Duration::ZERO),
+            // Not Go's own output, but seen from other servers: any case, spaces between parts.
+            ("2S", ms(2000)),
+            ("1M30S", ms(90_000)),
+            ("1m 30s", ms(90_000)),
+            ("2 s", ms(2000)),
+            ("250 MS", ms(250)),
+        ] {
+            assert_eq!(parse_reset(value, now), Some(expected), "{value:?}");
+        }
+        for bad in [
+            "-1s", "1.2.3s", "s1", "1x", "", "ms", ".s", "1e3s", "1 2s", "2s s", "NaN",
+        ] {
+            assert_eq!(parse_reset(bad, now), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -787,3 +787,45 @@ async fn http2_with_prior_knowledge_is_served() {
     let (bytes, ending) = read_until_quiet(response.into_body()).await;
     assert_eq!((events(&bytes).len(), ending), (7, Ending::Ended));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_quota_refills_continuously_on_tokios_clock_and_says_so_exactly() {
+    // Two requests at once, then one every 2 s, refilled continuously (not a fixed window);
+    // the quota follows Tokio's clock, so paused time drives it.
+    let quota = RateLimitConfig::new(0.5, 2).hint(HintStyle::SecondsAndMs);
+    let server = start(fast().rate_limit(quota)).await;
+    let client = client();
+    let url = server.echo_url();
+    let answer = || async {
+        let (status, headers, _) = read(post(&client, &url, "x").await).await;
+        let value = |name| header(&headers, name).map(str::to_owned);
+        (
+            status.as_u16(),
+            value("x-ratelimit-limit-requests"),
+            value("x-ratelimit-remaining-requests"),
+            value("x-ratelimit-reset-requests"),
+            value("retry-after-ms"),
+            value("retry-after"),
+        )
+    };
+    let s = |v: &str| Some(v.to_owned());
+    // Every answer carries the limit, what remains and the time until the bucket is full.
+    assert_eq!(answer().await, (200, s("2"), s("1"), s("2s"), None, None));
+    assert_eq!(answer().await, (200, s("2"), s("0"), s("4s"), None, None));
+    // Empty: the 429 says exactly when one request fits again.
+    assert_eq!(
+        answer().await,
+        (429, s("2"), s("0"), s("4s"), s("2000"), s("2"))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        answer().await,
+        (429, s("2"), s("0"), s("3.5s"), s("1500"), s("2"))
+    );
+    // One request back 2 s after the bucket ran dry, not when it is full again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(answer().await, (200, s("2"), s("0"), s("4s"), None, None));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(answer().await, (200, s("2"), s("1"), s("2s"), None, None));
+    assert_eq!(server.stats().count(429), 2);
+}

@@ -12,7 +12,9 @@ use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake};
 ///   the server's `retry-after-ms` / `Retry-After` time (at most [`GateConfig::max_hold`]), or
 ///   for a short doubling backoff when the server gave no hint (Fireworks does not promise
 ///   one).
-/// - `x-ratelimit-remaining-requests: 0` with a reset header closes it *before* the 429.
+/// - `x-ratelimit-remaining-requests: 0` (with `x-ratelimit-limit-requests` and/or
+///   `x-ratelimit-reset-requests`) paces requests *before* the 429 at the server's refill rate,
+///   one per `reset / limit`, as its continuously refilling bucket allows ([`Quota`](super::Quota)).
 /// - A **run of 5xx or broken connections** with no hint means overload or an outage: new
 ///   requests are held while a single probe at a time tests the server (a circuit breaker's
 ///   half-open state), so an outage costs about one attempt per request, and held requests

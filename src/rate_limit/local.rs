@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::{
     adaptive::{AdaptiveRate, Curve},
+    bucket::RequestBucket,
     Admission, Probe, RateControl, RateLimitStore, Reservation, Signal, Ticket, Wake,
 };
 use crate::{observe, time};
@@ -35,7 +36,8 @@ pub struct GateConfig {
     /// what the client sends (default 30 s): the lock-free path is back.
     pub forget_after: Duration,
     /// The longest the gate stays closed on one server hint (default 120 s, the backoff's
-    /// `max_server_wait`). A longer hint holds the gate this long.
+    /// `max_server_wait`). A longer hint holds the gate this long. It also caps the refill
+    /// interval a quota reading sets.
     pub max_hold: Duration,
     /// How long a 429 without any hint closes the gate at first (default 100 ms); doubled on
     /// each 429 in a row, up to `no_hint_max`, reset by any success.
@@ -103,6 +105,8 @@ struct State {
     probe_wait: Duration,
     probe_turns: u64,
     adaptive: AdaptiveRate,
+    /// The server's request quota, mirrored while a response said it is spent.
+    quota: Option<RequestBucket>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +153,7 @@ impl LocalStore {
                     config.forget_after,
                     Instant::now(),
                 ),
+                quota: None,
             }),
         }
     }
@@ -158,9 +163,12 @@ impl LocalStore {
         &self.config
     }
 
-    /// When the gate reopens, if it is closed at `now` by a server hint or a backoff.
+    /// When the gate reopens, if it is closed at `now` by a server hint or a backoff, or
+    /// holds the next request because the server's request quota is spent until then.
     pub fn closed_until(&self, now: Instant) -> Option<Instant> {
-        self.lock().closed_until.filter(|&t| t > now)
+        let state = self.lock();
+        let quota = state.quota.as_ref().map(|q| q.ready_at(now));
+        state.closed_until.max(quota).filter(|&t| t > now)
     }
 
     /// The adaptive sending rate the gate paces by at `now`, requests per second, or `None`
@@ -191,7 +199,10 @@ impl LocalStore {
         start: Instant,
         deadline: Option<Instant>,
     ) -> Admission {
-        let at = state.next_slot.map_or(start, |s| s.max(start));
+        let mut at = state.next_slot.map_or(start, |s| s.max(start));
+        if let Some(quota) = &state.quota {
+            at = at.max(quota.ready_at(now));
+        }
         if deadline.is_some_and(|d| d < at) {
             return Admission::TooLate { wait: at - now };
         }
@@ -207,6 +218,13 @@ impl LocalStore {
             spacing
         };
         state.next_slot = Some(time::after(at, spacing));
+        if let Some(quota) = &mut state.quota {
+            if at <= now {
+                quota.take(now);
+            } else {
+                quota.reserve(now, state.epoch);
+            }
+        }
         // A queue exists: newcomers must see it, not the lock-free fast path.
         self.restricted.store(true, Ordering::Release);
         if at <= now {
@@ -247,7 +265,11 @@ impl LocalStore {
         if state.adaptive.forget_if_quiet(now) {
             observe::rate_forgotten();
         }
+        if state.quota.is_some_and(|q| q.is_full(now)) {
+            state.quota = None;
+        }
         let idle = state.closed_until.is_none()
+            && state.quota.is_none()
             && state.next_slot.is_none()
             && !state.adaptive.is_active()
             && state.breaker == Breaker::Closed
@@ -318,6 +340,10 @@ impl LocalStore {
         let mut state = self.lock();
         let sent = self.sent();
         self.sample(&mut state, now, sent);
+        let epoch = state.epoch;
+        if let Some(quota) = &mut state.quota {
+            quota.sync(epoch);
+        }
         match state.breaker {
             Breaker::Open { until } if now < until => return Admission::Held { recheck: until },
             Breaker::Open { .. } | Breaker::HalfOpen { probe: None } => {
@@ -348,8 +374,22 @@ impl LocalStore {
             Ticket::New if state.adaptive.is_active() => {
                 self.slot_after(&mut state, now, now, deadline)
             }
-            Ticket::New => Admission::Go,
-            Ticket::Reserved(r) if r.epoch == state.epoch => Admission::Go,
+            // The server's quota is spent: one request per refill interval.
+            Ticket::New if state.quota.is_some_and(|q| q.ready_at(now) > now) => {
+                self.slot_after(&mut state, now, now, deadline)
+            }
+            Ticket::New => {
+                if let Some(quota) = &mut state.quota {
+                    quota.take(now);
+                }
+                Admission::Go
+            }
+            Ticket::Reserved(r) if r.epoch == state.epoch => {
+                if let Some(quota) = &mut state.quota {
+                    quota.used(now, r.epoch);
+                }
+                Admission::Go
+            }
             // Waited, and the gate closed again meanwhile (or the breaker held it): take a
             // paced slot so the waiting crowd does not leave as a herd.
             Ticket::Reserved(_) | Ticket::Held => self.slot_after(&mut state, now, now, deadline),
@@ -539,10 +579,23 @@ impl LocalStore {
         }
         match signal {
             Signal::Healthy => state.throttle_streak = 0,
-            Signal::Exhausted { reset } => {
-                let wait = reset.min(cfg.max_hold);
-                observe::gate_closed(wait, true);
-                learned.closed_until = self.close(&mut state, time::after(now, wait));
+            // The quota is a continuously refilling bucket: mirror it and pace by it, rather
+            // than close the gate until it is full again.
+            Signal::Exhausted(quota) => {
+                let epoch = state.epoch;
+                match &mut state.quota {
+                    Some(bucket) => {
+                        bucket.sync(epoch);
+                        bucket.learn(now, quota, cfg.max_hold);
+                    }
+                    None => {
+                        state.quota = RequestBucket::new(now, quota, cfg.max_hold, epoch);
+                        if let Some(bucket) = &state.quota {
+                            observe::gate_closed(bucket.interval(), true);
+                            self.restricted.store(true, Ordering::Release);
+                        }
+                    }
+                }
             }
             // A 429 with no hint while the gate is already closed is the same wave (requests
             // that were in flight together): it neither doubles nor extends the closure. The
@@ -907,10 +960,14 @@ mod tests {
     }
 
     #[test]
-    fn exhausted_allowance_closes_until_reset() {
+    fn a_spent_quota_of_unknown_size_holds_the_next_request_until_reset() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        s.record(t0, Signal::Exhausted { reset: ms(750) }, None);
+        let quota = crate::rate_limit::Quota::new(None, 0, Some(ms(750)));
+        s.record(t0, Signal::Exhausted(quota), None);
         assert_eq!(s.closed_until(t0), Some(t0 + ms(750)));
+        assert!(
+            matches!(s.admit(t0, Ticket::New, None), Admission::Wait(r) if r.at == t0 + ms(750))
+        );
     }
 }

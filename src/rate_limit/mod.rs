@@ -11,14 +11,21 @@
 //! because Fireworks does not promise a `Retry-After` and its limits move: the client then
 //! sends just under a limit nobody told it, instead of finding it again with every backlog.
 //!
+//! A server that says how much quota is left is believed: a response with
+//! `x-ratelimit-remaining-requests: 0` makes the gate mirror the server's continuously
+//! refilling request bucket ([`Quota`]) and send one request per refill interval
+//! (`reset / limit`) while the quota is spent, instead of waiting for it to be full again.
+//!
 //! The state sits behind [`RateLimitStore`]: the in-memory [`LocalStore`], or (feature
 //! `redis`) a `RedisStore` that shares it with every process on the same API key. Its
 //! policy is plain synchronous code, tested without a socket.
 
 mod adaptive;
+mod bucket;
 mod future;
 mod layer;
 mod local;
+mod quota;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
@@ -31,6 +38,7 @@ pub use adaptive::RateControl;
 pub use future::{Observer, RateLimitFuture};
 pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore};
+pub use quota::Quota;
 pub use service::RateLimitService;
 pub use signal::Signal;
 pub use store::{Admission, Probe, RateLimitStore, Reservation, Ticket, Wake};

@@ -4,9 +4,10 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
+use super::Quota;
 use crate::{
     error::{is_transport_failure, Error, ErrorKind, TimeoutPhase},
-    headers::{self, RateLimitHeaders},
+    headers,
 };
 
 const REMAINING_REQUESTS: http::HeaderName =
@@ -18,12 +19,10 @@ const REMAINING_REQUESTS: http::HeaderName =
 pub enum Signal {
     /// The server answered normally.
     Healthy,
-    /// The server answered, and said its request allowance is spent until `reset`
-    /// (`x-ratelimit-remaining-requests: 0` with a reset header).
-    Exhausted {
-        /// Time until the allowance resets.
-        reset: Duration,
-    },
+    /// The server answered, and said its request quota is spent for now
+    /// (`x-ratelimit-remaining-requests: 0` with a limit or a reset): it comes back one
+    /// request per [`refill_interval`](Quota::refill_interval), not all at once at `reset`.
+    Exhausted(Quota),
     /// Throttled: a 429, or a 503 carrying a hint. Hold everyone for the hint, or for a
     /// backoff when there is none.
     Throttled {
@@ -43,13 +42,10 @@ impl Signal {
         if status.is_success() {
             // The cheap common case: one header lookup.
             return match headers.get(&REMAINING_REQUESTS) {
-                Some(v) if v.as_bytes() == b"0" => {
-                    let rl = RateLimitHeaders::parse(headers, SystemTime::now());
-                    match rl.reset_requests {
-                        Some(reset) if !reset.is_zero() => Signal::Exhausted { reset },
-                        _ => Signal::Healthy,
-                    }
-                }
+                Some(v) if v.as_bytes() == b"0" => match Quota::from_headers(headers) {
+                    Some(quota) if quota.refill_interval().is_some() => Signal::Exhausted(quota),
+                    _ => Signal::Healthy,
+                },
                 _ => Signal::Healthy,
             };
         }
@@ -124,9 +120,38 @@ mod tests {
                     ("x-ratelimit-reset-requests", "2s")
                 ])
             ),
-            Signal::Exhausted {
-                reset: Duration::from_secs(2)
-            }
+            Signal::Exhausted(Quota::new(None, 0, Some(Duration::from_secs(2))))
+        );
+        assert_eq!(
+            s(
+                200,
+                &h(&[
+                    ("x-ratelimit-limit-requests", "30"),
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "1m0s")
+                ])
+            ),
+            Signal::Exhausted(Quota::new(Some(30), 0, Some(Duration::from_secs(60))))
+        );
+        assert_eq!(
+            s(
+                200,
+                &h(&[
+                    ("x-ratelimit-limit-requests", "30"),
+                    ("x-ratelimit-remaining-requests", "0")
+                ])
+            ),
+            Signal::Exhausted(Quota::new(Some(30), 0, None))
+        );
+        assert_eq!(
+            s(
+                200,
+                &h(&[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "0s")
+                ])
+            ),
+            Signal::Healthy
         );
         assert_eq!(
             s(200, &h(&[("x-ratelimit-remaining-requests", "0")])),

@@ -23,15 +23,31 @@ pub enum HintStyle {
     /// `Retry-After: <HTTP-date>`, the moment a request is allowed again, rounded up to a whole
     /// second.
     RetryAfterHttpDate,
+    /// Both `retry-after-ms: <milliseconds>` (exact, rounded up to the millisecond) and
+    /// `Retry-After: <seconds>` (rounded up), as OpenAI sends them: a client reading either
+    /// never comes back early.
+    SecondsAndMs,
 }
 
-/// A token-bucket request limit: `burst` requests at once, refilled at `requests_per_second`.
+/// A request quota with OpenAI's and Fireworks' semantics: a bucket of `burst` requests,
+/// refilled **continuously** at `requests_per_second` (not a fixed window that resets all at
+/// once), so a client over its quota gets one request back every `1 / requests_per_second`.
 ///
-/// Every chat and `/echo-hash` request that passes authentication takes one token. Without a
-/// token the server answers `429` with a `rate_limit_error` body, the headers
-/// `x-ratelimit-limit-requests` (the burst), `x-ratelimit-remaining-requests` (`0`),
-/// `x-ratelimit-reset-requests` (how long until the bucket is full again, Go-style such as `1s`
-/// or `250ms`), and the hint chosen by [`HintStyle`] (how long until one token is back).
+/// Every chat, `/echo-hash` and batch-job request that passes authentication takes one
+/// request from the bucket. Its answer, served or refused, carries:
+///
+/// * `x-ratelimit-limit-requests`: the bucket size (`burst`);
+/// * `x-ratelimit-remaining-requests`: the whole requests left after this one;
+/// * `x-ratelimit-reset-requests`: the time until the bucket is **full again** (Go-style, such
+///   as `1s`, `1m0s` or `250ms`, rounded up to the millisecond), *not* the time until the next
+///   request fits: with the bucket empty, that is `reset / limit`.
+///
+/// An empty bucket answers `429` with a `rate_limit_error` body and the hint chosen by
+/// [`HintStyle`]: the exact time until one request fits again (rounded up, never early).
+/// [`HintStyle::SecondsAndMs`] sends both `retry-after-ms` and `Retry-After`, as OpenAI does.
+///
+/// The quota runs on Tokio's clock, so under paused time (`#[tokio::test(start_paused =
+/// true)]`) it refills in virtual time, exactly.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateLimitConfig {
     pub(crate) requests_per_second: f64,

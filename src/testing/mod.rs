@@ -39,8 +39,11 @@
 //!   request ([`FireworksServer::push_script`]);
 //! * when the script is empty, a seedable random [`FaultMix`] of `500`/`502`/`503`/`504` and
 //!   connection resets;
-//! * a token-bucket **rate limit** answering `429` with `x-ratelimit-*` headers and the
-//!   `Retry-After` style of your choice ([`RateLimitConfig`], [`HintStyle`]);
+//! * a request **quota** as OpenAI-compatible servers keep it: a bucket refilled continuously,
+//!   `x-ratelimit-{limit,remaining,reset}-requests` on every answer it counts (`reset`: until
+//!   the bucket is full again), and `429` with the exact wait in the `Retry-After` style of
+//!   your choice ([`RateLimitConfig`], [`HintStyle`]). It runs on Tokio's clock, so paused-time
+//!   tests drive it;
 //! * an **outage**: every request answers one status until cleared
 //!   ([`FireworksServer::set_outage`]).
 //!

@@ -1,8 +1,10 @@
 //! The token bucket behind [`RateLimitConfig`] and the headers it puts on answers.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+// Tokio's clock: under paused time (`start_paused`) the quota refills in virtual time.
+use tokio::time::Instant;
 
 use super::config::{HintStyle, RateLimitConfig};
 
@@ -99,6 +101,10 @@ fn insert_hint(headers: &mut HeaderMap, hint: HintStyle, wait: Duration) {
         }
         HintStyle::RetryAfterMs => {
             headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis));
+        }
+        HintStyle::SecondsAndMs => {
+            headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis));
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         HintStyle::RetryAfterHttpDate => {
             let now = SystemTime::now()

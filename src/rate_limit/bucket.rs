@@ -1,0 +1,237 @@
+//! The client's mirror of the server's request bucket, learned from a [`Quota`] reading.
+//!
+//! Once a response says the quota is spent, every request is charged one request here and
+//! goes when the mirrored bucket covers it: the next one after one refill interval, then one
+//! per interval while demand exceeds the quota, and a burst again after a quiet spell, the way
+//! the server's own bucket refills. The server's readings only ever lower the level (requests
+//! this client sent since, or holds a slot for, are not in them), so the mirror never admits
+//! more than the server would. Once the mirror is full again it has nothing left to enforce
+//! and the gate drops it.
+//!
+//! Charges are taken when a request is given a slot, so the slots of a queue come one refill
+//! interval apart. A slot the gate later voids (it closed again, or re-paced its queue) is
+//! refunded when the gate's epoch is seen to move, and its holder is charged again when it
+//! asks anew.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Quota;
+use crate::time;
+
+/// Rounding slack: a level this close to a whole request counts as that request.
+const EPSILON: f64 = 1e-6;
+
+/// A continuously refilling bucket of requests, mirrored on the client side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RequestBucket {
+    capacity: f64,
+    interval: Duration,
+    /// Requests available at `at`; negative when slots were given ahead of the refill.
+    level: f64,
+    at: Instant,
+    /// The gate epoch the outstanding slots below were given in.
+    epoch: u64,
+    /// Slots charged here and not yet used.
+    reserved: u64,
+}
+
+impl RequestBucket {
+    /// The mirror of what `quota` says at `now`, with the refill interval capped at
+    /// `max_interval`; `None` when the reading says nothing about the refill rate.
+    pub(crate) fn new(
+        now: Instant,
+        quota: Quota,
+        max_interval: Duration,
+        epoch: u64,
+    ) -> Option<Self> {
+        let interval = quota.refill_interval()?.min(max_interval);
+        let capacity = quota.capacity() as f64;
+        Some(RequestBucket {
+            capacity,
+            interval,
+            level: (quota.remaining as f64).min(capacity),
+            at: now,
+            epoch,
+            reserved: 0,
+        })
+    }
+
+    /// Takes in a newer reading: its size and refill rate, and its level if lower than the
+    /// mirror's.
+    pub(crate) fn learn(&mut self, now: Instant, quota: Quota, max_interval: Duration) {
+        let Some(interval) = quota.refill_interval() else {
+            return;
+        };
+        let level = self.level(now);
+        // The server has not seen the requests holding a slot here yet.
+        let server = quota.remaining as f64 - self.reserved as f64;
+        self.capacity = quota.capacity() as f64;
+        self.interval = interval.min(max_interval);
+        self.level = level.min(server);
+        self.at = now;
+    }
+
+    /// How long the bucket takes to give one request back.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Requests available at `now`.
+    fn level(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        (self.level + elapsed / self.interval.as_secs_f64()).min(self.capacity)
+    }
+
+    /// When the bucket covers one more request (`now` if it already does).
+    pub(crate) fn ready_at(&self, now: Instant) -> Instant {
+        let missing = 1.0 - self.level(now);
+        if missing <= EPSILON {
+            return now;
+        }
+        let wait = Duration::try_from_secs_f64(missing * self.interval.as_secs_f64())
+            .unwrap_or(Duration::MAX);
+        time::after(now, wait)
+    }
+
+    /// Whether the bucket has refilled completely: nothing left to enforce.
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
+        self.level(now) >= self.capacity - EPSILON
+    }
+
+    /// A request goes now: charge it.
+    pub(crate) fn take(&mut self, now: Instant) {
+        self.level = self.level(now) - 1.0;
+        self.at = now;
+    }
+
+    /// A request was given a slot in gate epoch `epoch`: charge it now.
+    pub(crate) fn reserve(&mut self, now: Instant, epoch: u64) {
+        self.sync(epoch);
+        self.take(now);
+        self.reserved += 1;
+    }
+
+    /// A request goes at the slot it was given in the current epoch `epoch`: charged already
+    /// if the slot came from here, else now.
+    pub(crate) fn used(&mut self, now: Instant, epoch: u64) {
+        self.sync(epoch);
+        match self.reserved.checked_sub(1) {
+            Some(left) => self.reserved = left,
+            None => self.take(now),
+        }
+    }
+
+    /// Refunds the slots of an epoch the gate has left: they are void, and their holders are
+    /// charged again when they ask anew.
+    pub(crate) fn sync(&mut self, epoch: u64) {
+        if epoch != self.epoch {
+            self.level += self.reserved as f64;
+            self.reserved = 0;
+            self.epoch = epoch;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn per_minute(limit: u64, remaining: u64) -> Quota {
+        Quota::new(Some(limit), remaining, Some(Duration::from_secs(60)))
+    }
+
+    fn bucket(now: Instant) -> RequestBucket {
+        RequestBucket::new(now, per_minute(30, 0), Duration::from_secs(120), 0).expect("a rate")
+    }
+
+    #[test]
+    fn an_empty_bucket_paces_at_the_refill_rate() {
+        let t0 = Instant::now();
+        let mut b = bucket(t0);
+        assert_eq!(b.interval(), ms(2000));
+        assert_eq!(b.ready_at(t0), t0 + ms(2000));
+        // Three slots given at once come one interval apart.
+        let mut slots = Vec::new();
+        for _ in 0..3 {
+            slots.push(b.ready_at(t0));
+            b.reserve(t0, 0);
+        }
+        assert_eq!(slots, [t0 + ms(2000), t0 + ms(4000), t0 + ms(6000)]);
+        for _ in 0..3 {
+            b.used(t0 + ms(2000), 0);
+        }
+        assert_eq!(b.ready_at(t0 + ms(6000)), t0 + ms(8000));
+    }
+
+    #[test]
+    fn a_quiet_spell_refills_it_up_to_its_size() {
+        let t0 = Instant::now();
+        let mut b = bucket(t0);
+        let later = t0 + ms(11_000);
+        for _ in 0..5 {
+            assert_eq!(b.ready_at(later), later, "5.5 requests came back");
+            b.take(later);
+        }
+        assert_eq!(b.ready_at(later), later + ms(1000));
+        assert!(!b.is_full(later));
+        assert!(b.is_full(later + ms(60_000)));
+        assert!(!b.is_full(later + ms(58_000)));
+    }
+
+    #[test]
+    fn readings_only_lower_the_level() {
+        let t0 = Instant::now();
+        let mut b = bucket(t0);
+        let t1 = t0 + ms(10_000);
+        // The server says 9 left (21 missing, back in 42 s); the mirror, with nothing sent,
+        // has 5.
+        let nine_left = Quota::new(Some(30), 9, Some(Duration::from_secs(42)));
+        b.learn(t1, nine_left, Duration::from_secs(120));
+        assert_eq!(b.ready_at(t1), t1);
+        for _ in 0..5 {
+            b.take(t1);
+        }
+        assert_eq!(b.ready_at(t1), t1 + ms(2000));
+        // It says none left while one request holds a slot here: that one is still owed.
+        b.reserve(t1, 0);
+        b.learn(t1, per_minute(30, 0), Duration::from_secs(120));
+        assert_eq!(b.ready_at(t1), t1 + ms(4000));
+        // A faster quota (60 a minute) takes effect at once.
+        b.learn(t1, per_minute(60, 0), Duration::from_secs(120));
+        assert_eq!(b.ready_at(t1), t1 + ms(2000));
+    }
+
+    #[test]
+    fn slots_of_a_voided_epoch_are_refunded_once() {
+        let t0 = Instant::now();
+        let mut b = bucket(t0);
+        b.reserve(t0, 0);
+        b.reserve(t0, 0);
+        assert_eq!(b.ready_at(t0), t0 + ms(6000));
+        // The gate voided epoch 0: both slots are refunded, and charged again on asking.
+        b.sync(1);
+        assert_eq!(b.ready_at(t0), t0 + ms(2000));
+        b.reserve(t0, 1);
+        b.sync(1);
+        assert_eq!(b.ready_at(t0), t0 + ms(4000));
+        // A slot given before the bucket existed is charged when used.
+        b.used(t0, 1);
+        b.used(t0, 1);
+        assert_eq!(b.ready_at(t0), t0 + ms(6000));
+    }
+
+    #[test]
+    fn the_interval_is_capped() {
+        let t0 = Instant::now();
+        let quota = Quota::new(None, 0, Some(Duration::from_secs(86_400)));
+        let b = RequestBucket::new(t0, quota, ms(300), 0).expect("a rate");
+        assert_eq!(b.ready_at(t0), t0 + ms(300));
+        assert!(RequestBucket::new(t0, Quota::new(None, 0, None), ms(300), 0).is_none());
+    }
+}
