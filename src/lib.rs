@@ -116,6 +116,7 @@ pub mod error;
 pub mod fireworks;
 pub mod headers;
 pub mod jobs;
+mod json;
 #[cfg(feature = "reqwest-middleware")]
 pub mod middleware;
 pub mod observe;

@@ -11,8 +11,8 @@ use std::fmt;
 use bytes::Bytes;
 use http::response::Parts;
 
-use super::scan::Cursor;
 use super::status::{JobState, JobStatus};
+use crate::json::Cursor;
 
 /// Reads a job-status document shaped like Fireworks' (`GET
 /// /v1/accounts/{account}/batchInferenceJobs/{id}` and friends) into a [`JobStatus`].

@@ -88,7 +88,6 @@ mod json;
 mod poll;
 mod poller;
 mod request;
-mod scan;
 mod status;
 
 pub use error::{JobError, JobErrorKind, PollFailure};

@@ -1,5 +1,6 @@
-//! Just enough JSON reading to find a few fields in a job-status document, without a JSON
-//! library (the crate's core has none).
+//! Just enough JSON reading to find a few fields in a document — a job's status, a chat
+//! request's model and limits, a response's `usage` — without a JSON library (the crate's core
+//! has none, and these few fields do not need a parse of the whole document).
 //!
 //! Total over any input: it never panics, never recurses, never allocates more than the strings
 //! it returns, and answers `None` for anything it cannot read. It does not validate the parts of
@@ -8,13 +9,13 @@
 use std::borrow::Cow;
 
 /// A position in a JSON text.
-pub(super) struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         // A UTF-8 byte order mark is tolerated, as most JSON readers do.
         let start = if bytes.starts_with(b"\xEF\xBB\xBF") {
             3
@@ -52,7 +53,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Whether the next value (after whitespace) starts with `byte`, without consuming it.
-    pub(super) fn at(&mut self, byte: u8) -> bool {
+    pub(crate) fn at(&mut self, byte: u8) -> bool {
         self.skip_ws();
         self.peek() == Some(byte)
     }
@@ -60,7 +61,7 @@ impl<'a> Cursor<'a> {
     /// Calls `field(key, cursor)` for every member of the object that comes next; `field` must
     /// consume the value (or leave it for [`skip_value`](Self::skip_value) by returning
     /// `Ok(false)`). `None` if no complete object comes next.
-    pub(super) fn object(
+    pub(crate) fn object(
         &mut self,
         mut field: impl FnMut(&str, &mut Self) -> Option<bool>,
     ) -> Option<()> {
@@ -87,7 +88,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a string value (after whitespace), decoding escapes.
-    pub(super) fn string(&mut self) -> Option<Cow<'a, str>> {
+    pub(crate) fn string(&mut self) -> Option<Cow<'a, str>> {
         if !self.eat(b'"') {
             return None;
         }
@@ -163,7 +164,7 @@ impl<'a> Cursor<'a> {
 
     /// Reads a number value (after whitespace): a finite `f64` written in JSON's grammar. On
     /// `None` nothing is consumed, so the value can still be skipped.
-    pub(super) fn number(&mut self) -> Option<f64> {
+    pub(crate) fn number(&mut self) -> Option<f64> {
         self.skip_ws();
         let start = self.pos;
         while matches!(
@@ -188,7 +189,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips the value that comes next (after whitespace), whatever it is.
-    pub(super) fn skip_value(&mut self) -> Option<()> {
+    pub(crate) fn skip_value(&mut self) -> Option<()> {
         self.skip_ws();
         match self.peek()? {
             b'"' => self.string().map(drop),
