@@ -11,7 +11,8 @@
 #      `cargo metadata`); the features whose graph needs more are listed. Our own code is
 #      held to it by clippy's `incompatible_msrv` lint in `.ci/run`.
 #   3. cargo package: the packaged crate (what crates.io would get) builds (cargo's own
-#      verification), and its unit tests and doctests pass from the unpacked package.
+#      verification), and its unit tests and doctests (default features; the whole suite runs
+#      on the checkout) pass from the unpacked package.
 #
 #   scripts/publish-check.sh            all three
 #   scripts/publish-check.sh docs|msrv|package
@@ -86,8 +87,11 @@ package() {
     cargo package --locked --allow-dirty
     local unpacked
     unpacked=$(ls -d "$target"/package/tower-reliability-*/ | grep -v tmp | head -1)
-    (cd "$unpacked" && CARGO_TARGET_DIR="$target" cargo test --locked --all-features --lib)
-    (cd "$unpacked" && CARGO_TARGET_DIR="$target" cargo test --locked --all-features --doc)
+    # A target dir of its own: cargo hashes a root package by name and version, not path, so
+    # sharing the main one would mix the two copies' build state.
+    local packaged="$target/packaged"
+    (cd "$unpacked" && CARGO_TARGET_DIR="$packaged" cargo test --locked --lib)
+    (cd "$unpacked" && CARGO_TARGET_DIR="$packaged" cargo test --locked --doc)
 }
 
 case "$what" in

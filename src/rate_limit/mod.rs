@@ -22,6 +22,7 @@
 
 mod adaptive;
 mod bucket;
+mod cost;
 mod future;
 mod layer;
 mod local;
@@ -35,6 +36,7 @@ mod store;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisStore, RedisStoreError};
 pub use adaptive::RateControl;
+pub use cost::{RequestShape, Usage};
 pub use future::{Observer, RateLimitFuture};
 pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore};

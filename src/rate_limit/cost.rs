@@ -1,0 +1,217 @@
+//! What a request is (its model, its size, its output cap) and what it turned out to cost
+//! (the `usage` the server reports), read from the JSON of an OpenAI-compatible chat or
+//! completion request and response.
+//!
+//! Providers limit tokens, not requests: a 5000-token prompt spends fifty times what a
+//! 100-token one does. The gate charges each request an *estimate* before it goes — its body
+//! size over a learned bytes-per-token ratio for the prompt, `max_tokens` (or a learned
+//! typical value) for the output — and settles the estimate when the response's `usage`
+//! arrives, as OpenAI's and Fireworks' own accounting does.
+//!
+//! Reading is total (never panics, bounded work, `None` for anything it cannot read) and
+//! looks at top-level members only: a decoy `"model"` inside a message is never read.
+
+use std::sync::Arc;
+
+use crate::json::Cursor;
+
+/// What the gate needs to know of a request before it goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestShape {
+    /// The request's `model`, when its body is a JSON object that names one.
+    pub model: Option<Arc<str>>,
+    /// The body's size in bytes: the prompt estimate's base.
+    pub body_bytes: usize,
+    /// `max_completion_tokens`, else `max_tokens`, when the request caps its output.
+    pub max_output: Option<u32>,
+}
+
+impl RequestShape {
+    /// Reads a request body. Anything but a JSON object gives a shape with only its size.
+    pub fn read(body: &[u8]) -> RequestShape {
+        let mut shape = RequestShape {
+            body_bytes: body.len(),
+            ..RequestShape::default()
+        };
+        let mut max_tokens = None;
+        let mut max_completion = None;
+        let mut cursor = Cursor::new(body);
+        let read = cursor.object(|key, cursor| {
+            // The last occurrence of a member counts, as in serde_json.
+            let consumed = match key {
+                "model" if cursor.at(b'"') => {
+                    shape.model = Some(Arc::from(cursor.string()?.as_ref()));
+                    true
+                }
+                "model" => {
+                    shape.model = None;
+                    false
+                }
+                "max_tokens" => {
+                    max_tokens = count(cursor);
+                    max_tokens.is_some()
+                }
+                "max_completion_tokens" => {
+                    max_completion = count(cursor);
+                    max_completion.is_some()
+                }
+                _ => false,
+            };
+            // What was not consumed (another member, a value of another type) is skipped.
+            Some(consumed)
+        });
+        if read.is_none() {
+            // Not one JSON object (or cut short): what was read of it is not trusted.
+            return RequestShape {
+                body_bytes: body.len(),
+                ..RequestShape::default()
+            };
+        }
+        shape.max_output = max_completion.or(max_tokens);
+        shape
+    }
+}
+
+/// What a response says the request cost: its `usage` object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// `usage.prompt_tokens`: input tokens, cached ones included.
+    pub prompt_tokens: u32,
+    /// `usage.completion_tokens`: generated tokens.
+    pub completion_tokens: u32,
+}
+
+impl Usage {
+    /// Reads the `usage` of a JSON response body, or of the last server-sent event that
+    /// carries one (`data: {...}` lines; OpenAI-compatible streams send it in the final chunk
+    /// when asked with `stream_options.include_usage`).
+    pub fn read(body: &[u8]) -> Option<Usage> {
+        let trimmed = trim_start(body);
+        if trimmed.first() == Some(&b'{') {
+            return Usage::from_object(trimmed);
+        }
+        // An event stream: the last `data:` line with a usage wins.
+        body.split(|&b| b == b'\n')
+            .rev()
+            .filter_map(|line| line.strip_prefix(b"data:"))
+            .map(trim_start)
+            .filter(|data| data.first() == Some(&b'{'))
+            .find_map(Usage::from_object)
+    }
+
+    fn from_object(json: &[u8]) -> Option<Usage> {
+        let mut usage = None;
+        Cursor::new(json).object(|key, cursor| {
+            if key != "usage" || !cursor.at(b'{') {
+                return Some(false);
+            }
+            let mut read = Usage::default();
+            let mut any = false;
+            cursor.object(|key, cursor| {
+                let slot = match key {
+                    "prompt_tokens" => &mut read.prompt_tokens,
+                    "completion_tokens" => &mut read.completion_tokens,
+                    _ => return Some(false),
+                };
+                match count(cursor) {
+                    Some(n) => {
+                        *slot = n;
+                        any = true;
+                        Some(true)
+                    }
+                    None => Some(false),
+                }
+            })?;
+            usage = any.then_some(read);
+            Some(true)
+        })?;
+        usage
+    }
+}
+
+/// A non-negative count that fits a `u32` (larger counts saturate), or `None` (not consumed)
+/// for anything else.
+fn count(cursor: &mut Cursor<'_>) -> Option<u32> {
+    if cursor.at(b'"') || cursor.at(b'{') || cursor.at(b'[') {
+        return None;
+    }
+    let n = cursor.number()?;
+    (n >= 0.0).then(|| n.min(f64::from(u32::MAX)) as u32)
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_request_gives_its_model_size_and_output_cap() {
+        let body = br#"{"messages":[{"role":"user","content":"say \"model\": x"}],
+            "model":"accounts/fireworks/models/llama-v3p1-8b-instruct","max_tokens":50}"#;
+        let shape = RequestShape::read(body);
+        assert_eq!(
+            shape.model.as_deref(),
+            Some("accounts/fireworks/models/llama-v3p1-8b-instruct")
+        );
+        assert_eq!(shape.body_bytes, body.len());
+        assert_eq!(shape.max_output, Some(50));
+        let both = RequestShape::read(br#"{"max_completion_tokens":7,"max_tokens":9}"#);
+        assert_eq!(both.max_output, Some(7), "the newer name wins");
+    }
+
+    #[test]
+    fn decoys_and_garbage_are_not_read() {
+        let nested = RequestShape::read(br#"{"metadata":{"model":"m2","max_tokens":1}}"#);
+        assert_eq!((nested.model, nested.max_output), (None, None));
+        for body in [
+            &b""[..],
+            b"not json",
+            b"[1,2]",
+            br#"{"model":"m","max_tokens":"#,
+            br#"{"model":5,"max_tokens":-1}"#,
+        ] {
+            let shape = RequestShape::read(body);
+            assert_eq!(shape.model, None, "{body:?}");
+            assert_eq!(shape.max_output, None, "{body:?}");
+            assert_eq!(shape.body_bytes, body.len());
+        }
+        let huge = RequestShape::read(br#"{"max_tokens":1e12}"#);
+        assert_eq!(huge.max_output, Some(u32::MAX), "saturates");
+    }
+
+    #[test]
+    fn usage_from_a_json_body_and_from_the_last_event_of_a_stream() {
+        let json = br#"{"id":"x","choices":[{"message":{"content":"{\"usage\":1}"}}],
+            "usage":{"prompt_tokens":1200,"completion_tokens":34,"total_tokens":1234}}"#;
+        assert_eq!(
+            Usage::read(json),
+            Some(Usage {
+                prompt_tokens: 1200,
+                completion_tokens: 34
+            })
+        );
+        let sse = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+            data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n\
+            data: [DONE]\n\n";
+        assert_eq!(
+            Usage::read(sse),
+            Some(Usage {
+                prompt_tokens: 9,
+                completion_tokens: 2
+            })
+        );
+        assert_eq!(
+            Usage::read(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n"),
+            None
+        );
+        assert_eq!(Usage::read(br#"{"usage":null}"#), None);
+        assert_eq!(Usage::read(b"\xff\xfe garbage"), None);
+    }
+}
