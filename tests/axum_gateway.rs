@@ -1,45 +1,25 @@
 //! An axum gateway in front of the local Fireworks server, end to end: retries behind the
 //! gateway, streaming straight through, and failures turned into proper answers.
 
+// The example's own gateway: these tests drive the code users run.
+#[path = "../examples/axum_gateway/gateway.rs"]
+mod gateway;
+
 use std::{net::SocketAddr, time::Duration};
 
-use axum::{body::Body, extract::State, response::IntoResponse, routing::post, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_reliability::{
     backoff::Jitter,
-    client::{self, FireworksClient},
-    fireworks,
+    client, fireworks,
     testing::{Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY, DEFAULT_MODEL},
     JitteredBackoff, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
-#[derive(Clone)]
-struct Gateway {
-    upstream: FireworksClient<Full<Bytes>>,
-    chat_url: String,
-}
-
-async fn chat_completions(State(gateway): State<Gateway>, body: Bytes) -> axum::response::Response {
-    let request = http::Request::post(&gateway.chat_url)
-        .header(
-            http::header::AUTHORIZATION,
-            client::bearer(DEFAULT_API_KEY).unwrap(),
-        )
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .unwrap();
-    match gateway.upstream.oneshot(request).await {
-        Ok(response) => response.map(Body::new),
-        Err(error) => error.into_response(),
-    }
-}
-
-/// Starts a gateway to `chat_url` with a short deadline and fast backoff.
-async fn gateway(chat_url: String) -> SocketAddr {
+/// Starts the example's gateway to `base_url` with a short deadline and fast backoff.
+async fn gateway(base_url: String) -> SocketAddr {
     let profile =
         TimeoutProfile::new(Duration::from_secs(2)).with_idle_read(Duration::from_millis(300));
     let layer = fireworks::layer(Workload::Interactive)
@@ -52,9 +32,8 @@ async fn gateway(chat_url: String) -> SocketAddr {
                 .base(Duration::from_millis(5)),
         );
     let upstream = layer.layer(client::https_client(&profile));
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .with_state(Gateway { upstream, chat_url });
+    let gateway = gateway::Gateway::new(upstream, &base_url, DEFAULT_API_KEY).unwrap();
+    let app = gateway::router(gateway);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -77,6 +56,11 @@ async fn ask(addr: SocketAddr, stream: bool) -> (http::StatusCode, http::HeaderM
     )
 }
 
+/// The local server's OpenAI-compatible base URL.
+fn upstream(server: &FireworksServer) -> String {
+    format!("{}/inference/v1", server.base_url())
+}
+
 fn json(bytes: &Bytes) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
 }
@@ -87,7 +71,7 @@ async fn upstream_503s_are_retried_behind_the_gateway() {
         .await
         .unwrap();
     server.push_script([Fault::Status(503), Fault::Status(503)]);
-    let addr = gateway(server.chat_url()).await;
+    let addr = gateway(upstream(&server)).await;
     let (status, _, body) = ask(addr, false).await;
     assert_eq!(status, 200);
     assert_eq!(json(&body)["object"], "chat.completion");
@@ -99,7 +83,7 @@ async fn streams_flow_through_and_end_with_done() {
     let server = FireworksServer::start(ServerConfig::default().tokens_per_completion(10))
         .await
         .unwrap();
-    let addr = gateway(server.chat_url()).await;
+    let addr = gateway(upstream(&server)).await;
     let (status, headers, body) = ask(addr, true).await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "text/event-stream");
@@ -118,7 +102,7 @@ async fn headers_that_never_come_are_a_504_in_fireworks_shape() {
         .await
         .unwrap();
     server.push_script([Fault::DelayHeaders(Duration::from_secs(30))]);
-    let addr = gateway(server.chat_url()).await;
+    let addr = gateway(upstream(&server)).await;
     let (status, _, body) = ask(addr, false).await;
     assert_eq!(status, 504);
     let error = json(&body);
@@ -132,7 +116,7 @@ async fn an_unreachable_upstream_is_a_502() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let addr = gateway(format!("http://{closed}/inference/v1/chat/completions")).await;
+    let addr = gateway(format!("http://{closed}/inference/v1")).await;
     let (status, _, body) = ask(addr, false).await;
     assert_eq!(status, 502);
     assert_eq!(json(&body)["error"]["type"], "upstream_unreachable");
@@ -147,7 +131,7 @@ async fn a_closed_gate_is_a_429_with_retry_after() {
         429,
         vec![("retry-after".into(), "90".into())],
     )]);
-    let addr = gateway(server.chat_url()).await;
+    let addr = gateway(upstream(&server)).await;
     // The upstream's own 429 comes through first (its wait is past the deadline)...
     let (status, headers, _) = ask(addr, false).await;
     assert_eq!(status, 429);

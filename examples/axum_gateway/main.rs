@@ -11,54 +11,14 @@
 //! curl -N localhost:3000/v1/chat/completions -d '{"model":"accounts/fireworks/models/llama-v3p1-8b-instruct","messages":[{"role":"user","content":"hi"}],"stream":true}'
 //! ```
 
-use axum::{
-    body::Body,
-    extract::State,
-    response::{IntoResponse, Response},
-    routing::post,
-    Router,
-};
-use bytes::Bytes;
-use http::HeaderValue;
-use http_body_util::Full;
-use tower::ServiceExt;
+mod gateway;
+
+use gateway::Gateway;
 use tower_reliability::{
-    client::{self, FireworksClient},
-    fireworks,
+    client, fireworks,
     testing::{Fault, FaultMix, FireworksServer, ServerConfig, DEFAULT_API_KEY},
     Workload,
 };
-
-/// What every request handler shares: one client (one rate-limit gate, one retry budget).
-#[derive(Clone)]
-struct Gateway {
-    upstream: FireworksClient<Full<Bytes>>,
-    chat_url: String,
-    authorization: HeaderValue,
-}
-
-async fn chat_completions(State(gateway): State<Gateway>, body: Bytes) -> Response {
-    let request = http::Request::post(&gateway.chat_url)
-        .header(http::header::AUTHORIZATION, gateway.authorization.clone())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body));
-    let request = match request {
-        Ok(request) => request,
-        Err(_) => return http::StatusCode::BAD_REQUEST.into_response(),
-    };
-    match gateway.upstream.oneshot(request).await {
-        // Streamed straight through: server-sent events flow as the upstream sends them, and a
-        // stall surfaces as the idle-read timeout, which ends the stream.
-        Ok(response) => response.map(Body::new),
-        Err(error) => error.into_response(),
-    }
-}
-
-fn router(gateway: Gateway) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .with_state(gateway)
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -77,17 +37,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             (base, DEFAULT_API_KEY.to_string(), Some(server))
         }
     };
-    let gateway = Gateway {
-        upstream: client::fireworks(Workload::Interactive),
-        chat_url: format!("{base}/chat/completions"),
-        authorization: client::bearer(&key)?,
-    };
+    let gateway = Gateway::new(client::fireworks(Workload::Interactive), &base, &key)?;
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     eprintln!(
         "gateway on http://{}/v1/chat/completions",
         listener.local_addr()?
     );
-    axum::serve(listener, router(gateway)).await?;
+    axum::serve(listener, gateway::router(gateway)).await?;
     Ok(())
 }
