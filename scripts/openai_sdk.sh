@@ -29,7 +29,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 log "building the example"
-cargo build --quiet --example axum_gateway --features axum,rustls,testing
+# --all-features: the same build as .ci/run's `cargo build --examples --all-features`, reused.
+cargo build --quiet --example axum_gateway --all-features
 
 port="$(free_port)"
 gateway_log="$work/gateway.log"
