@@ -1,20 +1,28 @@
-//! axum integration (feature `axum`): [`Error`] converts into a response.
+//! axum integration (feature `axum`): [`Error`] converts into a response, and [`relay`] passes
+//! an upstream answer on, for a gateway that is the last hop to retry.
 //!
 //! A gateway in front of an LLM API must answer its own callers when the upstream call fails,
 //! and the answer should tell them what to do, in the shape their OpenAI-compatible client
 //! already understands. The status is chosen by where the failure happened:
 //!
-//! | [`ErrorKind`] | status | why |
-//! |---|---|---|
-//! | `Timeout(_)` | 504 Gateway Timeout | the upstream did not answer in time |
-//! | `RateLimited { retry_after }` | 429, with `Retry-After` and `retry-after-ms` when known | the shared gate holds requests: your caller should back off too |
-//! | `Connect` | 502 Bad Gateway | the upstream could not be reached |
-//! | `Inner` | 502 Bad Gateway | the upstream client failed |
+//! | [`ErrorKind`] | status | `x-should-retry` | why |
+//! |---|---|---|---|
+//! | `Timeout(_)` | 504 Gateway Timeout | `false` | the upstream did not answer in time; the deadline already covered the gateway's retries |
+//! | `RateLimited { retry_after }` | 429, with `Retry-After` and `retry-after-ms` when known | `true` when the wait is under 60 s, else `false` | the shared gate holds requests: your caller should back off too, and can retry once it opens if its SDK waits that long |
+//! | `Connect` | 502 Bad Gateway | `false` | the upstream could not be reached, though the gateway retried |
+//! | `Inner` | 502 Bad Gateway | `false` | the upstream client failed |
+//!
+//! `x-should-retry` is the header the OpenAI SDKs (Python, Node) obey before anything else:
+//! without it they retry every 429 and 5xx twice more, and each of their retries is a whole
+//! new round of the gateway's (one call, up to 15 upstream attempts). They wait
+//! `retry-after-ms` / `Retry-After` only when it is short (openai-node: below 60 s), hence the
+//! bound. [`relay`] gives upstream answers the same advice.
 //!
 //! The body is Fireworks' error shape:
 //! `{"error":{"object":"error","type":"...","message":"...","code":504}}`. The message is this
 //! crate's own description of the failure: it never includes the inner error's text (which
-//! could carry upstream URLs or other details your callers should not see).
+//! could carry upstream URLs or other details your callers should not see). [`invalid_request`]
+//! answers the gateway's own refusals (too large, no such route) in the same shape.
 //!
 //! With `HandleErrorLayer`, the conversion is one line:
 //!
@@ -36,11 +44,21 @@
 //!     .service(upstream);
 //! let app: Router = Router::new().route_service("/v1/chat/completions", proxy);
 //! ```
+//!
+//! (That passes upstream answers through as they are; a handler that calls [`relay`] on them
+//! also gives them the retry advice and the error event at the end of a failed stream.)
+
+mod advice;
+mod relay;
+mod sse;
 
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderValue, StatusCode};
+use http::StatusCode;
+
+pub use relay::relay;
 
 use crate::error::{Error, ErrorKind};
+use advice::Advice;
 
 impl Error {
     /// The HTTP status a gateway should answer with for this failure.
@@ -60,36 +78,59 @@ impl Error {
             _ => "upstream_error",
         }
     }
+
+    /// `{"error": {...}}` in Fireworks' shape, for a response body or a stream's error event.
+    pub(crate) fn error_json(&self) -> serde_json::Value {
+        error_json(self.error_type(), &self.to_string(), self.gateway_status())
+    }
+}
+
+fn error_json(kind: &str, message: &str, status: StatusCode) -> serde_json::Value {
+    serde_json::json!({
+        "error": {
+            "object": "error",
+            "type": kind,
+            "message": message,
+            "code": status.as_u16(),
+        }
+    })
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = self.gateway_status();
-        let body = serde_json::json!({
-            "error": {
-                "object": "error",
-                "type": self.error_type(),
-                "message": self.to_string(),
-                "code": status.as_u16(),
-            }
-        });
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Some(wait) = self.retry_after() {
-            let headers = response.headers_mut();
-            // Whole seconds, rounded up, for `Retry-After`; milliseconds for clients that read
-            // the finer header (the OpenAI SDKs do).
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            headers.insert("retry-after-ms", HeaderValue::from(wait.as_millis() as u64));
-        }
+        let mut response = (self.gateway_status(), axum::Json(self.error_json())).into_response();
+        Advice::for_error(&self).apply(response.headers_mut());
         response
     }
+}
+
+/// The gateway's own refusal of a request (too large, no such route, wrong method), in the
+/// same JSON error shape with type `invalid_request_error`, and `x-should-retry: false`: the
+/// same request will be refused again.
+///
+/// ```
+/// use http::StatusCode;
+///
+/// let response = tower_reliability::axum::invalid_request(StatusCode::NOT_FOUND, "No such route.");
+/// assert_eq!(response.status(), StatusCode::NOT_FOUND);
+/// assert_eq!(response.headers()["x-should-retry"], "false");
+/// ```
+pub fn invalid_request(status: StatusCode, message: &str) -> Response {
+    let body = error_json("invalid_request_error", message, status);
+    let mut response = (status, axum::Json(body)).into_response();
+    Advice {
+        retry: false,
+        after: None,
+    }
+    .apply(response.headers_mut());
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use http::header;
     use http_body_util::BodyExt;
 
     use super::*;
@@ -110,15 +151,29 @@ mod tests {
         assert_eq!(body["error"]["code"], 504);
     }
 
+    #[test]
+    fn failures_the_gateway_already_retried_say_not_again() {
+        let timeout = Error::timeout(TimeoutPhase::Deadline).into_response();
+        assert_eq!(timeout.headers()["x-should-retry"], "false");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let unreachable = Error::from_inner(refused).into_response();
+        assert_eq!(unreachable.headers()["x-should-retry"], "false");
+    }
+
     #[tokio::test]
     async fn local_rate_limiting_is_429_with_retry_after() {
         let response = Error::rate_limited(Some(Duration::from_millis(2500))).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
         assert_eq!(response.headers()["retry-after-ms"], "2500");
+        assert_eq!(response.headers()["x-should-retry"], "true");
         assert_eq!(json(response).await["error"]["type"], "rate_limit_error");
         let no_wait = Error::rate_limited(None).into_response();
         assert!(no_wait.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(no_wait.headers()["x-should-retry"], "false");
+        let long = Error::rate_limited(Some(Duration::from_secs(90))).into_response();
+        assert_eq!(long.headers()[header::RETRY_AFTER], "90");
+        assert_eq!(long.headers()["x-should-retry"], "false");
     }
 
     #[tokio::test]
