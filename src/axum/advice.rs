@@ -94,8 +94,10 @@ impl Advice {
         let verdict = if self.retry { "true" } else { "false" };
         headers.insert(SHOULD_RETRY, HeaderValue::from_static(verdict));
         if let Some(wait) = self.after {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            // Both rounded up and saturated, from one number, so they always agree.
+            let millis = wait.as_nanos().div_ceil(1_000_000);
+            let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+            let secs = millis.div_ceil(1000);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             headers.insert("retry-after-ms", HeaderValue::from(millis));
         }
@@ -216,5 +218,32 @@ mod tests {
         assert_eq!(headers[SHOULD_RETRY], "true");
         assert_eq!(headers[header::RETRY_AFTER], "3");
         assert_eq!(headers["retry-after-ms"], "2500");
+    }
+
+    /// Any wait, however long or fine-grained, gives two headers that agree (both rounded up,
+    /// both saturated), and never panics.
+    #[test]
+    fn waits_are_rounded_up_and_saturate_consistently() {
+        let headers = |wait| {
+            let mut headers = HeaderMap::new();
+            Advice {
+                retry: false,
+                after: Some(wait),
+            }
+            .apply(&mut headers);
+            (
+                headers[header::RETRY_AFTER].to_str().unwrap().to_owned(),
+                headers["retry-after-ms"].to_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!(headers(Duration::from_micros(1_000_500)), ("2".into(), "1001".into()));
+        assert_eq!(headers(Duration::ZERO), ("0".into(), "0".into()));
+        let (secs, millis) = headers(Duration::MAX);
+        assert_eq!(millis, u64::MAX.to_string());
+        assert_eq!(secs, u64::MAX.div_ceil(1000).to_string());
+        let response = axum::response::IntoResponse::into_response(crate::Error::rate_limited(
+            Some(Duration::MAX),
+        ));
+        assert_eq!(response.headers()["retry-after-ms"], u64::MAX.to_string().as_str());
     }
 }
