@@ -206,6 +206,24 @@ async fn bad_requests_get_400_422_404() {
     );
 }
 
+/// A job path that is not UTF-8 once percent-decoded gets the Fireworks error shape, as every
+/// other error does, not axum's plain-text rejection.
+#[tokio::test]
+async fn a_non_utf8_job_path_gets_the_error_shape() {
+    let server = start(fast()).await;
+    let client = client();
+    let url = format!("{}/v1/accounts/me/batchJobs/%FF%FE", server.base_url());
+    let key = Some(tower_reliability::testing::DEFAULT_API_KEY);
+    let (status, headers, body) = read_json(send(&client, "GET", &url, key, "").await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    assert_eq!(error_of(&body).0, "invalid_request_error");
+    let url = format!("{}/v1/accounts/%FF/batchJobs", server.base_url());
+    let (status, _, body) = read_json(send(&client, "POST", &url, key, "{}").await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&body).0, "invalid_request_error");
+}
+
 #[tokio::test]
 async fn non_streaming_completion_has_the_openai_shape() {
     let server = start(fast()).await;

@@ -236,7 +236,10 @@ mod tests {
                 headers["retry-after-ms"].to_str().unwrap().to_owned(),
             )
         };
-        assert_eq!(headers(Duration::from_micros(1_000_500)), ("2".into(), "1001".into()));
+        assert_eq!(
+            headers(Duration::from_micros(1_000_500)),
+            ("2".into(), "1001".into())
+        );
         assert_eq!(headers(Duration::ZERO), ("0".into(), "0".into()));
         let (secs, millis) = headers(Duration::MAX);
         assert_eq!(millis, u64::MAX.to_string());
@@ -244,6 +247,9 @@ mod tests {
         let response = axum::response::IntoResponse::into_response(crate::Error::rate_limited(
             Some(Duration::MAX),
         ));
-        assert_eq!(response.headers()["retry-after-ms"], u64::MAX.to_string().as_str());
+        assert_eq!(
+            response.headers()["retry-after-ms"],
+            u64::MAX.to_string().as_str()
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{rejection::PathRejection, Path, State};
 use axum::response::Response;
 use axum::Extension;
 use http::{HeaderMap, StatusCode};
@@ -135,14 +135,25 @@ fn stage(elapsed: Duration, duration: Duration) -> (&'static str, Option<u64>) {
 pub(crate) async fn create(
     State(shared): State<Arc<Shared>>,
     Extension(control): Extension<Arc<ConnControl>>,
-    Path(account): Path<String>,
+    account: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let Path(account) = match account {
+        Ok(account) => account,
+        Err(rejection) => return bad_path(&rejection),
+    };
     pipeline::run(&shared, control, &headers, body, Auth::Required, |body| {
         create_answer(&shared, &account, &body)
     })
     .await
+}
+
+/// `400` in the error shape for a path axum cannot read (a segment that is not UTF-8 once
+/// percent-decoded), instead of axum's plain-text rejection.
+fn bad_path(rejection: &PathRejection) -> Response {
+    let message = format!("The request path is not valid: {}", rejection.body_text());
+    error_answer(StatusCode::BAD_REQUEST, &message, None).into_response(Duration::ZERO)
 }
 
 /// `400` for a body that is not JSON, `422` for one that is not an object, else the new job.
@@ -170,10 +181,14 @@ fn create_answer(shared: &Shared, account: &str, body: &[u8]) -> Answer {
 pub(crate) async fn status(
     State(shared): State<Arc<Shared>>,
     Extension(control): Extension<Arc<ConnControl>>,
-    Path((account, id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let Path((account, id)) = match path {
+        Ok(path) => path,
+        Err(rejection) => return bad_path(&rejection),
+    };
     pipeline::run(
         &shared,
         control,
