@@ -16,9 +16,12 @@
 //! policy is plain synchronous code, tested without a socket.
 
 mod adaptive;
+mod breaker;
 mod future;
 mod layer;
 mod local;
+mod queue;
+mod ramp;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
