@@ -35,6 +35,8 @@ const SEED: u64 = 11;
 enum Answer {
     Ok,
     Shed,
+    /// A 429 without a hint: what the gate would make of shedding if it throttled on it.
+    Throttle,
 }
 
 /// An in-process server: `decide(request id, attempt index, time since start)`.
@@ -80,6 +82,7 @@ impl Server {
                 503,
                 r#"{"error":{"object":"error","type":"service_unavailable","message":"Service Overloaded"}}"#,
             ),
+            Answer::Throttle => (429, r#"{"error":{"object":"error","type":"rate_limit"}}"#),
         };
         let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
         *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
@@ -111,6 +114,14 @@ fn shedding(id: u64, attempt: u32, _: Duration) -> Answer {
         Answer::Shed
     } else {
         Answer::Ok
+    }
+}
+
+/// The same draws, each shed answered as a throttle.
+fn shedding_as_throttles(id: u64, attempt: u32, at: Duration) -> Answer {
+    match shedding(id, attempt, at) {
+        Answer::Shed => Answer::Throttle,
+        answer => answer,
     }
 }
 
@@ -264,8 +275,8 @@ async fn shedding_30_percent_does_not_stop_the_client() {
     let successes = count as usize - ours.lost;
     let per_success = server.total_attempts() as f64 / successes as f64;
     println!(
-        "shedding 30 %: guide loop lost {} p50 {:.2} s p99 {:.2} s wall {:.1} s ({:.3} attempts/success); \
-         fireworks::layer lost {} p50 {:.2} s p99 {:.2} s wall {:.1} s ({per_success:.3} attempts/success)",
+        "shedding 30 %: guide loop lost {} p50 {:.2} s p99 {:.2} s wall {:.1} s ({:.4} attempts/success); \
+         fireworks::layer lost {} p50 {:.2} s p99 {:.2} s wall {:.1} s ({per_success:.4} attempts/success)",
         guide.lost,
         guide.p50,
         guide.p99,
@@ -323,4 +334,32 @@ async fn a_total_outage_costs_about_one_probe_at_a_time_and_the_backlog_drains_f
     );
     assert!(all.wall <= 42.5, "last request done at {:.1} s", all.wall);
     assert!(held.p99 <= 22.0, "p99 {:.2} s", held.p99);
+}
+
+/// Whether the adaptive rate should react to `503 Service Overloaded` like to a 429: here the
+/// shed rate does not depend on the sending rate, so slowing down only makes callers queue.
+/// The same draws answered as 429s (no hint) show what that would cost.
+#[tokio::test(start_paused = true)]
+async fn throttling_on_shedding_would_only_make_callers_queue() {
+    let count = (20.0 * RATE) as u64;
+    let shed = Server::new(shedding);
+    let as_503 = figures(&through_the_layer(&shed, count).await);
+    let throttled = Server::new(shedding_as_throttles);
+    let as_429 = figures(&through_the_layer(&throttled, count).await);
+    println!(
+        "30 % shed as 503: lost {} p50 {:.2} s p99 {:.2} s wall {:.1} s; \
+         as 429 (adaptive rate and no-hint closures): lost {} p50 {:.2} s p99 {:.2} s wall {:.1} s",
+        as_503.lost,
+        as_503.p50,
+        as_503.p99,
+        as_503.wall,
+        as_429.lost,
+        as_429.p50,
+        as_429.p99,
+        as_429.wall,
+    );
+    assert!(
+        as_429.p50 > as_503.p50 + 0.1,
+        "throttling on shedding delays the median caller"
+    );
 }
