@@ -198,3 +198,76 @@ async fn a_third_failing_never_holds_anyone() {
     }
     assert!(store.breaker_engaged());
 }
+
+/// A service that is ready a fixed number of times in all (clones share the count), then
+/// never again: a stand-in for a connection pool or concurrency limit that stays full.
+#[derive(Clone)]
+struct ReadyBudget<S> {
+    inner: S,
+    left: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for ReadyBudget<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        use std::sync::atomic::Ordering;
+        let took = self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if took.is_err() {
+            return std::task::Poll::Pending;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.inner.call(request)
+    }
+}
+
+/// Requests admitted by the gate but still waiting for the service below to get ready (a pool
+/// that stays full) were never sent: their deadline passing says nothing about the server.
+#[tokio::test(start_paused = true)]
+async fn requests_never_sent_are_not_hung_attempts() {
+    let store = Arc::new(LocalStore::default());
+    let mock = Mock::always(Step::ok());
+    // Ready once per caller (as `call` readies it), never for the clone a waiter readies.
+    let inner = ReadyBudget {
+        inner: mock.clone(),
+        left: Arc::new(30.into()),
+    };
+    let svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Interactive).profile(
+            Workload::Interactive,
+            TimeoutProfile::new(Duration::from_secs(2)),
+        ))
+        .layer(RateLimitAware::with_store(store.clone()))
+        .service(inner);
+    store.record(
+        Instant::now(),
+        Signal::Throttled {
+            hint: Some(ms(100)),
+        },
+        None,
+    );
+    let callers: Vec<_> = (0..30)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|_| ()) })
+        })
+        .collect();
+    for caller in callers {
+        assert!(caller.await.unwrap().unwrap_err().is_timeout());
+    }
+    assert_eq!(mock.count(), 0, "none was sent");
+    assert!(
+        !store.breaker_engaged(),
+        "30 requests that were never sent tripped the breaker"
+    );
+}

@@ -232,7 +232,9 @@ impl<S: Service<R>, R> Held<S, R> {
                         _ => None,
                     };
                     observe::gate_released(now.saturating_duration_since(*since), probe.is_some());
-                    *admitted = Some(Observer::new(shared, probe, Some(now), limit));
+                    // Not sent yet (the service may not get ready): no deadline to count a
+                    // hung attempt against until it is.
+                    *admitted = Some(Observer::new(shared, probe, Some(now), Some(None)));
                 }
                 Admission::TooLate { wait } => {
                     place.slot = None;
@@ -254,12 +256,13 @@ impl<S: Service<R>, R> Held<S, R> {
         if let Err(e) = ready!(service.poll_ready(cx)) {
             return Poll::Ready(Err(Error::from_inner(e)));
         }
-        let (Some(request), Some(outcome)) = (request.take(), admitted.take()) else {
+        let (Some(request), Some(mut outcome)) = (request.take(), admitted.take()) else {
             return Poll::Ready(Err(Error::from_inner(
                 "rate-limit future polled after completion",
             )));
         };
         guard.take();
+        outcome.deadline = deadline.map(Deadline::instant);
         Poll::Ready(Ok((service.call(request), outcome)))
     }
 }
@@ -283,17 +286,18 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// `deadline`: `None` to look it up once the attempt is in flight, `Some` when known.
     fn new(
         shared: Arc<Shared>,
         probe: Option<Probe>,
         sent_at: Option<Instant>,
-        deadline: Option<Instant>,
+        deadline: Option<Option<Instant>>,
     ) -> Self {
         Observer {
             shared: Some(shared),
             probe,
             sent_at,
-            deadline,
+            deadline: deadline.flatten(),
             deadline_known: deadline.is_some(),
         }
     }
