@@ -100,13 +100,18 @@ impl Queue {
     }
 
     /// Releases `place` (or a newcomer without one) at `now`: the next release comes a
-    /// spacing later.
+    /// spacing after this one's scheduled time if it came less than half a spacing late (a
+    /// timer's lateness does not slow the pace down), else a spacing after `now`.
     pub(crate) fn release(&mut self, place: Option<u64>, now: Instant, spacing: Duration) {
         if let Some(place) = place {
             self.leave(place);
         }
-        let last = self.next_release.map_or(now, |t| t.max(now));
-        self.next_release = Some(time::after(last, spacing));
+        let scheduled = match self.next_release {
+            Some(t) if t >= now => t,
+            Some(t) if now - t < spacing / 2 => t,
+            _ => now,
+        };
+        self.next_release = Some(time::after(scheduled, spacing));
     }
 
     /// The release may start at once (a new pace, after the breaker closed).
@@ -173,6 +178,19 @@ mod tests {
         q.release(Some(b), t0 + ms(120), ms(20));
         q.settle(t0 + ms(200));
         assert!(q.is_idle(t0 + ms(200)));
+    }
+
+    #[test]
+    fn a_slightly_late_release_keeps_the_schedule() {
+        let mut q = Queue::default();
+        let t0 = Instant::now();
+        q.release(None, t0, ms(20));
+        // A timer firing 3 ms late does not push the next release back...
+        q.release(None, t0 + ms(23), ms(20));
+        assert_eq!(q.slot(0, t0, t0 + ms(23), ms(20)), t0 + ms(40));
+        // ...but after an idle spell the schedule starts again from now (no burst).
+        q.release(None, t0 + ms(500), ms(20));
+        assert_eq!(q.slot(0, t0, t0 + ms(500), ms(20)), t0 + ms(520));
     }
 
     #[test]
