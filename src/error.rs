@@ -194,12 +194,12 @@ impl fmt::Display for Error {
                 retry_after: Some(wait),
             } => write!(
                 f,
-                "rate limited locally: the server asked to wait {:.3}s, past this request's deadline",
+                "rate limited locally: the gate would hold this request {:.3}s, past its deadline",
                 wait.as_secs_f64()
             ),
-            ErrorKind::RateLimited { retry_after: None } => {
-                f.write_str("rate limited locally: the gate stayed closed past this request's deadline")
-            }
+            ErrorKind::RateLimited { retry_after: None } => f.write_str(
+                "rate limited locally: the gate stayed closed past this request's deadline",
+            ),
             ErrorKind::Inner => f.write_str("inner service error"),
         }
     }

@@ -164,14 +164,18 @@ fn budget_deposit_at_full_and_withdraw_race() {
 // (b) The rate-limit state.
 // ---------------------------------------------------------------------------------------------
 
+/// The default gate, but a breaker that trips on three failures (of three): small models.
 fn config() -> GateConfig {
-    GateConfig::default()
+    GateConfig {
+        minimum_throughput: 3,
+        ..GateConfig::default()
+    }
 }
 
 /// A store whose breaker tripped at `t0` (three failures): open until `t0 + probe_base`.
 fn tripped(t0: Instant) -> LocalStore {
     let s = LocalStore::new(config());
-    for _ in 0..config().failure_threshold {
+    for _ in 0..config().minimum_throughput {
         s.record(t0, Signal::Failing, None);
     }
     s
@@ -195,14 +199,14 @@ fn store_admits_one_probe_at_a_time() {
     model("store_admits_one_probe_at_a_time", move || {
         let s = Arc::new(tripped(t0));
         let (s1, s2) = (s.clone(), s.clone());
-        let h1 = thread::spawn(move || s1.admit(t1, Ticket::Held, None));
+        let h1 = thread::spawn(move || s1.admit(t1, Ticket::New, None));
         let h2 = thread::spawn(move || s2.admit(t1, Ticket::New, None));
-        let a3 = s.admit(t1, Ticket::Held, None);
+        let a3 = s.admit(t1, Ticket::New, None);
         let all = [h1.join().unwrap(), h2.join().unwrap(), a3];
         let probes = all.iter().filter(|a| is_probe(**a)).count();
         assert_eq!(probes, 1, "exactly one probe: {all:?}");
         for a in all.iter().filter(|a| !is_probe(**a)) {
-            assert!(matches!(a, Admission::Held { .. }), "{a:?}");
+            assert!(matches!(a, Admission::Wait(_)), "{a:?}");
         }
     });
 }
@@ -215,25 +219,25 @@ fn store_released_probe_lets_exactly_one_other_probe() {
         "store_released_probe_lets_exactly_one_other_probe",
         move || {
             let s = Arc::new(tripped(t0));
-            let p1 = probe(s.admit(t1, Ticket::Held, None));
+            let p1 = probe(s.admit(t1, Ticket::New, None));
             let (s1, s2) = (s.clone(), s.clone());
             // The probe's caller goes away while two held requests ask again.
             let h1 = thread::spawn(move || s1.release_probe(p1));
-            let h2 = thread::spawn(move || s2.admit(t1, Ticket::Held, None));
-            let a3 = s.admit(t1, Ticket::Held, None);
+            let h2 = thread::spawn(move || s2.admit(t1, Ticket::New, None));
+            let a3 = s.admit(t1, Ticket::New, None);
             let wake = h1.join().unwrap();
             let a2 = h2.join().unwrap();
             assert_eq!(wake, Wake::All, "the release wakes the held requests");
             let probes = [a2, a3].iter().filter(|a| is_probe(**a)).count();
             assert!(probes <= 1, "two probes at once: {a2:?} {a3:?}");
             // The freed turn is taken exactly once: by one of them, or by the next to ask.
-            let next = s.admit(t1, Ticket::Held, None);
+            let next = s.admit(t1, Ticket::New, None);
             assert_eq!(
                 probes + usize::from(is_probe(next)),
                 1,
                 "{a2:?} {a3:?} then {next:?}"
             );
-            assert!(!is_probe(s.admit(t1, Ticket::Held, None)));
+            assert!(!is_probe(s.admit(t1, Ticket::New, None)));
         },
     );
 }
@@ -261,11 +265,11 @@ fn check_no_double_release(second_by_record: bool) {
                 1,
                 "the turn is freed once: {wakes:?}"
             );
-            let next = s.admit(t1, Ticket::Held, None);
-            let after = s.admit(t1, Ticket::Held, None);
+            let next = s.admit(t1, Ticket::New, None);
+            let after = s.admit(t1, Ticket::New, None);
             assert!(is_probe(next), "the freed turn is taken: {next:?}");
             assert!(
-                matches!(after, Admission::Held { .. }),
+                matches!(after, Admission::Wait(_)),
                 "no second probe: {after:?}"
             );
             // And once more, sequentially: a late second release of a turn frees nothing.
@@ -303,16 +307,16 @@ fn store_stale_probe_release_does_not_free_the_current_probe() {
             // A request sent before the trip comes back healthy: the breaker closes...
             assert_eq!(s.record(t1, Signal::Healthy, None), Wake::All);
             // ...and trips again.
-            for _ in 0..config().failure_threshold {
+            for _ in 0..config().minimum_throughput {
                 s.record(t1, Signal::Failing, None);
             }
             // P2 probes.
-            assert!(is_probe(s.admit(t2, Ticket::Held, None)));
+            assert!(is_probe(s.admit(t2, Ticket::New, None)));
             // P1's caller goes away.
             s.release_probe(p1);
-            let p3 = s.admit(t2, Ticket::Held, None);
+            let p3 = s.admit(t2, Ticket::New, None);
             assert!(
-                matches!(p3, Admission::Held { .. }),
+                matches!(p3, Admission::Wait(_)),
                 "P2 is still probing, but {p3:?}"
             );
         },
@@ -380,18 +384,12 @@ fn store_fast_path_sees_a_failure_streak() {
         let other = thread::spawn(move || sb.admit(t0, Ticket::New, None));
         if tripped.load(Ordering::Acquire) {
             let a = s.admit(t0 + ms(1), Ticket::New, None);
-            assert!(
-                matches!(a, Admission::Held { .. }),
-                "lost restriction: {a:?}"
-            );
+            assert!(matches!(a, Admission::Wait(_)), "lost restriction: {a:?}");
         }
         failer.join().unwrap();
         let _ = other.join().unwrap();
         assert!(s.breaker_engaged());
         let a = s.admit(t0 + ms(1), Ticket::New, None);
-        assert!(
-            matches!(a, Admission::Held { .. }),
-            "lost restriction: {a:?}"
-        );
+        assert!(matches!(a, Admission::Wait(_)), "lost restriction: {a:?}");
     });
 }

@@ -73,6 +73,8 @@ fn secret_scenario_preset(seed: u64) -> fireworks::FireworksLayer {
         .rate_limit(RateLimitAware::with_config(GateConfig {
             // The adaptive rate's metrics depend on measured timing: `tests/adaptive.rs`.
             rate_control: RateControl::Off,
+            // Three failures (of three) trip the breaker, as the scenario's steps expect.
+            minimum_throughput: 3,
             release_spacing: Duration::from_millis(5),
             no_hint_base: Duration::from_millis(20),
             probe_base: Duration::from_millis(20),
@@ -386,8 +388,9 @@ fn sum(totals: &Deltas, needle: &str) -> u64 {
 }
 
 /// The preset with a 5 s deadline, a 150 ms idle read, three attempts and fast backoff; the
-/// gate keeps its defaults (the breaker holds for 500 ms after three failures in a row) but
-/// for the adaptive rate, whose pacing depends on measured timing (`tests/adaptive.rs`).
+/// gate keeps its defaults (the breaker holds for 500 ms once it trips) but for the adaptive
+/// rate, whose pacing depends on measured timing (`tests/adaptive.rs`), and a breaker that
+/// trips on three failures within 100 ms (the scenario's steps are milliseconds apart).
 fn metrics_preset() -> fireworks::FireworksLayer {
     fireworks::layer(Workload::Interactive)
         .timeouts(TimeoutByWorkload::new(Workload::Interactive).profile(
@@ -398,6 +401,8 @@ fn metrics_preset() -> fireworks::FireworksLayer {
         .backoff(fast_backoff(7))
         .rate_limit(RateLimitAware::with_config(GateConfig {
             rate_control: RateControl::Off,
+            minimum_throughput: 3,
+            sampling_duration: Duration::from_millis(100),
             ..GateConfig::default()
         }))
 }

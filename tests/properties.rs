@@ -1,6 +1,6 @@
 //! Property tests: backoff caps and deadlines, the retry loop's attempt cap and stopping rules,
-//! the retry budget's bounds, and byte-exact body replay, over generated configurations and
-//! outcome sequences.
+//! the retry budget's bounds, byte-exact body replay, and the rate-limit gate's safety under
+//! any configuration, over generated configurations and outcome sequences.
 mod support;
 
 use std::time::Duration;
@@ -14,6 +14,10 @@ use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
     backoff::{Jitter, Schedule},
+    rate_limit::{
+        Admission, GateConfig, LocalStore, Probe, RateControl, RateLimitStore, Reservation, Signal,
+        Ticket,
+    },
     retry::RetryBudget,
     Deadline, JitteredBackoff, RetryOnStatus,
 };
@@ -472,4 +476,227 @@ fn job_member_given_twice_is_read_by_its_last_occurrence() {
         first && second,
         "last state read: {first}; last progress read: {second}"
     );
+}
+
+// ---- (f): the gate's knobs ------------------------------------------------------------------
+
+/// Any duration a user might configure: zero, a nanosecond, milliseconds, days, "never".
+fn knob() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::from_nanos(1)),
+        (0u64..=5_000).prop_map(Duration::from_millis),
+        (0u64..=86_400 * 30).prop_map(Duration::from_secs),
+        Just(Duration::MAX),
+    ]
+}
+
+fn any_ratio() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.8),
+        0.0f64..=1.5,
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(-1.0)
+    ]
+}
+
+fn gate_config() -> impl Strategy<Value = GateConfig> {
+    (
+        (knob(), knob(), knob(), knob(), knob()),
+        (knob(), knob(), knob(), knob()),
+        (
+            prop_oneof![
+                Just(RateControl::CUBIC),
+                Just(RateControl::AIMD),
+                Just(RateControl::Off)
+            ],
+            prop_oneof![Just(0.5), 1e-9f64..1e3, Just(0.0), Just(f64::NAN)],
+            any_ratio(),
+            prop_oneof![Just(0u32), 1u32..=3, 1u32..=30, Just(u32::MAX)],
+        ),
+    )
+        .prop_map(
+            |(
+                (release_spacing, hinted_plateau, forget_after, max_hold, no_hint_base),
+                (no_hint_max, sampling_duration, probe_base, probe_max),
+                (rate_control, min_rate, failure_ratio, minimum_throughput),
+            )| GateConfig {
+                release_spacing,
+                rate_control,
+                min_rate,
+                hinted_plateau,
+                forget_after,
+                max_hold,
+                no_hint_base,
+                no_hint_max,
+                failure_ratio,
+                minimum_throughput,
+                sampling_duration,
+                probe_base,
+                probe_max,
+            },
+        )
+}
+
+/// One event of a gate's life.
+#[derive(Debug, Clone)]
+enum GateStep {
+    /// Time passes.
+    Pass(Duration),
+    /// A request arrives, with a deadline this far off (or none).
+    Arrive(Option<Duration>),
+    /// A waiting request asks again: at its time, or early (a wake-up for someone else).
+    AskAgain { which: usize, early: bool },
+    /// A waiting request goes away.
+    Leave(usize),
+    /// An outcome comes back (as the probe's, if `probe` and one is out).
+    Outcome {
+        signal: u8,
+        wait: Duration,
+        probe: bool,
+    },
+    /// The probe's caller goes away.
+    ReleaseProbe,
+}
+
+fn gate_step() -> impl Strategy<Value = GateStep> {
+    prop_oneof![
+        2 => prop_oneof![
+            (0u64..=3_000).prop_map(Duration::from_millis),
+            (0u64..=86_400).prop_map(Duration::from_secs),
+        ]
+        .prop_map(GateStep::Pass),
+        3 => proptest::option::of(knob()).prop_map(GateStep::Arrive),
+        4 => (any::<usize>(), prop_oneof![3 => Just(false), 1 => Just(true)])
+            .prop_map(|(which, early)| GateStep::AskAgain { which, early }),
+        1 => any::<usize>().prop_map(GateStep::Leave),
+        // Failures most of all: they trip the breaker, whose probes are the hard part.
+        5 => (prop_oneof![4 => Just(1u8), 5 => 0u8..6], knob(), prop_oneof![3 => Just(true), 1 => Just(false)])
+            .prop_map(|(signal, wait, probe)| GateStep::Outcome { signal, wait, probe }),
+        1 => Just(GateStep::ReleaseProbe),
+    ]
+}
+
+/// `a + b`, saturating at "never".
+fn plus(a: Duration, b: Duration) -> Duration {
+    a.checked_add(b).unwrap_or(Duration::MAX)
+}
+
+/// The longest any admission may ask a request to wait, with `queued` requests in line: the
+/// longest closure, the longest hold between probes (and the moment a due probe is kept for
+/// the newest waiter), then a slot per place at the slowest pace.
+fn wait_bound(config: &GateConfig, queued: usize) -> Duration {
+    let closure = config.max_hold.max(config.no_hint_max);
+    let probe = plus(
+        config.probe_max.max(Duration::from_millis(1)),
+        Duration::from_millis(5),
+    );
+    let min_rate = if config.min_rate.is_finite() && config.min_rate > 0.0 {
+        config.min_rate
+    } else {
+        0.5
+    };
+    let slowest = Duration::try_from_secs_f64(1.0 / min_rate).unwrap_or(Duration::MAX);
+    // A spent request quota spaces its queue by its refill interval, capped at `max_hold`.
+    let spacing = config.release_spacing.max(slowest).max(config.max_hold);
+    let places = u32::try_from(queued + 1).unwrap_or(u32::MAX);
+    plus(plus(closure, probe), spacing.saturating_mul(places))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the knobs (zero, "never", nonsense ratios) and whatever happens, the gate never
+    /// panics, never asks a request to come back at once (no spin), never sends anyone before
+    /// a server's hinted time, and never asks for a wait longer than its caps allow.
+    #[test]
+    fn every_gate_config_is_safe(
+        config in gate_config(),
+        steps in proptest::collection::vec(gate_step(), 1..80),
+    ) {
+        let store = LocalStore::new(config);
+        let mut now = Instant::now();
+        let mut waiting: Vec<Reservation> = Vec::new();
+        let mut probe: Option<Probe> = None;
+        for step in steps {
+            let queued = store.queued();
+            let (ticket, deadline) = match step {
+                GateStep::Pass(d) => {
+                    now = now.checked_add(d).unwrap_or(now);
+                    continue;
+                }
+                GateStep::Arrive(deadline) => (
+                    Ticket::New,
+                    deadline.and_then(|d| now.checked_add(d)),
+                ),
+                GateStep::AskAgain { which, early } => {
+                    if waiting.is_empty() {
+                        continue;
+                    }
+                    let slot = waiting.remove(which % waiting.len());
+                    if !early {
+                        now = now.max(slot.at);
+                    }
+                    (Ticket::Reserved(slot), None)
+                }
+                GateStep::Leave(which) => {
+                    if !waiting.is_empty() {
+                        let slot = waiting.remove(which % waiting.len());
+                        store.leave(now, slot);
+                    }
+                    continue;
+                }
+                GateStep::Outcome { signal, wait, probe: as_probe } => {
+                    let signal = match signal {
+                        0 => Signal::Healthy,
+                        1 => Signal::Failing,
+                        2 => Signal::Neutral,
+                        3 => Signal::Throttled { hint: None },
+                        4 => Signal::Throttled { hint: Some(wait) },
+                        _ => Signal::Exhausted(tower_reliability::rate_limit::Quota::new(
+                            Some(u64::from(wait.subsec_millis())),
+                            0,
+                            Some(wait),
+                        )),
+                    };
+                    let turn = if as_probe { probe.take() } else { None };
+                    store.record(now, signal, turn);
+                    continue;
+                }
+                GateStep::ReleaseProbe => {
+                    if let Some(turn) = probe.take() {
+                        store.release_probe(turn);
+                    }
+                    continue;
+                }
+            };
+            // Read before asking: a request that goes takes the quota's last request, and the
+            // gate then (rightly) reports the next one's time.
+            let server_time = store.closed_until(now);
+            let admission = store.admit(now, ticket, deadline);
+            match admission {
+                Admission::Go | Admission::Probe(_) => {
+                    prop_assert!(
+                        server_time.is_none(),
+                        "sent before the server's time: {admission:?}"
+                    );
+                    if let Admission::Probe(turn) = admission {
+                        probe = Some(turn);
+                    }
+                }
+                Admission::Wait(slot) => {
+                    prop_assert!(slot.at > now, "asked to come back at once: {slot:?}");
+                    let wait = slot.at - now;
+                    let bound = wait_bound(&config, queued);
+                    prop_assert!(wait <= bound, "waits {wait:?}, above {bound:?}");
+                    waiting.push(slot);
+                }
+                Admission::TooLate { wait } => {
+                    prop_assert!(deadline.is_some());
+                    prop_assert!(wait <= wait_bound(&config, queued));
+                }
+            }
+        }
+    }
 }

@@ -7,7 +7,9 @@ use support::{call, post, Mock, Step};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
-    fireworks, rate_limit::LocalStore, ErrorKind, RateLimitAware, TimeoutByWorkload, Workload,
+    fireworks,
+    rate_limit::{GateConfig, LocalStore},
+    ErrorKind, RateLimitAware, TimeoutByWorkload, Workload,
 };
 
 fn ms(n: u64) -> Duration {
@@ -174,7 +176,11 @@ async fn an_outage_costs_about_one_attempt_per_request_and_held_requests_succeed
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_lets_another_request_probe() {
-    let store = std::sync::Arc::new(LocalStore::default());
+    // A breaker that trips once three outcomes are in and most failed.
+    let store = std::sync::Arc::new(LocalStore::new(GateConfig {
+        minimum_throughput: 3,
+        ..GateConfig::default()
+    }));
     let gate = RateLimitAware::with_store(store.clone());
     // Three failures trip the breaker; then the server hangs on the probe.
     let mock = Mock::new(
@@ -193,12 +199,13 @@ async fn a_dropped_probe_lets_another_request_probe() {
     assert!(store.breaker_engaged());
     let mut probe_svc = svc.clone();
     let probe = tokio::spawn(async move { call(&mut probe_svc, post("{}")).await });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The probe goes at 500 ms; within its interval (until 1 s) everyone else is held.
+    tokio::time::sleep(ms(600)).await;
     assert_eq!(mock.count(), 4, "the probe is in flight");
     let mut held_svc = svc.clone();
     let held =
         tokio::spawn(async move { call(&mut held_svc, post("{}")).await.map(|r| r.status()) });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(ms(200)).await;
     assert_eq!(mock.count(), 4, "the second request is held");
     // The probe's caller goes away: the held request becomes the probe, succeeds, recovers.
     probe.abort();

@@ -306,7 +306,8 @@ impl AdaptiveRate {
 
     /// The gap between two paced sends now.
     pub(crate) fn spacing(&self, now: Instant) -> Duration {
-        Duration::try_from_secs_f64(1.0 / self.rate(now)).unwrap_or(Duration::ZERO)
+        // An infinite rate (not adapting) is no gap; one too slow for a `Duration` is the longest.
+        Duration::try_from_secs_f64(1.0 / self.rate(now)).unwrap_or(Duration::MAX)
     }
 
     /// Turns adapting off once the server has been quiet for `forget_after` and the rate is

@@ -8,10 +8,8 @@
 //! more than the server would. Once the mirror is full again it has nothing left to enforce
 //! and the gate drops it.
 //!
-//! Charges are taken when a request is given a slot, so the slots of a queue come one refill
-//! interval apart. A slot the gate later voids (it closed again, or re-paced its queue) is
-//! refunded when the gate's epoch is seen to move, and its holder is charged again when it
-//! asks anew.
+//! A request is charged when it goes; the gate's queue spaces its waiters one refill interval
+//! apart from the moment the mirror covers the first, so the queue and the bucket agree.
 
 use std::time::Duration;
 
@@ -28,24 +26,15 @@ const EPSILON: f64 = 1e-6;
 pub(crate) struct RequestBucket {
     capacity: f64,
     interval: Duration,
-    /// Requests available at `at`; negative when slots were given ahead of the refill.
+    /// Requests available at `at`.
     level: f64,
     at: Instant,
-    /// The gate epoch the outstanding slots below were given in.
-    epoch: u64,
-    /// Slots charged here and not yet used.
-    reserved: u64,
 }
 
 impl RequestBucket {
     /// The mirror of what `quota` says at `now`, with the refill interval capped at
     /// `max_interval`; `None` when the reading says nothing about the refill rate.
-    pub(crate) fn new(
-        now: Instant,
-        quota: Quota,
-        max_interval: Duration,
-        epoch: u64,
-    ) -> Option<Self> {
+    pub(crate) fn new(now: Instant, quota: Quota, max_interval: Duration) -> Option<Self> {
         let interval = quota.refill_interval()?.min(max_interval);
         let capacity = quota.capacity() as f64;
         Some(RequestBucket {
@@ -53,8 +42,6 @@ impl RequestBucket {
             interval,
             level: (quota.remaining as f64).min(capacity),
             at: now,
-            epoch,
-            reserved: 0,
         })
     }
 
@@ -65,8 +52,7 @@ impl RequestBucket {
             return;
         };
         let level = self.level(now);
-        // The server has not seen the requests holding a slot here yet.
-        let server = quota.remaining as f64 - self.reserved as f64;
+        let server = quota.remaining as f64;
         self.capacity = quota.capacity() as f64;
         self.interval = interval.min(max_interval);
         self.level = level.min(server);
@@ -105,33 +91,6 @@ impl RequestBucket {
         self.level = self.level(now) - 1.0;
         self.at = now;
     }
-
-    /// A request was given a slot in gate epoch `epoch`: charge it now.
-    pub(crate) fn reserve(&mut self, now: Instant, epoch: u64) {
-        self.sync(epoch);
-        self.take(now);
-        self.reserved += 1;
-    }
-
-    /// A request goes at the slot it was given in the current epoch `epoch`: charged already
-    /// if the slot came from here, else now.
-    pub(crate) fn used(&mut self, now: Instant, epoch: u64) {
-        self.sync(epoch);
-        match self.reserved.checked_sub(1) {
-            Some(left) => self.reserved = left,
-            None => self.take(now),
-        }
-    }
-
-    /// Refunds the slots of an epoch the gate has left: they are void, and their holders are
-    /// charged again when they ask anew.
-    pub(crate) fn sync(&mut self, epoch: u64) {
-        if epoch != self.epoch {
-            self.level += self.reserved as f64;
-            self.reserved = 0;
-            self.epoch = epoch;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -147,7 +106,7 @@ mod tests {
     }
 
     fn bucket(now: Instant) -> RequestBucket {
-        RequestBucket::new(now, per_minute(30, 0), Duration::from_secs(120), 0).expect("a rate")
+        RequestBucket::new(now, per_minute(30, 0), Duration::from_secs(120)).expect("a rate")
     }
 
     #[test]
@@ -156,16 +115,15 @@ mod tests {
         let mut b = bucket(t0);
         assert_eq!(b.interval(), ms(2000));
         assert_eq!(b.ready_at(t0), t0 + ms(2000));
-        // Three slots given at once come one interval apart.
-        let mut slots = Vec::new();
+        // Requests going as soon as it covers them go one interval apart.
+        let mut at = t0;
+        let mut sent = Vec::new();
         for _ in 0..3 {
-            slots.push(b.ready_at(t0));
-            b.reserve(t0, 0);
+            at = b.ready_at(at);
+            b.take(at);
+            sent.push(at);
         }
-        assert_eq!(slots, [t0 + ms(2000), t0 + ms(4000), t0 + ms(6000)]);
-        for _ in 0..3 {
-            b.used(t0 + ms(2000), 0);
-        }
+        assert_eq!(sent, [t0 + ms(2000), t0 + ms(4000), t0 + ms(6000)]);
         assert_eq!(b.ready_at(t0 + ms(6000)), t0 + ms(8000));
     }
 
@@ -198,8 +156,8 @@ mod tests {
             b.take(t1);
         }
         assert_eq!(b.ready_at(t1), t1 + ms(2000));
-        // It says none left while one request holds a slot here: that one is still owed.
-        b.reserve(t1, 0);
+        // One more sent here, which the server's next reading (none left) already counts.
+        b.take(t1);
         b.learn(t1, per_minute(30, 0), Duration::from_secs(120));
         assert_eq!(b.ready_at(t1), t1 + ms(4000));
         // A faster quota (60 a minute) takes effect at once.
@@ -208,30 +166,11 @@ mod tests {
     }
 
     #[test]
-    fn slots_of_a_voided_epoch_are_refunded_once() {
-        let t0 = Instant::now();
-        let mut b = bucket(t0);
-        b.reserve(t0, 0);
-        b.reserve(t0, 0);
-        assert_eq!(b.ready_at(t0), t0 + ms(6000));
-        // The gate voided epoch 0: both slots are refunded, and charged again on asking.
-        b.sync(1);
-        assert_eq!(b.ready_at(t0), t0 + ms(2000));
-        b.reserve(t0, 1);
-        b.sync(1);
-        assert_eq!(b.ready_at(t0), t0 + ms(4000));
-        // A slot given before the bucket existed is charged when used.
-        b.used(t0, 1);
-        b.used(t0, 1);
-        assert_eq!(b.ready_at(t0), t0 + ms(6000));
-    }
-
-    #[test]
     fn the_interval_is_capped() {
         let t0 = Instant::now();
         let quota = Quota::new(None, 0, Some(Duration::from_secs(86_400)));
-        let b = RequestBucket::new(t0, quota, ms(300), 0).expect("a rate");
+        let b = RequestBucket::new(t0, quota, ms(300)).expect("a rate");
         assert_eq!(b.ready_at(t0), t0 + ms(300));
-        assert!(RequestBucket::new(t0, Quota::new(None, 0, None), ms(300), 0).is_none());
+        assert!(RequestBucket::new(t0, Quota::new(None, 0, None), ms(300)).is_none());
     }
 }

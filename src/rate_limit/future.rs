@@ -13,7 +13,7 @@ use tokio::{
 };
 use tower_service::Service;
 
-use super::{layer::Shared, Admission, Probe, Signal, Ticket};
+use super::{layer::Shared, Admission, Probe, Reservation, Signal, Ticket};
 use crate::{
     context::{Deadline, WaitGuard},
     error::{BoxError, Error},
@@ -56,12 +56,13 @@ pin_project! {
     struct Held<S, R> {
         #[pin]
         sleep: Sleep,
+        // Armed from the start: a wake-up (a probe reported, the queue was re-paced or moved up)
+        // reaches every waiter, including one that got its place in `call`.
         #[pin]
         notified: Option<OwnedNotified>,
-        wait: Wait,
+        place: Place,
         service: S,
         request: Option<R>,
-        shared: Arc<Shared>,
         deadline: Option<Deadline>,
         since: Instant,
         // Set once admitted: the duty to report the outcome, while the service gets ready.
@@ -71,13 +72,26 @@ pin_project! {
     }
 }
 
-/// What a waiting request waits for.
-#[derive(Debug, Clone, Copy)]
-enum Wait {
-    /// Its paced slot.
-    Slot(super::Reservation),
-    /// A wake-up (a probe reported back) or a recheck time.
-    Held,
+/// A request's place in the gate's queue: given back if the request goes away while waiting.
+struct Place {
+    shared: Arc<Shared>,
+    /// `None` once sent or refused (the store took the place back itself).
+    slot: Option<Reservation>,
+}
+
+impl Place {
+    fn give_back(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.shared
+                .wake(self.shared.store.leave(Instant::now(), slot));
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.give_back();
+    }
 }
 
 impl<S: Service<R>, R> RateLimitFuture<S, R> {
@@ -90,7 +104,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         RateLimitFuture {
             state: State::Sent {
                 future,
-                outcome: Observer::new(shared, probe, sent_at),
+                outcome: Observer::new(shared, probe, sent_at, None),
             },
         }
     }
@@ -101,7 +115,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         }
     }
 
-    /// Waits per `admission` (a `Wait` or `Held`), then sends with `service` (a clone).
+    /// Waits per `admission` (a `Wait`), then sends with `service` (a clone).
     pub(super) fn waiting(
         service: S,
         request: R,
@@ -111,22 +125,21 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         guard: Option<WaitGuard>,
     ) -> Self {
         let now = Instant::now();
-        let (wait, until) = match admission {
-            Admission::Wait(slot) => (Wait::Slot(slot), slot.at),
-            // Held: ask again on the first poll, with the wake-up armed first, so a probe that
-            // reports between `call` and that poll is not missed. (Go, Probe and TooLate are
-            // handled by the service and never get here.)
-            _ => (Wait::Held, now),
+        // (Go, Probe and TooLate are handled by the service and never get here; anything but
+        // a place asks again as new on the first poll.)
+        let slot = match admission {
+            Admission::Wait(slot) => Some(slot),
+            _ => None,
         };
+        let notified = shared.notify.clone().notified_owned();
         RateLimitFuture {
             state: State::Waiting {
                 held: Box::pin(Held {
-                    sleep: tokio::time::sleep_until(until),
-                    notified: None,
-                    wait,
+                    sleep: tokio::time::sleep_until(cap(slot.map_or(now, |s| s.at), deadline)),
+                    notified: Some(notified),
+                    place: Place { shared, slot },
                     service,
                     request: Some(request),
-                    shared,
                     deadline,
                     since: now,
                     admitted: None,
@@ -153,7 +166,13 @@ where
         loop {
             let (future, outcome) = match state.as_mut().project() {
                 Proj::Sent { future, outcome } => {
-                    return future.poll(cx).map(|r| outcome.observe(r));
+                    return match future.poll(cx) {
+                        Poll::Ready(result) => Poll::Ready(outcome.observe(result)),
+                        Poll::Pending => {
+                            outcome.in_flight();
+                            Poll::Pending
+                        }
+                    };
                 }
                 Proj::Refused { error } => {
                     return Poll::Ready(Err(error.take().unwrap_or_else(|| {
@@ -182,10 +201,9 @@ impl<S: Service<R>, R> Held<S, R> {
         let HeldProj {
             mut sleep,
             mut notified,
-            wait,
+            place,
             service,
             request,
-            shared,
             deadline,
             since,
             admitted,
@@ -200,72 +218,97 @@ impl<S: Service<R>, R> Held<S, R> {
                 ready!(sleep.as_mut().poll(cx));
             }
             let now = Instant::now();
-            let ticket = match *wait {
-                Wait::Slot(slot) => Ticket::Reserved(slot),
-                Wait::Held => {
-                    if deadline.is_some_and(|d| now >= d.instant()) {
-                        observe::gate_refused(None);
-                        return Poll::Ready(Err(Error::rate_limited(None)));
-                    }
-                    Ticket::Held
-                }
-            };
+            let shared = place.shared.clone();
             // Arm the wake-up before asking, so a probe's report cannot slip between.
             notified.set(Some(shared.notify.clone().notified_owned()));
-            match shared
-                .store
-                .admit(now, ticket, deadline.map(Deadline::instant))
-            {
+            let ticket = place.slot.map_or(Ticket::New, Ticket::Reserved);
+            let limit = deadline.map(Deadline::instant);
+            match shared.store.admit(now, ticket, limit) {
                 admission @ (Admission::Go | Admission::Probe(_)) => {
+                    // Sent: the store has taken the place back.
+                    place.slot = None;
                     let probe = match admission {
                         Admission::Probe(probe) => Some(probe),
                         _ => None,
                     };
                     observe::gate_released(now.saturating_duration_since(*since), probe.is_some());
-                    *admitted = Some(Observer::new(shared.clone(), probe, Some(now)));
+                    // Not sent yet (the service may not get ready): no deadline to count a
+                    // hung attempt against until it is.
+                    *admitted = Some(Observer::new(shared, probe, Some(now), Some(None)));
                 }
                 Admission::TooLate { wait } => {
+                    place.slot = None;
                     observe::gate_refused(Some(wait));
                     return Poll::Ready(Err(Error::rate_limited(Some(wait))));
                 }
                 Admission::Wait(slot) => {
-                    *wait = Wait::Slot(slot);
-                    sleep.as_mut().reset(slot.at);
-                }
-                Admission::Held { recheck } => {
-                    *wait = Wait::Held;
-                    sleep.as_mut().reset(cap(recheck, *deadline));
+                    place.slot = Some(slot);
+                    if limit.is_some_and(|d| now >= d) {
+                        // Held past the deadline (the breaker): give up the place.
+                        place.give_back();
+                        observe::gate_refused(None);
+                        return Poll::Ready(Err(Error::rate_limited(None)));
+                    }
+                    sleep.as_mut().reset(cap(slot.at, *deadline));
                 }
             }
         }
         if let Err(e) = ready!(service.poll_ready(cx)) {
             return Poll::Ready(Err(Error::from_inner(e)));
         }
-        let (Some(request), Some(outcome)) = (request.take(), admitted.take()) else {
+        let (Some(request), Some(mut outcome)) = (request.take(), admitted.take()) else {
             return Poll::Ready(Err(Error::from_inner(
                 "rate-limit future polled after completion",
             )));
         };
         guard.take();
+        outcome.deadline = deadline.map(Deadline::instant);
         Poll::Ready(Ok((service.call(request), outcome)))
     }
 }
 
 /// Reports an attempt's outcome to the shared state; if dropped first while probing, lets
 /// another request probe.
+///
+/// An attempt dropped at or after its request's deadline (the deadline cut it: a hung
+/// connection, a generation that never produced its head) is reported as a failure, so an
+/// outage where connections hang trips the breaker. One dropped before the deadline is a caller
+/// that went away, which says nothing about the server.
 #[derive(Debug)]
 pub struct Observer {
     shared: Option<Arc<Shared>>,
     probe: Option<Probe>,
     sent_at: Option<Instant>,
+    /// The request's deadline, once known.
+    deadline: Option<Instant>,
+    /// Whether `deadline` was looked up (lazily on the fast path: at the first `Pending`).
+    deadline_known: bool,
 }
 
 impl Observer {
-    fn new(shared: Arc<Shared>, probe: Option<Probe>, sent_at: Option<Instant>) -> Self {
+    /// `deadline`: `None` to look it up once the attempt is in flight, `Some` when known.
+    fn new(
+        shared: Arc<Shared>,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+        deadline: Option<Option<Instant>>,
+    ) -> Self {
         Observer {
             shared: Some(shared),
             probe,
             sent_at,
+            deadline: deadline.flatten(),
+            deadline_known: deadline.is_some(),
+        }
+    }
+
+    /// The attempt is in flight: learn its deadline from the enclosing
+    /// [`TimeoutByWorkload`](crate::TimeoutByWorkload), which publishes it while the attempt is
+    /// polled (not when its future is dropped). A task-local read, once per attempt.
+    fn in_flight(&mut self) {
+        if !self.deadline_known {
+            self.deadline_known = true;
+            self.deadline = Deadline::ambient().map(Deadline::instant);
         }
     }
 
@@ -307,10 +350,24 @@ impl Observer {
 
 impl Drop for Observer {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            if let Some(probe) = self.probe {
-                shared.wake(shared.store.release_probe(probe));
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        if let Some(deadline) = self.deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                // Cut by the deadline with no answer: a failure of the server.
+                shared.wake(shared.store.record_sent(
+                    now,
+                    Signal::Failing,
+                    self.probe,
+                    self.sent_at,
+                ));
+                return;
             }
+        }
+        if let Some(probe) = self.probe {
+            shared.wake(shared.store.release_probe(probe));
         }
     }
 }

@@ -15,16 +15,20 @@ use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake};
 /// - `x-ratelimit-remaining-requests: 0` (with `x-ratelimit-limit-requests` and/or
 ///   `x-ratelimit-reset-requests`) paces requests *before* the 429 at the server's refill rate,
 ///   one per `reset / limit`, as its continuously refilling bucket allows ([`Quota`](super::Quota)).
-/// - A **run of 5xx or broken connections** with no hint means overload or an outage: new
-///   requests are held while a single probe at a time tests the server (a circuit breaker's
-///   half-open state), so an outage costs about one attempt per request, and held requests
-///   go out once it is over, within their deadlines.
+/// - A **high failure ratio** (5xx without hint, broken connections, attempts cut by their
+///   deadline) over a window with enough requests in it means an outage: new requests are held
+///   while a single probe at a time tests the server (a circuit breaker's half-open state), so
+///   an outage costs about one attempt per request, and held requests go out once it is over,
+///   within their deadlines, ramping up quickly. Load shedding (some 503s while most requests
+///   succeed) does not trip it: only the retries of the failed requests pay.
 /// - From the first throttle on, every request is paced at an **adaptive client-side rate**
 ///   ([`GateConfig::rate_control`], CUBIC by default): cut once per wave of 429s, grown back
 ///   until the next, forgotten after a quiet spell. It converges near a limit the server never
 ///   states, and follows it when it changes.
-/// - When the gate reopens, held requests are released paced (at the learned rate, or
-///   [`release_spacing`](GateConfig::release_spacing) before one is learned), not as a herd.
+/// - When the gate reopens, held requests are released paced and first come, first served
+///   (at the learned rate, or [`release_spacing`](GateConfig::release_spacing) before one is
+///   learned, doubling while successes come back after a breaker spell), not as a herd. A
+///   request that goes away while waiting gives its place back.
 /// - A request whose wait would pass its [`Deadline`](crate::Deadline) fails at once with
 ///   [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited), carrying the wait.
 ///

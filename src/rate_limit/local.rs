@@ -1,4 +1,8 @@
 //! The in-memory shared state: one per client, shared by every clone.
+//!
+//! It composes the gate's parts, each in its own file: the server's closures (hints and the
+//! no-hint backoff, here), the [`Queue`] of waiting requests, the [`Breaker`], the
+//! [`Ramp`] after a breaker spell, and the [`AdaptiveRate`].
 
 use std::time::Duration;
 
@@ -8,12 +12,16 @@ use tokio::time::Instant;
 
 use super::{
     adaptive::{AdaptiveRate, Curve},
+    breaker::{Breaker, Verdict},
     bucket::RequestBucket,
+    queue::Queue,
+    ramp::Ramp,
     Admission, Probe, RateControl, RateLimitStore, Reservation, Signal, Ticket, Wake,
 };
 use crate::{observe, time};
 
-/// The knobs of the in-memory state. Every wait has a cap.
+/// The knobs of the in-memory state. Every wait has a cap, and every duration is safe from
+/// zero to `Duration::MAX`.
 ///
 /// Set some knobs and keep the rest: `GateConfig { max_hold, ..GateConfig::default() }`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,7 +29,8 @@ pub struct GateConfig {
     /// Gap between two requests released after the gate reopens (default 20 ms, 50 per
     /// second), so they do not reach the server as a herd, while no adaptive rate is
     /// learned yet (after a circuit-breaker spell; with [`RateControl::Off`]). Until the held
-    /// backlog is released, newcomers queue behind it at this pace too.
+    /// backlog is released, newcomers queue behind it. After a breaker spell the release
+    /// starts at this pace and doubles every 250 ms while successes come back.
     pub release_spacing: Duration,
     /// How the client-side sending rate adapts to throttling (default
     /// [`RateControl::CUBIC`]). Off until the first 429: a healthy client pays nothing.
@@ -36,19 +45,26 @@ pub struct GateConfig {
     /// what the client sends (default 30 s): the lock-free path is back.
     pub forget_after: Duration,
     /// The longest the gate stays closed on one server hint (default 120 s, the backoff's
-    /// `max_server_wait`). A longer hint holds the gate this long. It also caps the refill
-    /// interval a quota reading sets.
+    /// `max_server_wait`). A longer hint holds the gate this long.
     pub max_hold: Duration,
     /// How long a 429 without any hint closes the gate at first (default 100 ms); doubled on
     /// each 429 in a row, up to `no_hint_max`, reset by any success.
     pub no_hint_base: Duration,
     /// The cap on the no-hint closure (default 5 s).
     pub no_hint_max: Duration,
-    /// Failures in a row (5xx without hint, broken connections) that trip the circuit
-    /// breaker (default 3).
-    pub failure_threshold: u32,
+    /// The share of failures (5xx without hint, broken connections, attempts cut by their
+    /// deadline) among the outcomes of the last `sampling_duration` that trips the circuit
+    /// breaker (default 0.8). Load shedding (a third of requests answered 503 while the rest
+    /// succeed) stays well below it; an outage reaches it at once. Above 1: never trips.
+    pub failure_ratio: f64,
+    /// The fewest outcomes within `sampling_duration` before the ratio counts (default 10):
+    /// after a healthy spell, an outage trips the breaker after this many failures.
+    pub minimum_throughput: u32,
+    /// How far back the breaker's failure ratio looks (default 10 s).
+    pub sampling_duration: Duration,
     /// How long the breaker holds everyone before the first probe (default 500 ms); doubled
-    /// after each failed probe up to `probe_max`.
+    /// after each failed probe up to `probe_max`. A probe that has not answered within it
+    /// counts as failed, and the next request probes.
     pub probe_base: Duration,
     /// The cap on the time between probes (default 2 s): recovery is noticed within it.
     pub probe_max: Duration,
@@ -65,12 +81,17 @@ impl Default for GateConfig {
             max_hold: Duration::from_secs(120),
             no_hint_base: Duration::from_millis(100),
             no_hint_max: Duration::from_secs(5),
-            failure_threshold: 3,
+            failure_ratio: 0.8,
+            minimum_throughput: 10,
+            sampling_duration: Duration::from_secs(10),
             probe_base: Duration::from_millis(500),
             probe_max: Duration::from_secs(2),
         }
     }
 }
+
+/// How long a due probe turn is kept for the newest waiter before an older one takes it.
+const PROBE_GRACE: Duration = Duration::from_millis(5);
 
 /// How far apart two readings of one shared closure or cut may land and still be the same.
 pub(crate) const ADOPT_TOLERANCE: Duration = Duration::from_millis(50);
@@ -95,30 +116,14 @@ pub struct LocalStore {
 #[derive(Debug)]
 struct State {
     closed_until: Option<Instant>,
-    next_slot: Option<Instant>,
-    /// The widest spacing any slot of the queue up to `next_slot` was given.
-    queue_spacing: Duration,
-    epoch: u64,
+    queue: Queue,
     throttle_streak: u32,
-    failure_streak: u32,
     breaker: Breaker,
-    probe_wait: Duration,
-    probe_turns: u64,
+    /// The release's pace after a breaker spell, until the queue has drained.
+    ramp: Option<Ramp>,
     adaptive: AdaptiveRate,
     /// The server's request quota, mirrored while a response said it is spent.
     quota: Option<RequestBucket>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Breaker {
-    Closed,
-    Open {
-        until: Instant,
-    },
-    /// `probe`: the turn in flight, if any.
-    HalfOpen {
-        probe: Option<u64>,
-    },
 }
 
 impl Default for LocalStore {
@@ -138,14 +143,10 @@ impl LocalStore {
             sample_start: AtomicU64::new(0),
             state: Mutex::new(State {
                 closed_until: None,
-                next_slot: None,
-                queue_spacing: config.release_spacing,
-                epoch: 0,
+                queue: Queue::default(),
                 throttle_streak: 0,
-                failure_streak: 0,
-                breaker: Breaker::Closed,
-                probe_wait: config.probe_base,
-                probe_turns: 0,
+                breaker: Breaker::new(&config),
+                ramp: None,
                 adaptive: AdaptiveRate::new(
                     config.rate_control,
                     config.min_rate,
@@ -180,7 +181,12 @@ impl LocalStore {
 
     /// Whether the circuit breaker is holding requests (open or half-open).
     pub fn breaker_engaged(&self) -> bool {
-        self.lock().breaker != Breaker::Closed
+        self.lock().breaker.is_engaged()
+    }
+
+    /// Requests waiting in the gate's queue (for a place, or while the breaker holds them).
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -190,68 +196,18 @@ impl LocalStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The next paced slot at or after `start`, or `TooLate` (nothing reserved) when it would
-    /// come after the deadline.
-    fn slot_after(
-        &self,
-        state: &mut State,
-        now: Instant,
-        start: Instant,
-        deadline: Option<Instant>,
-    ) -> Admission {
-        let mut at = state.next_slot.map_or(start, |s| s.max(start));
-        if let Some(quota) = &state.quota {
-            at = at.max(quota.ready_at(now));
+    /// The gap between two releases now: the ramp's after a breaker spell (never faster than
+    /// an adaptive rate), else the adaptive rate's, else `release_spacing`.
+    fn spacing(&self, state: &State, now: Instant) -> Duration {
+        let adaptive = state
+            .adaptive
+            .is_active()
+            .then(|| state.adaptive.spacing(now));
+        match (state.ramp, adaptive) {
+            (Some(ramp), adaptive) => ramp.spacing().max(adaptive.unwrap_or_default()),
+            (None, Some(adaptive)) => adaptive,
+            (None, None) => self.config.release_spacing,
         }
-        if deadline.is_some_and(|d| d < at) {
-            return Admission::TooLate { wait: at - now };
-        }
-        let spacing = if state.adaptive.is_active() {
-            state.adaptive.spacing(now)
-        } else {
-            self.config.release_spacing
-        };
-        let queued = state.next_slot.is_some_and(|s| s > now);
-        state.queue_spacing = if queued {
-            state.queue_spacing.max(spacing)
-        } else {
-            spacing
-        };
-        state.next_slot = Some(time::after(at, spacing));
-        if let Some(quota) = &mut state.quota {
-            if at <= now {
-                quota.take(now);
-            } else {
-                quota.reserve(now, state.epoch);
-            }
-        }
-        // A queue exists: newcomers must see it, not the lock-free fast path.
-        self.restricted.store(true, Ordering::Release);
-        if at <= now {
-            return Admission::Go;
-        }
-        Admission::Wait(Reservation {
-            at,
-            epoch: state.epoch,
-        })
-    }
-
-    /// When the adaptive rate has grown well past the pace the waiting queue was given, voids
-    /// the queue's slots (the caller wakes the waiters) so it drains at the new rate: slots
-    /// handed out while the rate was low must not keep it low.
-    fn respace_if_faster(&self, state: &mut State, now: Instant) -> bool {
-        let queued = state.next_slot.is_some_and(|s| s > now);
-        if !queued || !state.adaptive.is_active() {
-            return false;
-        }
-        let spacing = state.adaptive.spacing(now);
-        // 15 % faster: the queue's pace would hold the sending rate back noticeably.
-        if spacing.as_secs_f64() < 0.87 * state.queue_spacing.as_secs_f64() {
-            state.epoch += 1;
-            state.next_slot = None;
-            return true;
-        }
-        false
     }
 
     /// Clears the fast-path flag when nothing is left to enforce or forget.
@@ -259,8 +215,9 @@ impl LocalStore {
         if state.closed_until.is_some_and(|t| t <= now) {
             state.closed_until = None;
         }
-        if state.next_slot.is_some_and(|t| t <= now) {
-            state.next_slot = None;
+        state.queue.settle(now);
+        if state.queue.is_idle(now) {
+            state.ramp = None;
         }
         if state.adaptive.forget_if_quiet(now) {
             observe::rate_forgotten();
@@ -270,11 +227,11 @@ impl LocalStore {
         }
         let idle = state.closed_until.is_none()
             && state.quota.is_none()
-            && state.next_slot.is_none()
+            && state.queue.is_idle(now)
+            && state.ramp.is_none()
             && !state.adaptive.is_active()
-            && state.breaker == Breaker::Closed
-            && state.throttle_streak == 0
-            && state.failure_streak == 0;
+            && state.breaker.is_quiet(now)
+            && state.throttle_streak == 0;
         if idle {
             self.restricted.store(false, Ordering::Release);
         }
@@ -290,25 +247,21 @@ impl LocalStore {
         }
         let w_max = state.adaptive.curve(now).map_or(0.0, |c| c.w_max);
         observe::rate_cut(w_max, state.adaptive.rate(now));
-        // From now on every request takes a paced slot; slots given so far are void, so the
-        // queue restarts at the new rate instead of leaving at the old one.
-        state.next_slot = None;
-        state.epoch += 1;
+        // From now on every request takes a paced slot at the new rate (the ramp, if any,
+        // hands over to it); waiters quoted a faster pace are told the new one when they ask.
+        state.ramp = None;
         self.restricted.store(true, Ordering::Release);
         Some(w_max)
     }
 
-    /// Closes the gate until `until`; returns it if that is later than before.
+    /// Closes the gate until `until`; returns it if that is later than before. The queue keeps
+    /// its order: its release starts at the reopening.
     fn close(&self, state: &mut State, until: Instant) -> Option<Instant> {
         self.restricted.store(true, Ordering::Release);
         if state.closed_until.is_some_and(|t| t >= until) {
             return None;
         }
         state.closed_until = Some(until);
-        state.epoch += 1;
-        // Every slot given so far is void: the queue starts again at the reopening, not
-        // behind slots nobody will use.
-        state.next_slot = None;
         Some(until)
     }
 }
@@ -340,62 +293,108 @@ impl LocalStore {
         let mut state = self.lock();
         let sent = self.sent();
         self.sample(&mut state, now, sent);
-        let epoch = state.epoch;
-        if let Some(quota) = &mut state.quota {
-            quota.sync(epoch);
-        }
-        match state.breaker {
-            Breaker::Open { until } if now < until => return Admission::Held { recheck: until },
-            Breaker::Open { .. } | Breaker::HalfOpen { probe: None } => {
-                state.probe_turns += 1;
-                state.breaker = Breaker::HalfOpen {
-                    probe: Some(state.probe_turns),
-                };
-                return Admission::Probe(Probe(state.probe_turns));
-            }
-            Breaker::HalfOpen { probe: Some(_) } => {
-                return Admission::Held {
-                    recheck: time::after(now, self.config.probe_max),
-                }
-            }
-            Breaker::Closed => {}
-        }
-        if let Some(until) = state.closed_until.filter(|&t| t > now) {
-            return self.slot_after(&mut state, now, until, deadline);
-        }
-        let admission = match ticket {
-            // While held requests are being released, a newcomer queues behind them: first
-            // in, first out, and the server sees one paced stream instead of the released
-            // backlog plus every new arrival at once.
-            Ticket::New if state.next_slot.is_some_and(|s| s > now) => {
-                self.slot_after(&mut state, now, now, deadline)
-            }
-            // Adapting: every request takes a slot at the learned rate.
-            Ticket::New if state.adaptive.is_active() => {
-                self.slot_after(&mut state, now, now, deadline)
-            }
-            // The server's quota is spent: one request per refill interval.
-            Ticket::New if state.quota.is_some_and(|q| q.ready_at(now) > now) => {
-                self.slot_after(&mut state, now, now, deadline)
-            }
-            Ticket::New => {
-                if let Some(quota) = &mut state.quota {
-                    quota.take(now);
-                }
-                Admission::Go
-            }
-            Ticket::Reserved(r) if r.epoch == state.epoch => {
-                if let Some(quota) = &mut state.quota {
-                    quota.used(now, r.epoch);
-                }
-                Admission::Go
-            }
-            // Waited, and the gate closed again meanwhile (or the breaker held it): take a
-            // paced slot so the waiting crowd does not leave as a herd.
-            Ticket::Reserved(_) | Ticket::Held => self.slot_after(&mut state, now, now, deadline),
+        // A place that is no longer live (never, from this store's own futures) asks anew.
+        let place = match ticket {
+            Ticket::Reserved(r) => state.queue.rank(r.place).map(|_| r.place),
+            Ticket::New => None,
         };
+        let admission = self.admission(&mut state, now, place, deadline);
+        if matches!(admission, Admission::Wait(_)) {
+            // Someone waits: newcomers must see the queue, not the lock-free fast path.
+            self.restricted.store(true, Ordering::Release);
+        }
         self.settle(&mut state, now);
         admission
+    }
+
+    fn admission(
+        &self,
+        state: &mut State,
+        now: Instant,
+        place: Option<u64>,
+        deadline: Option<Instant>,
+    ) -> Admission {
+        let spacing = self.spacing(state, now);
+        // The server's request quota, while spent: the next request when the mirrored bucket
+        // covers it, then one per refill interval.
+        let quota_at = state
+            .quota
+            .as_ref()
+            .map(|q| q.ready_at(now))
+            .filter(|&t| t > now);
+        let spacing = match (&state.quota, quota_at) {
+            (Some(quota), Some(_)) => spacing.max(quota.interval()),
+            _ => spacing,
+        };
+        // The server's hint (or its spent quota) is a floor for every request, probes
+        // included.
+        let closed = state.closed_until.filter(|&t| t > now).max(quota_at);
+        let verdict = match closed {
+            Some(until) if state.breaker.is_engaged() => Verdict::Hold { until },
+            Some(_) => Verdict::Pass,
+            None => state.breaker.admit(now),
+        };
+        match verdict {
+            Verdict::ProbeDue { since } => {
+                // The newest request probes: if the probe fails, the one it cost an attempt
+                // (sent back through the retry layer to the end of the line) was at the end
+                // anyway. An older waiter takes the turn if the newest has not within a grace.
+                let newest = place.is_none_or(|p| state.queue.is_last(p));
+                let grace = time::after(since, PROBE_GRACE);
+                if !newest && now < grace {
+                    let place = place.unwrap_or_else(|| state.queue.join(spacing));
+                    return Admission::Wait(Reservation { at: grace, place });
+                }
+                if let Some(place) = place {
+                    state.queue.leave(place);
+                }
+                return Admission::Probe(state.breaker.take_probe(now));
+            }
+            // Held by the breaker: wait in line (no deadline check: a wake-up may come at any
+            // time; the request gives up at its deadline).
+            Verdict::Hold { until } => {
+                let place = place.unwrap_or_else(|| state.queue.join(spacing));
+                return Admission::Wait(Reservation { at: until, place });
+            }
+            Verdict::Pass => {}
+        }
+        let open_at = closed.unwrap_or(now);
+        if place.is_none()
+            && closed.is_none()
+            && state.queue.is_idle(now)
+            && !state.adaptive.is_active()
+        {
+            // Nothing restricts sending (a failure or two under watch, a throttle streak).
+            if let Some(quota) = &mut state.quota {
+                quota.take(now);
+            }
+            return Admission::Go;
+        }
+        let rank = place
+            .and_then(|p| state.queue.rank(p))
+            .unwrap_or(state.queue.len());
+        let at = state.queue.slot(rank, open_at, now, spacing);
+        if at <= now {
+            state.queue.release(place, now, spacing);
+            if let Some(quota) = &mut state.quota {
+                quota.take(now);
+            }
+            return Admission::Go;
+        }
+        if deadline.is_some_and(|d| d < at) {
+            if let Some(place) = place {
+                state.queue.leave(place);
+            }
+            return Admission::TooLate { wait: at - now };
+        }
+        let place = match place {
+            Some(place) => {
+                state.queue.quote(spacing);
+                place
+            }
+            None => state.queue.join(spacing),
+        };
+        Admission::Wait(Reservation { at, place })
     }
 
     /// Adopts what a fleet store read: the gate closed for `closed_for` more (if longer than
@@ -412,7 +411,7 @@ impl LocalStore {
         if let Some(wait) = closed_for.filter(|w| !w.is_zero()) {
             let until = time::after(now, wait.min(self.config.max_hold));
             // The same closure read again lands a few milliseconds off: only a later one
-            // closes (and voids the slots given meanwhile).
+            // closes.
             let known = state
                 .closed_until
                 .is_some_and(|t| t > now && until <= time::after(t, ADOPT_TOLERANCE));
@@ -472,13 +471,18 @@ impl RateLimitStore for LocalStore {
     }
 
     fn release_probe(&self, probe: Probe) -> Wake {
+        if self.lock().breaker.release(Some(probe)) {
+            return Wake::All;
+        }
+        Wake::No
+    }
+
+    fn leave(&self, now: Instant, slot: Reservation) -> Wake {
         let mut state = self.lock();
-        if state.breaker
-            == (Breaker::HalfOpen {
-                probe: Some(probe.0),
-            })
-        {
-            state.breaker = Breaker::HalfOpen { probe: None };
+        let behind = state.queue.leave(slot.place) == Some(true);
+        self.settle(&mut state, now);
+        // Everyone behind moved up a place; while the breaker holds them, places do not count.
+        if behind && !state.breaker.is_engaged() {
             return Wake::All;
         }
         Wake::No
@@ -527,52 +531,38 @@ impl LocalStore {
         let mut state = self.lock();
         let mut wake = Wake::No;
         let cfg = &self.config;
-        // Only the turn in flight speaks as the probe; a stale one is an ordinary request.
-        let current_probe =
-            probe.is_some_and(|p| state.breaker == Breaker::HalfOpen { probe: Some(p.0) });
         match signal {
             Signal::Healthy | Signal::Exhausted { .. } | Signal::Throttled { .. } => {
-                // The server answered: it is up. Close the breaker, forget failures.
-                state.failure_streak = 0;
-                if state.breaker != Breaker::Closed {
-                    state.breaker = Breaker::Closed;
-                    state.probe_wait = cfg.probe_base;
+                // The server answered: it is up. Any answer closes the breaker (the probe's,
+                // or one sent before the trip), and the held backlog is released ramping up.
+                if state.breaker.success(now) {
+                    state.ramp = Some(Ramp::new(now, cfg.release_spacing));
+                    state.queue.restart();
                     wake = Wake::All;
+                } else if signal == Signal::Healthy {
+                    if let Some(ramp) = state.ramp.as_mut() {
+                        ramp.success(now);
+                    }
                 }
             }
             Signal::Failing => {
-                state.failure_streak = state.failure_streak.saturating_add(1);
                 self.restricted.store(true, Ordering::Release);
-                let trip = match state.breaker {
-                    Breaker::HalfOpen { .. } if current_probe => true,
-                    Breaker::Closed => state.failure_streak >= cfg.failure_threshold,
-                    _ => false,
-                };
-                if trip {
-                    if state.breaker == Breaker::Closed {
-                        state.probe_wait = cfg.probe_base;
-                    }
-                    state.breaker = Breaker::Open {
-                        until: time::after(now, state.probe_wait),
-                    };
-                    state.probe_wait = (state.probe_wait * 2).min(cfg.probe_max);
-                    observe::breaker_tripped(state.failure_streak);
+                if let Some(failures) = state.breaker.failure(now, probe) {
+                    state.ramp = None;
+                    observe::breaker_tripped(failures);
+                }
+                if let Some(ramp) = state.ramp.as_mut() {
+                    ramp.failure();
                 }
             }
             Signal::Neutral => {
-                if current_probe {
-                    state.breaker = Breaker::HalfOpen { probe: None };
+                if state.breaker.release(probe) {
                     wake = Wake::All;
                 }
             }
         }
         if let Signal::Throttled { hint } = signal {
-            let queued = state.next_slot.is_some_and(|s| s > now);
             learned.cut = self.cut_rate(&mut state, now, sent_at);
-            if learned.cut.is_some() && queued {
-                // The voided slots' holders re-queue at the new rate.
-                wake = Wake::All;
-            }
             if hint.is_some() {
                 state.adaptive.hold_after_hint(cfg.hinted_plateau);
             }
@@ -580,23 +570,17 @@ impl LocalStore {
         match signal {
             Signal::Healthy => state.throttle_streak = 0,
             // The quota is a continuously refilling bucket: mirror it and pace by it, rather
-            // than close the gate until it is full again.
-            Signal::Exhausted(quota) => {
-                let epoch = state.epoch;
-                match &mut state.quota {
-                    Some(bucket) => {
-                        bucket.sync(epoch);
-                        bucket.learn(now, quota, cfg.max_hold);
-                    }
-                    None => {
-                        state.quota = RequestBucket::new(now, quota, cfg.max_hold, epoch);
-                        if let Some(bucket) = &state.quota {
-                            observe::gate_closed(bucket.interval(), true);
-                            self.restricted.store(true, Ordering::Release);
-                        }
+            // than closing until it is full again.
+            Signal::Exhausted(quota) => match &mut state.quota {
+                Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
+                None => {
+                    state.quota = RequestBucket::new(now, quota, cfg.max_hold);
+                    if let Some(bucket) = &state.quota {
+                        observe::gate_closed(bucket.interval(), true);
+                        self.restricted.store(true, Ordering::Release);
                     }
                 }
-            }
+            },
             // A 429 with no hint while the gate is already closed is the same wave (requests
             // that were in flight together): it neither doubles nor extends the closure. The
             // backoff doubles only for 429s that come after the gate reopened.
@@ -606,7 +590,9 @@ impl LocalStore {
                     Some(hint) => hint.min(cfg.max_hold),
                     None => {
                         let doubling = state.throttle_streak.min(16);
-                        (cfg.no_hint_base * 2u32.pow(doubling)).min(cfg.no_hint_max)
+                        cfg.no_hint_base
+                            .saturating_mul(2u32.pow(doubling))
+                            .min(cfg.no_hint_max)
                     }
                 };
                 state.throttle_streak = state.throttle_streak.saturating_add(1);
@@ -615,7 +601,9 @@ impl LocalStore {
             }
             Signal::Failing | Signal::Neutral => {}
         }
-        if self.respace_if_faster(&mut state, now) {
+        // A faster pace (the ramp doubled, the adaptive rate grew) reaches every waiter.
+        let spacing = self.spacing(&state, now);
+        if state.queue.repace(spacing) {
             wake = Wake::All;
         }
         self.settle(&mut state, now);
@@ -667,19 +655,31 @@ mod tests {
         assert!((rate - 28.0).abs() < 1.5, "about 0.7 × 40/s, got {rate}");
         // The no-hint closure (100 ms) holds everyone, then each request gets its own slot,
         // 1/rate apart.
-        let slots: Vec<Instant> = (0..3)
+        let slots: Vec<Reservation> = (0..3)
             .map(|_| match s.admit(t1 + ms(1), Ticket::New, None) {
-                Admission::Wait(r) => r.at,
+                Admission::Wait(r) => r,
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(slots[0], t1 + ms(100));
-        let gap = (slots[2] - slots[1]).as_secs_f64();
+        assert_eq!(slots[0].at, t1 + ms(100));
+        let gap = (slots[2].at - slots[1].at).as_secs_f64();
         assert!((gap - 1.0 / rate).abs() < 0.002, "gap {gap}");
+        for slot in &slots {
+            assert_eq!(
+                s.admit(slot.at, Ticket::Reserved(*slot), None),
+                Admission::Go
+            );
+        }
         // Later, while adapting, a newcomer still gets a slot rather than going at once.
         let t2 = t1 + ms(2000);
         assert_eq!(s.admit(t2, Ticket::New, None), Admission::Go);
-        assert!(matches!(s.admit(t2, Ticket::New, None), Admission::Wait(_)));
+        let Admission::Wait(next) = s.admit(t2, Ticket::New, None) else {
+            panic!("a paced slot")
+        };
+        assert_eq!(
+            s.admit(next.at, Ticket::Reserved(next), None),
+            Admission::Go
+        );
         assert!(!s.is_unrestricted());
         // 40 s of quiet at a low demand: forgotten, the lock-free path is back.
         let t3 = t1 + Duration::from_secs(40);
@@ -769,15 +769,18 @@ mod tests {
             s.admit(t0 + ms(2000), Ticket::Reserved(slots[0]), None),
             Admission::Go
         );
+        let Admission::Wait(newcomer) = s.admit(t0 + ms(2010), Ticket::New, None) else {
+            panic!("the newcomer queues")
+        };
+        assert_eq!(newcomer.at, t0 + ms(2060));
+        for (i, slot) in slots.iter().enumerate().skip(1) {
+            assert_eq!(
+                s.admit(t0 + ms(2000 + 20 * i as u64), Ticket::Reserved(*slot), None),
+                Admission::Go
+            );
+        }
         assert_eq!(
-            s.admit(t0 + ms(2010), Ticket::New, None),
-            Admission::Wait(Reservation {
-                at: t0 + ms(2060),
-                epoch: 1
-            })
-        );
-        assert_eq!(
-            s.admit(t0 + ms(2040), Ticket::Reserved(slots[2]), None),
+            s.admit(newcomer.at, Ticket::Reserved(newcomer), None),
             Admission::Go
         );
         // ...and once the backlog is out, newcomers go at once.
@@ -840,58 +843,64 @@ mod tests {
         }
     }
 
-    #[test]
-    fn breaker_trips_probes_one_at_a_time_and_recovers() {
-        let s = LocalStore::default();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            s.record(t0, Signal::Failing, None);
+    /// Records failures until the breaker trips.
+    fn trip(s: &LocalStore, now: Instant) {
+        for _ in 0..s.config().minimum_throughput {
+            s.record(now, Signal::Failing, None);
         }
         assert!(s.breaker_engaged());
-        assert_eq!(
-            s.admit(t0, Ticket::New, None),
-            Admission::Held {
-                recheck: t0 + ms(500)
-            }
-        );
+    }
+
+    fn wait(a: Admission) -> Reservation {
+        match a {
+            Admission::Wait(r) => r,
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn breaker_trips_probes_one_at_a_time_and_recovers() {
+        let s = gate_only();
+        let t0 = Instant::now();
+        trip(&s, t0);
+        let held = wait(s.admit(t0, Ticket::New, None));
+        assert_eq!(held.at, t0 + ms(500));
         let t1 = t0 + ms(500);
-        let Admission::Probe(p1) = s.admit(t1, Ticket::Held, None) else {
+        let Admission::Probe(p1) = s.admit(t1, Ticket::Reserved(held), None) else {
             panic!("a probe")
         };
-        assert!(matches!(
-            s.admit(t1, Ticket::New, None),
-            Admission::Held { .. }
-        ));
+        let a = wait(s.admit(t1, Ticket::New, None));
+        assert_eq!(a.at, t1 + ms(500), "held while the probe is in flight");
         // The probe fails: hold longer (doubling), then probe again.
         s.record(t1, Signal::Failing, Some(p1));
         assert_eq!(
-            s.admit(t1, Ticket::Held, None),
-            Admission::Held {
-                recheck: t1 + ms(1000)
-            }
+            wait(s.admit(t1, Ticket::Reserved(a), None)).at,
+            t1 + ms(1000)
         );
+        let b = wait(s.admit(t1 + ms(1), Ticket::New, None));
         let t2 = t1 + ms(1000);
-        let Admission::Probe(p2) = s.admit(t2, Ticket::New, None) else {
+        // The newest waiter probes (a failed probe costs the one at the end of the line); the
+        // older one is kept out of the turn for a moment.
+        assert_eq!(
+            wait(s.admit(t2, Ticket::Reserved(a), None)).at,
+            t2 + PROBE_GRACE
+        );
+        let Admission::Probe(p2) = s.admit(t2, Ticket::Reserved(b), None) else {
             panic!("a probe")
         };
         assert_ne!(p1, p2, "each turn has its own token");
-        // The probe succeeds: everyone is woken and released with paced slots.
+        // The probe succeeds: everyone is woken and released paced, in order.
         assert_eq!(s.record(t2, Signal::Healthy, Some(p2)), Wake::All);
-        assert_eq!(s.admit(t2, Ticket::Held, None), Admission::Go);
+        let c = wait(s.admit(t2, Ticket::New, None));
+        assert_eq!(s.admit(t2, Ticket::Reserved(a), None), Admission::Go);
         assert_eq!(
-            s.admit(t2, Ticket::Held, None),
-            Admission::Wait(Reservation {
-                at: t2 + ms(20),
-                epoch: 0
-            })
+            wait(s.admit(t2, Ticket::Reserved(c), None)).at,
+            t2 + ms(20),
+            "newcomers queue behind the released backlog"
         );
         assert_eq!(
-            s.admit(t2, Ticket::New, None),
-            Admission::Wait(Reservation {
-                at: t2 + ms(40),
-                epoch: 0
-            }),
-            "newcomers queue behind the released backlog"
+            s.admit(t2 + ms(20), Ticket::Reserved(c), None),
+            Admission::Go
         );
         assert_eq!(
             s.admit(t2 + ms(60), Ticket::New, None),
@@ -904,15 +913,13 @@ mod tests {
     fn an_abandoned_probe_lets_another_probe() {
         let s = LocalStore::default();
         let t0 = Instant::now();
-        for _ in 0..3 {
-            s.record(t0, Signal::Failing, None);
-        }
+        trip(&s, t0);
         let t1 = t0 + ms(500);
         let Admission::Probe(first) = s.admit(t1, Ticket::New, None) else {
             panic!("a probe")
         };
         assert_eq!(s.release_probe(first), Wake::All);
-        let Admission::Probe(second) = s.admit(t1, Ticket::Held, None) else {
+        let Admission::Probe(second) = s.admit(t1, Ticket::New, None) else {
             panic!("a probe")
         };
         assert_eq!(
@@ -920,28 +927,95 @@ mod tests {
             Wake::No,
             "a stale probe frees nothing"
         );
-        assert!(matches!(
-            s.admit(t1, Ticket::Held, None),
-            Admission::Held { .. }
-        ));
+        assert!(matches!(s.admit(t1, Ticket::New, None), Admission::Wait(_)));
         assert_eq!(s.release_probe(second), Wake::All);
         assert_eq!(s.release_probe(second), Wake::No, "no double release");
     }
 
     #[test]
-    fn a_reclosure_restarts_the_queue_at_the_new_reopening() {
+    fn a_slow_probe_does_not_block_the_next_one() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        trip(&s, t0);
+        let t1 = t0 + ms(500);
+        let Admission::Probe(slow) = s.admit(t1, Ticket::New, None) else {
+            panic!("a probe")
+        };
+        let held = wait(s.admit(t1, Ticket::New, None));
+        assert_eq!(
+            held.at,
+            t1 + ms(500),
+            "rechecked after the probe's interval"
+        );
+        let Admission::Probe(next) = s.admit(held.at, Ticket::Reserved(held), None) else {
+            panic!("the next probe")
+        };
+        assert_ne!(slow, next);
+        assert_eq!(s.record(held.at, Signal::Healthy, Some(next)), Wake::All);
+        assert!(!s.breaker_engaged());
+    }
+
+    #[test]
+    fn no_probe_goes_before_a_hinted_time() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        s.record(t0, hinted(30_000), None);
+        trip(&s, t0 + ms(10));
+        let held = wait(s.admit(t0 + ms(20), Ticket::New, None));
+        assert_eq!(held.at, t0 + ms(30_000));
+        let Admission::Probe(_) = s.admit(held.at, Ticket::Reserved(held), None) else {
+            panic!("the probe goes at the hinted time")
+        };
+    }
+
+    #[test]
+    fn a_slot_holder_asking_early_waits_for_its_slot() {
+        let s = gate_only();
+        let t0 = Instant::now();
+        s.record(t0, hinted(100), None);
+        let slots: Vec<Reservation> = (0..3)
+            .map(|_| wait(s.admit(t0, Ticket::New, None)))
+            .collect();
+        // Woken early (a wake-up for someone else), each is told its time again.
+        for slot in &slots {
+            assert_eq!(
+                wait(s.admit(t0 + ms(50), Ticket::Reserved(*slot), None)),
+                *slot
+            );
+        }
+        assert_eq!(
+            s.admit(t0 + ms(100), Ticket::Reserved(slots[0]), None),
+            Admission::Go
+        );
+        assert_eq!(
+            wait(s.admit(t0 + ms(100), Ticket::Reserved(slots[1]), None)).at,
+            t0 + ms(120)
+        );
+    }
+
+    #[test]
+    fn the_queue_keeps_its_order_across_a_reclosure_and_closes_up_when_waiters_leave() {
         let s = LocalStore::default();
         let t0 = Instant::now();
         s.record(t0, hinted(1000), None);
-        for _ in 0..100 {
-            s.admit(t0, Ticket::New, None);
-        }
-        // A second closure ends at +2.01 s; the first queue reached +2.98 s.
+        let waiters: Vec<Reservation> = (0..100)
+            .map(|_| wait(s.admit(t0, Ticket::New, None)))
+            .collect();
+        // A second closure ends at +2.01 s: the queue waits for it, in order.
         s.record(t0 + ms(1010), hinted(1000), None);
-        match s.admit(t0 + ms(1010), Ticket::New, None) {
-            Admission::Wait(r) => assert_eq!(r.at, t0 + ms(2010), "no idle gap behind stale slots"),
-            other => panic!("{other:?}"),
+        let first = wait(s.admit(t0 + ms(1010), Ticket::Reserved(waiters[0]), None));
+        assert_eq!(first.at, t0 + ms(2010));
+        let newcomer = wait(s.admit(t0 + ms(1010), Ticket::New, None));
+        assert!(newcomer.at > first.at, "behind the 100 waiters");
+        // They go away: the newcomer moves up to the reopening.
+        for w in &waiters {
+            s.leave(t0 + ms(1020), *w);
         }
+        assert_eq!(
+            wait(s.admit(t0 + ms(1020), Ticket::Reserved(newcomer), None)).at,
+            t0 + ms(2010)
+        );
+        assert_eq!(s.queued(), 1);
     }
 
     #[test]
@@ -969,5 +1043,23 @@ mod tests {
         assert!(
             matches!(s.admit(t0, Ticket::New, None), Admission::Wait(r) if r.at == t0 + ms(750))
         );
+    }
+
+    #[test]
+    fn a_spent_quota_paces_its_queue_one_refill_interval_apart() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        // 30 a minute, none left: one request back every 2 s.
+        let quota = crate::rate_limit::Quota::new(Some(30), 0, Some(Duration::from_secs(60)));
+        s.record(t0, Signal::Exhausted(quota), None);
+        let slots: Vec<Instant> = (0..3)
+            .map(|_| match s.admit(t0, Ticket::New, None) {
+                Admission::Wait(r) => r.at,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(slots[0], t0 + Duration::from_secs(2));
+        assert_eq!(slots[1] - slots[0], Duration::from_secs(2));
+        assert_eq!(slots[2] - slots[1], Duration::from_secs(2));
     }
 }

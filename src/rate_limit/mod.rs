@@ -21,12 +21,15 @@
 //! policy is plain synchronous code, tested without a socket.
 
 mod adaptive;
+mod breaker;
 mod bucket;
 mod cost;
 mod future;
 mod layer;
 mod local;
+mod queue;
 mod quota;
+mod ramp;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;

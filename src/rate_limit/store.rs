@@ -12,19 +12,21 @@ use super::Signal;
 pub enum Ticket {
     /// A request arriving for the first time.
     New,
-    /// A request that waited for the slot it was given.
+    /// A request that waited in the queue, asking again with its place.
     Reserved(Reservation),
-    /// A request that waited without a slot (while the circuit breaker held everyone).
-    Held,
 }
 
-/// A paced sending slot handed to a waiting request.
+/// A place in the gate's waiting queue, and when to ask again.
+///
+/// A place is kept in order until the request is sent or gives it back: the queue is first
+/// come, first served, and a waiter's time follows from the live places ahead of it (callers
+/// that went away give theirs back), the pace, and when the gate opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
-    /// When the request may send.
+    /// When to ask again (unless woken earlier): the paced slot, or the breaker's next probe.
     pub at: Instant,
-    /// The state's closure count when the slot was given; a later closure voids the slot.
-    pub epoch: u64,
+    /// The place in the queue.
+    pub place: u64,
 }
 
 /// The answer to "may I send now?".
@@ -36,18 +38,15 @@ pub enum Admission {
     /// [recorded](RateLimitStore::record) with this token, or the probe
     /// [released](RateLimitStore::release_probe) with it.
     Probe(Probe),
-    /// Wait for this slot, then ask again with [`Ticket::Reserved`].
+    /// Wait in line until `at` or a wake-up, whichever comes first, then ask again with
+    /// [`Ticket::Reserved`]; [give the place back](RateLimitStore::leave) if the request goes
+    /// away meanwhile. While the circuit breaker holds everyone, `at` is its next probe time
+    /// and may lie past the request's deadline (a wake-up can come sooner).
     Wait(Reservation),
-    /// The wait would end past the request's deadline: refuse it now. No slot was taken.
+    /// The wait would end past the request's deadline: refuse it now. No place was kept.
     TooLate {
         /// How long the request would have had to wait.
         wait: std::time::Duration,
-    },
-    /// Wait until a probe reports back (a wake-up comes) or until `recheck`, then ask again
-    /// with [`Ticket::Held`].
-    Held {
-        /// When to ask again at the latest.
-        recheck: Instant,
     },
 }
 
@@ -61,7 +60,7 @@ pub struct Probe(pub u64);
 pub enum Wake {
     /// Nothing to wake.
     No,
-    /// Wake every held request so it asks again.
+    /// Wake every waiting request so it asks again.
     All,
 }
 
@@ -81,6 +80,13 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
 
     /// A probe ended without an outcome (its caller went away): let another request probe.
     fn release_probe(&self, probe: Probe) -> Wake;
+
+    /// A waiting request went away (cancelled, timed out, dropped by a `select!`): its place
+    /// is free, and the waiters behind it move up. The default does nothing.
+    fn leave(&self, now: Instant, slot: Reservation) -> Wake {
+        let _ = (now, slot);
+        Wake::No
+    }
 
     /// Like [`record`](Self::record), knowing when the request was sent: `None` when it went
     /// by [`admit_unrestricted`](Self::admit_unrestricted), while nothing restricted sending.

@@ -204,8 +204,10 @@ pub async fn huge_hint(transport: Transport) {
 // Row 2: 5xx are retried, the request's own faults never are.
 // ---------------------------------------------------------------------------------------------
 
-/// Three 503s in a row, then success: retried through. The third trips the gate's circuit
-/// breaker, so the fourth attempt goes out as its probe, no sooner than 500 ms later.
+/// Three 503s in a row, then success: retried through. Three failures in a row are not an
+/// outage (30 % load shedding produces them every few dozen requests): the gate's circuit
+/// breaker, which trips on the failure ratio over at least ten outcomes, does not hold the
+/// fourth attempt.
 pub async fn burst_of_503s(transport: Transport) {
     let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
     rig.server
@@ -223,8 +225,8 @@ pub async fn burst_of_503s(transport: Transport) {
     assert_eq!((stats.count(503), stats.count(200)), (3, 1));
     assert_eq!(rig.log.attempts(), 4);
     assert!(
-        rig.log.gap(2) >= Duration::from_millis(500),
-        "the probe waited for the breaker: {:?}",
+        rig.log.gap(2) < Duration::from_millis(500),
+        "the fourth attempt waited for a breaker: {:?}",
         rig.log.gap(2)
     );
     assert_within(elapsed, rig.total);

@@ -33,7 +33,8 @@ use std::{
 use tokio::{sync::Notify, time::Instant};
 
 use super::{
-    local::Learned, Admission, GateConfig, LocalStore, Probe, RateLimitStore, Signal, Ticket, Wake,
+    local::Learned, Admission, GateConfig, LocalStore, Probe, RateLimitStore, Reservation, Signal,
+    Ticket, Wake,
 };
 
 /// Where the fleet's state lives, and how often to sync it.
@@ -260,6 +261,10 @@ impl RateLimitStore for RedisStore {
 
     fn release_probe(&self, probe: Probe) -> Wake {
         self.local.release_probe(probe)
+    }
+
+    fn leave(&self, now: Instant, slot: Reservation) -> Wake {
+        self.local.leave(now, slot)
     }
 
     fn is_unrestricted(&self) -> bool {
