@@ -126,23 +126,38 @@ fn the_gate_mirrors_the_bucket_a_burst_after_a_quiet_spell_then_one_per_interval
     let store = LocalStore::default();
     let t0 = Instant::now();
     store.record(t0, spent(30, secs(60)), None);
+    // The server's bucket gives the next request back in 2 s.
+    assert_eq!(store.closed_until(t0), Some(t0 + secs(2)));
     // Three callers at once get slots one refill interval apart.
-    let slots: Vec<Instant> = (0..3)
-        .map(|_| slot(store.admit(t0, Ticket::New, None)))
+    let reservations: Vec<_> = (0..3)
+        .map(|_| match store.admit(t0, Ticket::New, None) {
+            Admission::Wait(r) => r,
+            other => panic!("a slot, got {other:?}"),
+        })
         .collect();
+    let slots: Vec<Instant> = reservations.iter().map(|r| r.at).collect();
     assert_eq!(slots, [t0 + secs(2), t0 + secs(4), t0 + secs(6)]);
-    assert_eq!(store.closed_until(t0), Some(t0 + secs(8)));
-    // A caller whose deadline comes first is refused at once, and takes no slot.
+    // A caller whose deadline comes before its place (behind the three) is refused at once,
+    // and takes no place.
     assert_eq!(
         store.admit(t0, Ticket::New, Some(t0 + secs(5))),
         Admission::TooLate { wait: secs(8) }
     );
+    // The three go at their slots, each charged as it goes.
+    for r in reservations {
+        assert_eq!(store.admit(r.at, Ticket::Reserved(r), None), Admission::Go);
+    }
     // Twenty quiet seconds after the last slot give ten requests back: they go at once.
     let later = t0 + secs(26);
     for _ in 0..10 {
         assert_eq!(store.admit(later, Ticket::New, None), Admission::Go);
     }
-    assert_eq!(slot(store.admit(later, Ticket::New, None)), later + secs(2));
+    let eleventh = store.admit(later, Ticket::New, None);
+    assert_eq!(slot(eleventh), later + secs(2));
+    // (Its caller goes away: it gives its place back.)
+    if let Admission::Wait(r) = eleventh {
+        store.leave(later, r);
+    }
     // Once the mirror is full again it is dropped: the lock-free path is back.
     let full = later + secs(120);
     store.record(full, Signal::Healthy, None);
