@@ -13,7 +13,7 @@ use tokio::{
 };
 use tower_service::Service;
 
-use super::{layer::Shared, Admission, Probe, Reservation, Signal, Ticket};
+use super::{layer::Shared, Admission, Probe, Reservation, Scope, ScopeSource, Signal, Ticket};
 use crate::{
     context::{Deadline, WaitGuard},
     error::{BoxError, Error},
@@ -75,6 +75,7 @@ pin_project! {
 /// A request's place in the gate's queue: given back if the request goes away while waiting.
 struct Place {
     shared: Arc<Shared>,
+    scope: Scope,
     /// `None` once sent or refused (the store took the place back itself).
     slot: Option<Reservation>,
 }
@@ -82,8 +83,11 @@ struct Place {
 impl Place {
     fn give_back(&mut self) {
         if let Some(slot) = self.slot.take() {
-            self.shared
-                .wake(self.shared.store.leave(Instant::now(), slot));
+            self.shared.wake(
+                self.shared
+                    .store
+                    .leave_in(Instant::now(), &self.scope, slot),
+            );
         }
     }
 }
@@ -98,13 +102,14 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
     pub(super) fn sent(
         future: S::Future,
         shared: Arc<Shared>,
+        scope: ScopeSource,
         probe: Option<Probe>,
         sent_at: Option<Instant>,
     ) -> Self {
         RateLimitFuture {
             state: State::Sent {
                 future,
-                outcome: Observer::new(shared, probe, sent_at, None),
+                outcome: Observer::new(shared, scope, probe, sent_at, None),
             },
         }
     }
@@ -120,6 +125,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         service: S,
         request: R,
         shared: Arc<Shared>,
+        scope: Scope,
         admission: Admission,
         deadline: Option<Deadline>,
         guard: Option<WaitGuard>,
@@ -137,7 +143,11 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
                 held: Box::pin(Held {
                     sleep: tokio::time::sleep_until(cap(slot.map_or(now, |s| s.at), deadline)),
                     notified: Some(notified),
-                    place: Place { shared, slot },
+                    place: Place {
+                        shared,
+                        scope,
+                        slot,
+                    },
                     service,
                     request: Some(request),
                     deadline,
@@ -223,7 +233,7 @@ impl<S: Service<R>, R> Held<S, R> {
             notified.set(Some(shared.notify.clone().notified_owned()));
             let ticket = place.slot.map_or(Ticket::New, Ticket::Reserved);
             let limit = deadline.map(Deadline::instant);
-            match shared.store.admit(now, ticket, limit) {
+            match shared.store.admit_in(now, &place.scope, ticket, limit) {
                 admission @ (Admission::Go | Admission::Probe(_)) => {
                     // Sent: the store has taken the place back.
                     place.slot = None;
@@ -234,7 +244,8 @@ impl<S: Service<R>, R> Held<S, R> {
                     observe::gate_released(now.saturating_duration_since(*since), probe.is_some());
                     // Not sent yet (the service may not get ready): no deadline to count a
                     // hung attempt against until it is.
-                    *admitted = Some(Observer::new(shared, probe, Some(now), Some(None)));
+                    let scope = ScopeSource::Known(place.scope.clone());
+                    *admitted = Some(Observer::new(shared, scope, probe, Some(now), Some(None)));
                 }
                 Admission::TooLate { wait } => {
                     place.slot = None;
@@ -277,6 +288,8 @@ impl<S: Service<R>, R> Held<S, R> {
 #[derive(Debug)]
 pub struct Observer {
     shared: Option<Arc<Shared>>,
+    /// The request's scope, resolved only if there is something to record.
+    scope: ScopeSource,
     probe: Option<Probe>,
     sent_at: Option<Instant>,
     /// The request's deadline, once known.
@@ -289,12 +302,14 @@ impl Observer {
     /// `deadline`: `None` to look it up once the attempt is in flight, `Some` when known.
     fn new(
         shared: Arc<Shared>,
+        scope: ScopeSource,
         probe: Option<Probe>,
         sent_at: Option<Instant>,
         deadline: Option<Option<Instant>>,
     ) -> Self {
         Observer {
             shared: Some(shared),
+            scope,
             probe,
             sent_at,
             deadline: deadline.flatten(),
@@ -326,8 +341,9 @@ impl Observer {
                 if quiet && self.probe.is_none() && shared.store.is_unrestricted() {
                     return Ok(response);
                 }
-                shared.wake(shared.store.record_sent(
+                shared.wake(shared.store.record_in(
                     Instant::now(),
+                    &self.scope.resolve(),
                     signal,
                     self.probe,
                     self.sent_at,
@@ -336,8 +352,9 @@ impl Observer {
             }
             Err(e) => {
                 let error = Error::from_inner(e);
-                shared.wake(shared.store.record_sent(
+                shared.wake(shared.store.record_in(
                     Instant::now(),
+                    &self.scope.resolve(),
                     Signal::from_error(&error),
                     self.probe,
                     self.sent_at,
@@ -357,8 +374,9 @@ impl Drop for Observer {
             let now = Instant::now();
             if now >= deadline {
                 // Cut by the deadline with no answer: a failure of the server.
-                shared.wake(shared.store.record_sent(
+                shared.wake(shared.store.record_in(
                     now,
+                    &self.scope.resolve(),
                     Signal::Failing,
                     self.probe,
                     self.sent_at,

@@ -4,7 +4,7 @@
 //! no-hint backoff, here), the [`Queue`] of waiting requests, the [`Breaker`], the
 //! [`Ramp`] after a breaker spell, and the [`AdaptiveRate`].
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 
@@ -16,7 +16,7 @@ use super::{
     bucket::RequestBucket,
     queue::Queue,
     ramp::Ramp,
-    Admission, Probe, RateControl, RateLimitStore, Reservation, Signal, Ticket, Wake,
+    Admission, Probe, RateControl, RateLimitStore, Reservation, Scope, Signal, Ticket, Wake,
 };
 use crate::{observe, time};
 
@@ -96,7 +96,15 @@ const PROBE_GRACE: Duration = Duration::from_millis(5);
 /// How far apart two readings of one shared closure or cut may land and still be the same.
 pub(crate) const ADOPT_TOLERANCE: Duration = Duration::from_millis(50);
 
+/// The most scopes (models) the store keeps state for at once; a request for another one
+/// while they are all busy is held by the client-wide scope. Idle scopes are dropped at once.
+pub const MAX_SCOPES: usize = 256;
+
 /// The in-memory [`RateLimitStore`].
+///
+/// One gate per [`Scope`] (per model, by default), created when the server first pushes back
+/// on that scope and dropped once it has nothing left to enforce or forget; one circuit
+/// breaker for the whole upstream.
 ///
 /// The healthy path is one atomic load per request and one per response: the mutex is taken
 /// only while the server has said something (a 429, a failure) that is not yet forgotten.
@@ -115,15 +123,76 @@ pub struct LocalStore {
 
 #[derive(Debug)]
 struct State {
+    breaker: Breaker,
+    /// The release's pace after a breaker spell, until every queue has drained.
+    ramp: Option<Ramp>,
+    /// The sending rate measured while no scope adapts: a scope's adaptive rate starts from it,
+    /// so its first cut knows what was being sent.
+    sampler: AdaptiveRate,
+    /// The scopes with something to enforce or forget.
+    gates: HashMap<Scope, Gate>,
+}
+
+/// One scope's gate: the server's closures, its waiting queue, its adaptive rate and its
+/// request quota.
+#[derive(Debug)]
+struct Gate {
     closed_until: Option<Instant>,
     queue: Queue,
     throttle_streak: u32,
-    breaker: Breaker,
-    /// The release's pace after a breaker spell, until the queue has drained.
-    ramp: Option<Ramp>,
     adaptive: AdaptiveRate,
     /// The server's request quota, mirrored while a response said it is spent.
     quota: Option<RequestBucket>,
+}
+
+impl Gate {
+    fn new(sampler: &AdaptiveRate) -> Gate {
+        Gate {
+            closed_until: None,
+            queue: Queue::default(),
+            throttle_streak: 0,
+            adaptive: sampler.clone(),
+            quota: None,
+        }
+    }
+
+    /// When it reopens, if it is closed at `now` by a server hint or a backoff, or holds the
+    /// next request because the server's request quota is spent until then.
+    fn closed_until(&self, now: Instant) -> Option<Instant> {
+        let quota = self.quota.as_ref().map(|q| q.ready_at(now));
+        self.closed_until.max(quota).filter(|&t| t > now)
+    }
+
+    /// Nothing to enforce or forget: the gate can go.
+    fn is_idle(&self, now: Instant) -> bool {
+        self.closed_until.is_none()
+            && self.quota.is_none()
+            && self.queue.is_idle(now)
+            && !self.adaptive.is_active()
+            && self.throttle_streak == 0
+    }
+}
+
+impl State {
+    /// The gate of `scope`, created if need be.
+    fn gate(&mut self, scope: &Scope) -> &mut Gate {
+        gate_of(&mut self.gates, &self.sampler, scope)
+    }
+}
+
+/// The gate of `scope` in `gates`, created from `sampler` if need be; the client-wide one when
+/// every one of the [`MAX_SCOPES`] is busy.
+fn gate_of<'a>(
+    gates: &'a mut HashMap<Scope, Gate>,
+    sampler: &AdaptiveRate,
+    scope: &Scope,
+) -> &'a mut Gate {
+    let key = if gates.contains_key(scope) || gates.len() < MAX_SCOPES {
+        scope.clone()
+    } else {
+        Scope::global()
+    };
+    gates.entry(key).or_insert_with(|| Gate::new(sampler))
 }
 
 impl Default for LocalStore {
@@ -142,19 +211,16 @@ impl LocalStore {
             sent: AtomicU64::new(0),
             sample_start: AtomicU64::new(0),
             state: Mutex::new(State {
-                closed_until: None,
-                queue: Queue::default(),
-                throttle_streak: 0,
                 breaker: Breaker::new(&config),
                 ramp: None,
-                adaptive: AdaptiveRate::new(
+                sampler: AdaptiveRate::new(
                     config.rate_control,
                     config.min_rate,
                     fallback_rate,
                     config.forget_after,
                     Instant::now(),
                 ),
-                quota: None,
+                gates: HashMap::new(),
             }),
         }
     }
@@ -164,19 +230,46 @@ impl LocalStore {
         &self.config
     }
 
-    /// When the gate reopens, if it is closed at `now` by a server hint or a backoff, or
-    /// holds the next request because the server's request quota is spent until then.
+    /// The latest time any scope's gate reopens (for one client calling one model: that
+    /// model's gate); see [`closed_until_in`](Self::closed_until_in).
     pub fn closed_until(&self, now: Instant) -> Option<Instant> {
         let state = self.lock();
-        let quota = state.quota.as_ref().map(|q| q.ready_at(now));
-        state.closed_until.max(quota).filter(|&t| t > now)
+        state
+            .gates
+            .values()
+            .filter_map(|gate| gate.closed_until(now))
+            .max()
     }
 
-    /// The adaptive sending rate the gate paces by at `now`, requests per second, or `None`
-    /// while nothing is being adapted (no throttling seen, or forgotten since).
+    /// When `scope`'s gate reopens, if it is closed at `now` by a server hint or a backoff, or
+    /// holds the next request because the server's request quota is spent until then.
+    pub fn closed_until_in(&self, scope: &Scope, now: Instant) -> Option<Instant> {
+        self.lock().gates.get(scope)?.closed_until(now)
+    }
+
+    /// The slowest adaptive rate any scope is paced by (for one client calling one model:
+    /// that model's); see [`paced_rate_in`](Self::paced_rate_in).
     pub fn paced_rate(&self, now: Instant) -> Option<f64> {
         let state = self.lock();
-        state.adaptive.is_active().then(|| state.adaptive.rate(now))
+        state
+            .gates
+            .values()
+            .filter(|gate| gate.adaptive.is_active())
+            .map(|gate| gate.adaptive.rate(now))
+            .reduce(f64::min)
+    }
+
+    /// The adaptive sending rate `scope` is paced by at `now`, requests per second, or `None`
+    /// while nothing is being adapted there (no throttling seen, or forgotten since).
+    pub fn paced_rate_in(&self, scope: &Scope, now: Instant) -> Option<f64> {
+        let state = self.lock();
+        let gate = state.gates.get(scope)?;
+        gate.adaptive.is_active().then(|| gate.adaptive.rate(now))
+    }
+
+    /// The scopes with a gate (something to enforce or forget) at `now`.
+    pub fn active_scopes(&self) -> Vec<Scope> {
+        self.lock().gates.keys().cloned().collect()
     }
 
     /// Whether the circuit breaker is holding requests (open or half-open).
@@ -184,9 +277,9 @@ impl LocalStore {
         self.lock().breaker.is_engaged()
     }
 
-    /// Requests waiting in the gate's queue (for a place, or while the breaker holds them).
+    /// Requests waiting in the gates' queues (for a place, or while the breaker holds them).
     pub fn queued(&self) -> usize {
-        self.lock().queue.len()
+        self.lock().gates.values().map(|g| g.queue.len()).sum()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -196,72 +289,69 @@ impl LocalStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The gap between two releases now: the ramp's after a breaker spell (never faster than
-    /// an adaptive rate), else the adaptive rate's, else `release_spacing`.
-    fn spacing(&self, state: &State, now: Instant) -> Duration {
-        let adaptive = state
+    /// The gap between two releases of `gate` now: the ramp's after a breaker spell (never
+    /// faster than an adaptive rate), else the adaptive rate's, else `release_spacing`.
+    fn spacing(&self, ramp: Option<Ramp>, gate: &Gate, now: Instant) -> Duration {
+        let adaptive = gate
             .adaptive
             .is_active()
-            .then(|| state.adaptive.spacing(now));
-        match (state.ramp, adaptive) {
+            .then(|| gate.adaptive.spacing(now));
+        match (ramp, adaptive) {
             (Some(ramp), adaptive) => ramp.spacing().max(adaptive.unwrap_or_default()),
             (None, Some(adaptive)) => adaptive,
             (None, None) => self.config.release_spacing,
         }
     }
 
-    /// Clears the fast-path flag when nothing is left to enforce or forget.
+    /// Drops what has run out, and the gates with nothing left; clears the fast-path flag when
+    /// nothing is left to enforce or forget anywhere.
     fn settle(&self, state: &mut State, now: Instant) {
-        if state.closed_until.is_some_and(|t| t <= now) {
-            state.closed_until = None;
-        }
-        state.queue.settle(now);
-        if state.queue.is_idle(now) {
+        let mut drained = true;
+        state.gates.retain(|_, gate| {
+            if gate.closed_until.is_some_and(|t| t <= now) {
+                gate.closed_until = None;
+            }
+            gate.queue.settle(now);
+            drained &= gate.queue.is_idle(now);
+            if gate.adaptive.forget_if_quiet(now) {
+                observe::rate_forgotten();
+            }
+            if gate.quota.is_some_and(|q| q.is_full(now)) {
+                gate.quota = None;
+            }
+            !gate.is_idle(now)
+        });
+        if drained {
             state.ramp = None;
         }
-        if state.adaptive.forget_if_quiet(now) {
-            observe::rate_forgotten();
-        }
-        if state.quota.is_some_and(|q| q.is_full(now)) {
-            state.quota = None;
-        }
-        let idle = state.closed_until.is_none()
-            && state.quota.is_none()
-            && state.queue.is_idle(now)
-            && state.ramp.is_none()
-            && !state.adaptive.is_active()
-            && state.breaker.is_quiet(now)
-            && state.throttle_streak == 0;
+        let idle = state.gates.is_empty() && state.ramp.is_none() && state.breaker.is_quiet(now);
         if idle {
             self.restricted.store(false, Ordering::Release);
         }
     }
 
-    /// Cuts the adaptive rate if this throttle starts a new wave; returns the rate it was cut
-    /// from (the fleet's `W_max`) if it did.
-    fn cut_rate(&self, state: &mut State, now: Instant, sent_at: Option<Instant>) -> Option<f64> {
+    /// Cuts `gate`'s adaptive rate if this throttle starts a new wave; returns the rate it was
+    /// cut from (the fleet's `W_max`) if it did.
+    fn cut_rate(&self, gate: &mut Gate, now: Instant, sent_at: Option<Instant>) -> Option<f64> {
         let sent = self.sent();
-        self.sample(state, now, sent);
-        if !state.adaptive.throttled(now, sent, sent_at) {
+        gate.adaptive.sample(now, sent);
+        if !gate.adaptive.throttled(now, sent, sent_at) {
             return None;
         }
-        let w_max = state.adaptive.curve(now).map_or(0.0, |c| c.w_max);
-        observe::rate_cut(w_max, state.adaptive.rate(now));
-        // From now on every request takes a paced slot at the new rate (the ramp, if any,
-        // hands over to it); waiters quoted a faster pace are told the new one when they ask.
-        state.ramp = None;
+        let w_max = gate.adaptive.curve(now).map_or(0.0, |c| c.w_max);
+        observe::rate_cut(w_max, gate.adaptive.rate(now));
         self.restricted.store(true, Ordering::Release);
         Some(w_max)
     }
 
-    /// Closes the gate until `until`; returns it if that is later than before. The queue keeps
+    /// Closes `gate` until `until`; returns it if that is later than before. The queue keeps
     /// its order: its release starts at the reopening.
-    fn close(&self, state: &mut State, until: Instant) -> Option<Instant> {
+    fn close(&self, gate: &mut Gate, until: Instant) -> Option<Instant> {
         self.restricted.store(true, Ordering::Release);
-        if state.closed_until.is_some_and(|t| t >= until) {
+        if gate.closed_until.is_some_and(|t| t >= until) {
             return None;
         }
-        state.closed_until = Some(until);
+        gate.closed_until = Some(until);
         Some(until)
     }
 }
@@ -279,26 +369,31 @@ impl LocalStore {
         }
     }
 
+    /// Samples the sending rate: the client-wide measurement, and every gate's.
     fn sample(&self, state: &mut State, now: Instant, sent: u64) {
-        state.adaptive.sample(now, sent);
+        state.sampler.sample(now, sent);
+        for gate in state.gates.values_mut() {
+            gate.adaptive.sample(now, sent);
+        }
         self.sample_start
-            .store(state.adaptive.sample_start(), Ordering::Relaxed);
+            .store(state.sampler.sample_start(), Ordering::Relaxed);
     }
 
     fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
 
-    fn decide(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
+    fn decide(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        ticket: Ticket,
+        deadline: Option<Instant>,
+    ) -> Admission {
         let mut state = self.lock();
         let sent = self.sent();
         self.sample(&mut state, now, sent);
-        // A place that is no longer live (never, from this store's own futures) asks anew.
-        let place = match ticket {
-            Ticket::Reserved(r) => state.queue.rank(r.place).map(|_| r.place),
-            Ticket::New => None,
-        };
-        let admission = self.admission(&mut state, now, place, deadline);
+        let admission = self.admission(&mut state, now, scope, ticket, deadline);
         if matches!(admission, Admission::Wait(_)) {
             // Someone waits: newcomers must see the queue, not the lock-free fast path.
             self.restricted.store(true, Ordering::Release);
@@ -311,49 +406,85 @@ impl LocalStore {
         &self,
         state: &mut State,
         now: Instant,
-        place: Option<u64>,
+        scope: &Scope,
+        ticket: Ticket,
         deadline: Option<Instant>,
     ) -> Admission {
-        let spacing = self.spacing(state, now);
+        let ramp = state.ramp;
+        let engaged = state.breaker.is_engaged();
+        // Probes and holds are the breaker's; a scope with nothing of its own and no place
+        // asks only the breaker (no gate is created for it).
+        let has_gate = state.gates.contains_key(scope);
+        if !has_gate && ticket == Ticket::New && !engaged {
+            return Admission::Go;
+        }
+        // A place that is no longer live (never, from this store's own futures) asks anew.
+        let place = match ticket {
+            Ticket::Reserved(r) => {
+                let gate = state.gate(scope);
+                gate.queue.rank(r.place).map(|_| r.place)
+            }
+            Ticket::New => None,
+        };
+        self.admission_in_gate(state, now, scope, place, ramp, deadline)
+    }
+
+    fn admission_in_gate(
+        &self,
+        state: &mut State,
+        now: Instant,
+        scope: &Scope,
+        place: Option<u64>,
+        ramp: Option<Ramp>,
+        deadline: Option<Instant>,
+    ) -> Admission {
+        let State {
+            breaker,
+            gates,
+            sampler,
+            ..
+        } = state;
+        let gate = gate_of(gates, sampler, scope);
+        let spacing = self.spacing(ramp, gate, now);
         // The server's request quota, while spent: the next request when the mirrored bucket
         // covers it, then one per refill interval.
-        let quota_at = state
+        let quota_at = gate
             .quota
             .as_ref()
             .map(|q| q.ready_at(now))
             .filter(|&t| t > now);
-        let spacing = match (&state.quota, quota_at) {
+        let spacing = match (&gate.quota, quota_at) {
             (Some(quota), Some(_)) => spacing.max(quota.interval()),
             _ => spacing,
         };
         // The server's hint (or its spent quota) is a floor for every request, probes
         // included.
-        let closed = state.closed_until.filter(|&t| t > now).max(quota_at);
+        let closed = gate.closed_until.filter(|&t| t > now).max(quota_at);
         let verdict = match closed {
-            Some(until) if state.breaker.is_engaged() => Verdict::Hold { until },
+            Some(until) if breaker.is_engaged() => Verdict::Hold { until },
             Some(_) => Verdict::Pass,
-            None => state.breaker.admit(now),
+            None => breaker.admit(now),
         };
         match verdict {
             Verdict::ProbeDue { since } => {
                 // The newest request probes: if the probe fails, the one it cost an attempt
                 // (sent back through the retry layer to the end of the line) was at the end
                 // anyway. An older waiter takes the turn if the newest has not within a grace.
-                let newest = place.is_none_or(|p| state.queue.is_last(p));
+                let newest = place.is_none_or(|p| gate.queue.is_last(p));
                 let grace = time::after(since, PROBE_GRACE);
                 if !newest && now < grace {
-                    let place = place.unwrap_or_else(|| state.queue.join(spacing));
+                    let place = place.unwrap_or_else(|| gate.queue.join(spacing));
                     return Admission::Wait(Reservation { at: grace, place });
                 }
                 if let Some(place) = place {
-                    state.queue.leave(place);
+                    gate.queue.leave(place);
                 }
-                return Admission::Probe(state.breaker.take_probe(now));
+                return Admission::Probe(breaker.take_probe(now));
             }
             // Held by the breaker: wait in line (no deadline check: a wake-up may come at any
             // time; the request gives up at its deadline).
             Verdict::Hold { until } => {
-                let place = place.unwrap_or_else(|| state.queue.join(spacing));
+                let place = place.unwrap_or_else(|| gate.queue.join(spacing));
                 return Admission::Wait(Reservation { at: until, place });
             }
             Verdict::Pass => {}
@@ -361,44 +492,44 @@ impl LocalStore {
         let open_at = closed.unwrap_or(now);
         if place.is_none()
             && closed.is_none()
-            && state.queue.is_idle(now)
-            && !state.adaptive.is_active()
+            && gate.queue.is_idle(now)
+            && !gate.adaptive.is_active()
         {
             // Nothing restricts sending (a failure or two under watch, a throttle streak).
-            if let Some(quota) = &mut state.quota {
+            if let Some(quota) = &mut gate.quota {
                 quota.take(now);
             }
             return Admission::Go;
         }
         let rank = place
-            .and_then(|p| state.queue.rank(p))
-            .unwrap_or(state.queue.len());
-        let at = state.queue.slot(rank, open_at, now, spacing);
+            .and_then(|p| gate.queue.rank(p))
+            .unwrap_or(gate.queue.len());
+        let at = gate.queue.slot(rank, open_at, now, spacing);
         if at <= now {
-            state.queue.release(place, now, spacing);
-            if let Some(quota) = &mut state.quota {
+            gate.queue.release(place, now, spacing);
+            if let Some(quota) = &mut gate.quota {
                 quota.take(now);
             }
             return Admission::Go;
         }
         if deadline.is_some_and(|d| d < at) {
             if let Some(place) = place {
-                state.queue.leave(place);
+                gate.queue.leave(place);
             }
             return Admission::TooLate { wait: at - now };
         }
         let place = match place {
             Some(place) => {
-                state.queue.quote(spacing);
+                gate.queue.quote(spacing);
                 place
             }
-            None => state.queue.join(spacing),
+            None => gate.queue.join(spacing),
         };
         Admission::Wait(Reservation { at, place })
     }
 
-    /// Adopts what a fleet store read: the gate closed for `closed_for` more (if longer than
-    /// here), the fleet's adaptive curve, and this process's share of its rate.
+    /// Adopts what a fleet store read: the client-wide gate closed for `closed_for` more (if
+    /// longer than here), the fleet's adaptive curve, and this process's share of its rate.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn adopt(
         &self,
@@ -408,24 +539,28 @@ impl LocalStore {
         share: f64,
     ) {
         let mut state = self.lock();
+        // Gates created from now on start from this share (a fleet's cut is scaled by it).
+        state.sampler.adopt(now, None, share);
+        let global = Scope::global();
+        let gate = state.gate(&global);
         if let Some(wait) = closed_for.filter(|w| !w.is_zero()) {
             let until = time::after(now, wait.min(self.config.max_hold));
             // The same closure read again lands a few milliseconds off: only a later one
             // closes.
-            let known = state
+            let known = gate
                 .closed_until
                 .is_some_and(|t| t > now && until <= time::after(t, ADOPT_TOLERANCE));
             if !known {
-                self.close(&mut state, until);
+                self.close(gate, until);
             }
         }
-        let was_active = state.adaptive.is_active();
-        state.adaptive.adopt(now, curve, share);
-        if state.adaptive.is_active() {
+        let was_active = gate.adaptive.is_active();
+        gate.adaptive.adopt(now, curve, share);
+        if gate.adaptive.is_active() {
             self.restricted.store(true, Ordering::Release);
         }
-        if !was_active && state.adaptive.is_active() {
-            observe::rate_cut(curve.map_or(0.0, |c| c.w_max), state.adaptive.rate(now));
+        if !was_active && gate.adaptive.is_active() {
+            observe::rate_cut(curve.map_or(0.0, |c| c.w_max), gate.adaptive.rate(now));
         }
         self.settle(&mut state, now);
     }
@@ -433,11 +568,21 @@ impl LocalStore {
 
 impl RateLimitStore for LocalStore {
     fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
+        self.admit_in(now, &Scope::global(), ticket, deadline)
+    }
+
+    fn admit_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        ticket: Ticket,
+        deadline: Option<Instant>,
+    ) -> Admission {
         if ticket == Ticket::New && !self.restricted.load(Ordering::Acquire) {
             self.count_send(Some(now));
             return Admission::Go;
         }
-        let admission = self.decide(now, ticket, deadline);
+        let admission = self.decide(now, scope, ticket, deadline);
         if matches!(admission, Admission::Go | Admission::Probe(_)) {
             self.count_send(Some(now));
         }
@@ -463,7 +608,18 @@ impl RateLimitStore for LocalStore {
         probe: Option<Probe>,
         sent_at: Option<Instant>,
     ) -> Wake {
-        self.learn(now, signal, probe, sent_at).0
+        self.learn(now, &Scope::global(), signal, probe, sent_at).0
+    }
+
+    fn record_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Wake {
+        self.learn(now, scope, signal, probe, sent_at).0
     }
 
     fn is_unrestricted(&self) -> bool {
@@ -478,8 +634,16 @@ impl RateLimitStore for LocalStore {
     }
 
     fn leave(&self, now: Instant, slot: Reservation) -> Wake {
+        self.leave_in(now, &Scope::global(), slot)
+    }
+
+    fn leave_in(&self, now: Instant, scope: &Scope, slot: Reservation) -> Wake {
         let mut state = self.lock();
-        let behind = state.queue.leave(slot.place) == Some(true);
+        let behind = state
+            .gates
+            .get_mut(scope)
+            .and_then(|gate| gate.queue.leave(slot.place))
+            == Some(true);
         self.settle(&mut state, now);
         // Everyone behind moved up a place; while the breaker holds them, places do not count.
         if behind && !state.breaker.is_engaged() {
@@ -514,11 +678,12 @@ impl Learned {
 }
 
 impl LocalStore {
-    /// [`record_sent`](RateLimitStore::record_sent), also saying what changed that a fleet
-    /// store publishes.
+    /// [`record_in`](RateLimitStore::record_in), also saying what changed that a fleet store
+    /// publishes.
     pub(crate) fn learn(
         &self,
         now: Instant,
+        scope: &Scope,
         signal: Signal,
         probe: Option<Probe>,
         sent_at: Option<Instant>,
@@ -531,13 +696,16 @@ impl LocalStore {
         let mut state = self.lock();
         let mut wake = Wake::No;
         let cfg = &self.config;
+        // The upstream's part: the breaker and the ramp after it.
         match signal {
             Signal::Healthy | Signal::Exhausted { .. } | Signal::Throttled { .. } => {
                 // The server answered: it is up. Any answer closes the breaker (the probe's,
                 // or one sent before the trip), and the held backlog is released ramping up.
                 if state.breaker.success(now) {
                     state.ramp = Some(Ramp::new(now, cfg.release_spacing));
-                    state.queue.restart();
+                    for gate in state.gates.values_mut() {
+                        gate.queue.restart();
+                    }
                     wake = Wake::All;
                 } else if signal == Signal::Healthy {
                     if let Some(ramp) = state.ramp.as_mut() {
@@ -561,21 +729,47 @@ impl LocalStore {
                 }
             }
         }
+        // The scope's part: a quiet outcome for a scope with no gate has nothing to teach it.
+        if !quiet || state.gates.contains_key(scope) {
+            let gate = state.gate(scope);
+            self.learn_in_gate(gate, now, signal, sent_at, &mut learned);
+        }
+        // A faster pace (the ramp doubled, the adaptive rate grew) reaches every waiter.
+        let ramp = state.ramp;
+        for gate in state.gates.values_mut() {
+            let spacing = self.spacing(ramp, gate, now);
+            if gate.queue.repace(spacing) {
+                wake = Wake::All;
+            }
+        }
+        self.settle(&mut state, now);
+        (wake, learned)
+    }
+
+    fn learn_in_gate(
+        &self,
+        gate: &mut Gate,
+        now: Instant,
+        signal: Signal,
+        sent_at: Option<Instant>,
+        learned: &mut Learned,
+    ) {
+        let cfg = &self.config;
         if let Signal::Throttled { hint } = signal {
-            learned.cut = self.cut_rate(&mut state, now, sent_at);
+            learned.cut = self.cut_rate(gate, now, sent_at);
             if hint.is_some() {
-                state.adaptive.hold_after_hint(cfg.hinted_plateau);
+                gate.adaptive.hold_after_hint(cfg.hinted_plateau);
             }
         }
         match signal {
-            Signal::Healthy => state.throttle_streak = 0,
+            Signal::Healthy => gate.throttle_streak = 0,
             // The quota is a continuously refilling bucket: mirror it and pace by it, rather
             // than closing until it is full again.
-            Signal::Exhausted(quota) => match &mut state.quota {
+            Signal::Exhausted(quota) => match &mut gate.quota {
                 Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
                 None => {
-                    state.quota = RequestBucket::new(now, quota, cfg.max_hold);
-                    if let Some(bucket) = &state.quota {
+                    gate.quota = RequestBucket::new(now, quota, cfg.max_hold);
+                    if let Some(bucket) = &gate.quota {
                         observe::gate_closed(bucket.interval(), true);
                         self.restricted.store(true, Ordering::Release);
                     }
@@ -584,30 +778,23 @@ impl LocalStore {
             // A 429 with no hint while the gate is already closed is the same wave (requests
             // that were in flight together): it neither doubles nor extends the closure. The
             // backoff doubles only for 429s that come after the gate reopened.
-            Signal::Throttled { hint: None } if state.closed_until.is_some_and(|t| t > now) => {}
+            Signal::Throttled { hint: None } if gate.closed_until.is_some_and(|t| t > now) => {}
             Signal::Throttled { hint } => {
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
                     None => {
-                        let doubling = state.throttle_streak.min(16);
+                        let doubling = gate.throttle_streak.min(16);
                         cfg.no_hint_base
                             .saturating_mul(2u32.pow(doubling))
                             .min(cfg.no_hint_max)
                     }
                 };
-                state.throttle_streak = state.throttle_streak.saturating_add(1);
+                gate.throttle_streak = gate.throttle_streak.saturating_add(1);
                 observe::gate_closed(wait, hint.is_some());
-                learned.closed_until = self.close(&mut state, time::after(now, wait));
+                learned.closed_until = self.close(gate, time::after(now, wait));
             }
             Signal::Failing | Signal::Neutral => {}
         }
-        // A faster pace (the ramp doubled, the adaptive rate grew) reaches every waiter.
-        let spacing = self.spacing(&state, now);
-        if state.queue.repace(spacing) {
-            wake = Wake::All;
-        }
-        self.settle(&mut state, now);
-        (wake, learned)
     }
 }
 

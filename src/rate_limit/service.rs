@@ -7,7 +7,7 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::{layer::Shared, Admission, RateLimitFuture, Ticket};
+use super::{layer::Shared, published, Admission, RateLimitFuture, Scope, ScopeSource, Ticket};
 use crate::{
     context::Deadline,
     error::{BoxError, Error},
@@ -47,34 +47,42 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The request's scope: read from its body only if someone needs it.
+        let scope = match request.extensions().get::<Scope>() {
+            Some(scope) => ScopeSource::Known(scope.clone()),
+            None => published::body().map_or(ScopeSource::Global, ScopeSource::Body),
+        };
         // The success path: one atomic load and one relaxed add, no clock, no deadline lookup.
         if self.shared.store.admit_unrestricted() {
             return RateLimitFuture::sent(
                 self.inner.call(request),
                 self.shared.clone(),
+                scope,
                 None,
                 None,
             );
         }
         let now = Instant::now();
         let deadline = Deadline::of(&request);
+        let scope = scope.resolve();
         match self
             .shared
             .store
-            .admit(now, Ticket::New, deadline.map(Deadline::instant))
+            .admit_in(now, &scope, Ticket::New, deadline.map(Deadline::instant))
         {
-            Admission::Go => RateLimitFuture::sent(
-                self.inner.call(request),
-                self.shared.clone(),
-                None,
-                Some(now),
-            ),
-            Admission::Probe(probe) => RateLimitFuture::sent(
-                self.inner.call(request),
-                self.shared.clone(),
-                Some(probe),
-                Some(now),
-            ),
+            admission @ (Admission::Go | Admission::Probe(_)) => {
+                let probe = match admission {
+                    Admission::Probe(probe) => Some(probe),
+                    _ => None,
+                };
+                RateLimitFuture::sent(
+                    self.inner.call(request),
+                    self.shared.clone(),
+                    ScopeSource::Known(scope),
+                    probe,
+                    Some(now),
+                )
+            }
             Admission::TooLate { wait } => {
                 observe::gate_refused(Some(wait));
                 RateLimitFuture::refused(Error::rate_limited(Some(wait)))
@@ -91,6 +99,7 @@ where
                     crate::readiness::release(&mut self.inner),
                     request,
                     self.shared.clone(),
+                    scope,
                     admission,
                     deadline,
                     guard,

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use tokio::time::Instant;
 
-use super::Signal;
+use super::{Scope, Signal};
 
 /// Who is asking to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +86,39 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
     fn leave(&self, now: Instant, slot: Reservation) -> Wake {
         let _ = (now, slot);
         Wake::No
+    }
+
+    /// [`admit`](Self::admit) for a request of `scope` (its model, by default). A store that
+    /// keeps one state for every scope ignores it: the default does.
+    fn admit_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        ticket: Ticket,
+        deadline: Option<Instant>,
+    ) -> Admission {
+        let _ = scope;
+        self.admit(now, ticket, deadline)
+    }
+
+    /// [`record_sent`](Self::record_sent) for a request of `scope`. The default ignores the
+    /// scope.
+    fn record_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Wake {
+        let _ = scope;
+        self.record_sent(now, signal, probe, sent_at)
+    }
+
+    /// [`leave`](Self::leave) for a request of `scope`. The default ignores the scope.
+    fn leave_in(&self, now: Instant, scope: &Scope, slot: Reservation) -> Wake {
+        let _ = scope;
+        self.leave(now, slot)
     }
 
     /// Like [`record`](Self::record), knowing when the request was sent: `None` when it went

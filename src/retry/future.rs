@@ -23,6 +23,7 @@ use crate::{
     context::{Deadline, Outcome, RetryContext, RetryReport, StopReason},
     error::{BoxError, Error, ErrorKind, TimeoutPhase},
     headers, observe,
+    rate_limit::published,
 };
 
 pin_project! {
@@ -187,7 +188,8 @@ where
             data: collector.take_data(),
             trailers: collector.take_trailers(),
         };
-        let future = service.call(replay.request(None));
+        let future =
+            published::with_body(replay.data.as_ref(), || service.call(replay.request(None)));
         let mut this = Self::new(service, config, State::Attempting { future });
         this.tracker.replay = Some(replay);
         this
@@ -309,31 +311,35 @@ where
                             )
                         }
                     };
-                    let future = this.service.call(request);
+                    let body = this.tracker.replay.as_ref().and_then(|r| r.data.as_ref());
+                    let service = &mut *this.service;
+                    let future = published::with_body(body, || service.call(request));
                     this.tracker.in_flight = true;
                     this.state.set(State::Attempting { future });
                 }
-                StateProj::Attempting { future } => match ready!(future.poll(cx)) {
-                    Ok(response) => match this.tracker.on_response(response) {
-                        Ok(done) => return Poll::Ready(Ok(done)),
-                        Err((head, body)) => {
-                            let wait = this.tracker.drain_timeout();
-                            let collector = Collector::new(this.tracker.config.drain_cap);
-                            this.state.set(State::Draining {
-                                drain: Box::pin(Drain {
-                                    sleep: tokio::time::sleep(wait),
-                                    head: Some(head),
-                                    body: Some(body),
-                                    collector,
-                                }),
-                            });
-                        }
-                    },
-                    Err(e) => match this.tracker.on_error(Error::from_inner(e)) {
-                        Some(done) => return Poll::Ready(done),
-                        None => this.state.set(State::Readying),
-                    },
-                },
+                StateProj::Attempting { future } => {
+                    match ready!(this.tracker.poll_attempt(future, cx)) {
+                        Ok(response) => match this.tracker.on_response(response) {
+                            Ok(done) => return Poll::Ready(Ok(done)),
+                            Err((head, body)) => {
+                                let wait = this.tracker.drain_timeout();
+                                let collector = Collector::new(this.tracker.config.drain_cap);
+                                this.state.set(State::Draining {
+                                    drain: Box::pin(Drain {
+                                        sleep: tokio::time::sleep(wait),
+                                        head: Some(head),
+                                        body: Some(body),
+                                        collector,
+                                    }),
+                                });
+                            }
+                        },
+                        Err(e) => match this.tracker.on_error(Error::from_inner(e)) {
+                            Some(done) => return Poll::Ready(done),
+                            None => this.state.set(State::Readying),
+                        },
+                    }
+                }
                 StateProj::Draining { drain } => {
                     let DrainProj {
                         sleep,
@@ -394,7 +400,9 @@ where
                             "retry without a replayable request",
                         )));
                     };
-                    let future = this.service.call(request);
+                    let body = this.tracker.replay.as_ref().and_then(|r| r.data.as_ref());
+                    let service = &mut *this.service;
+                    let future = published::with_body(body, || service.call(request));
                     this.state.set(State::Attempting { future });
                 }
                 StateProj::Failed { error } => {
@@ -410,6 +418,20 @@ where
 type Retryable<ResB> = (response::Parts, ResB);
 
 impl Tracker {
+    /// Polls the attempt in flight. A retry may be handed on from inside that poll (a backoff
+    /// or a gate below sends it once its wait is over): its body is published then too.
+    fn poll_attempt<F: Future>(
+        &self,
+        future: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        if self.attempt > 1 {
+            let body = self.replay.as_ref().and_then(|r| r.data.as_ref());
+            return published::with_body(body, || future.poll(cx));
+        }
+        future.poll(cx)
+    }
+
     /// A response arrived: hand it back (`Ok`), or keep its parts for a retry (`Err`).
     fn on_response<ResB>(
         &mut self,

@@ -252,7 +252,9 @@ impl RateLimitStore for RedisStore {
         probe: Option<Probe>,
         sent_at: Option<Instant>,
     ) -> Wake {
-        let (wake, learned) = self.local.learn(now, signal, probe, sent_at);
+        let (wake, learned) =
+            self.local
+                .learn(now, &super::Scope::global(), signal, probe, sent_at);
         if !learned.is_empty() {
             self.publish(learned);
         }

@@ -1,0 +1,57 @@
+//! The body of the request being sent, published by [`RetryOnStatus`](crate::RetryOnStatus)
+//! to the layers inside it for the duration of their `call`, the way
+//! [`TimeoutByWorkload`](crate::TimeoutByWorkload) publishes its deadline: the rate-limit gate
+//! reads the request's model from it without the body type having to expose its bytes, and
+//! without an extension (whose insert, cloned into every attempt, would cost allocations on
+//! the success path). A handle to shared bytes is published, never a copy.
+//!
+//! A layer between the two that calls the inner service from another task (`tower::buffer`)
+//! hides it: the gate then scopes by a [`Scope`](super::Scope) extension or client-wide.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+
+thread_local! {
+    static BODY: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `body` published (the previous publication is restored afterwards, also when
+/// `f` panics).
+pub(crate) fn with_body<R>(body: Option<&Bytes>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            BODY.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+    let previous = BODY.with(|slot| slot.replace(body.cloned()));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The body published around this call, if any (a cheap handle).
+pub(crate) fn body() -> Option<Bytes> {
+    BODY.with(|slot| slot.borrow().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_for_the_call_only_and_nested_calls_restore() {
+        assert_eq!(body(), None);
+        let outer = Bytes::from_static(b"outer");
+        let inner = Bytes::from_static(b"inner");
+        with_body(Some(&outer), || {
+            assert_eq!(body().as_deref(), Some(&b"outer"[..]));
+            with_body(Some(&inner), || {
+                assert_eq!(body().as_deref(), Some(&b"inner"[..]))
+            });
+            assert_eq!(body().as_deref(), Some(&b"outer"[..]));
+        });
+        assert_eq!(body(), None);
+    }
+}
