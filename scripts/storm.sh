@@ -2,22 +2,25 @@
 # The storm benchmark against a real rate limiter: starts nginx (scripts/nginx.sh), runs
 # `cargo bench --bench storm --features testing -- ARGS` (release build), stops nginx on exit.
 #
-#   scripts/storm.sh                     full run (about 4 minutes); plots copied to docs/
+#   scripts/storm.sh                     full run (about 7 minutes); plots copied to docs/
 #   STORM_SECONDS=3 STORM_ADAPTIVE_SECONDS=3 scripts/storm.sh
 #                                        smoke run (about a minute once built)
-#   scripts/storm.sh nginx | adaptive | outage
-#                                        those parts only (not published)
+#   scripts/storm.sh nginx | adaptive | shedding | outage
+#                                        those parts only, any of them (not published)
+#   scripts/storm.sh shedding outage     the two parts with server faults (load shedding, an
+#                                        outage): about 2.5 minutes
 #
 # The adaptive part halves nginx's limit mid-run itself (`scripts/nginx.sh set-rate`, in
 # STORM_NGINX_DIR). Durations and rates: see benches/common/storm/config.rs (STORM_SECONDS,
-# STORM_RATE, STORM_ADAPTIVE_SECONDS, ...).
+# STORM_RATE, STORM_ADAPTIVE_SECONDS, STORM_SHED_PERCENT, STORM_FAULT_DEADLINE_SECONDS, ...).
 # The tables are also saved to target/storm/report.md; the plots are target/storm/*.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nginx_env=$(scripts/nginx.sh start)
 eval "$nginx_env"
-export STORM_NGINX_URL STORM_NGINX_DIR STORM_RATE STORM_ADAPTIVE_RATE STORM_ADAPTIVE_BURST
+export STORM_NGINX_URL STORM_NGINX_DIR STORM_RATE STORM_ADAPTIVE_RATE STORM_ADAPTIVE_BURST \
+    STORM_SHED_PERCENT
 trap 'scripts/nginx.sh stop "$STORM_NGINX_DIR"' EXIT
 
 out_dir=${STORM_OUT_DIR:-${CARGO_TARGET_DIR:-target}/storm}
@@ -27,13 +30,14 @@ cargo bench --bench storm --features testing -- "$@" | tee "$out_dir/report.md"
 # Only a full run (default durations and rates, every part) is worth publishing.
 full=yes
 for knob in STORM_SECONDS STORM_DEADLINE_SECONDS STORM_OUTAGE_SECONDS STORM_OUTAGE_RATE \
-    STORM_OFFERED_FACTOR STORM_SEED STORM_ADAPTIVE_SECONDS STORM_ADAPTIVE_PEERS; do
+    STORM_OFFERED_FACTOR STORM_SEED STORM_ADAPTIVE_SECONDS STORM_ADAPTIVE_PEERS \
+    STORM_SHED_SECONDS STORM_SHED_RATE STORM_FAULT_DEADLINE_SECONDS; do
     if [ -n "${!knob:-}" ]; then
         full=no
     fi
 done
 if [ "$#" -gt 0 ] || [ "${STORM_RATE}" != 50 ] || [ "${STORM_ADAPTIVE_RATE}" != 40 ] ||
-    [ "${STORM_ADAPTIVE_BURST}" != 5 ]; then
+    [ "${STORM_ADAPTIVE_BURST}" != 5 ] || [ "${STORM_SHED_PERCENT}" != 30 ]; then
     full=no
 fi
 if [ "$full" = yes ]; then
