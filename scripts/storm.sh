@@ -9,6 +9,13 @@
 #                                        those parts only, any of them (not published)
 #   scripts/storm.sh shedding outage     the two parts with server faults (load shedding, an
 #                                        outage): about 2.5 minutes
+#   scripts/storm.sh --src REV|DIR shedding outage
+#                                        this checkout's benchmark and scripts over another
+#                                        branch's library: src/ from git revision REV (a branch
+#                                        of this repository) or from worktree DIR (uncommitted
+#                                        changes included), in a copy under the target dir;
+#                                        plots and report in target/storm-<name>. Needs REV's
+#                                        Cargo.toml to match this one (it warns if not).
 #
 # The adaptive part halves nginx's limit mid-run itself (`scripts/nginx.sh set-rate`, in
 # STORM_NGINX_DIR). Durations and rates: see benches/common/storm/config.rs (STORM_SECONDS,
@@ -16,6 +23,33 @@
 # The tables are also saved to target/storm/report.md; the plots are target/storm/*.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = --src ]; then
+    src=${2:?"--src needs a git revision or a worktree directory"}
+    shift 2
+    target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+    name=$(basename "$src" | tr -c 'A-Za-z0-9._\n-' '-')
+    tree="$target/storm-src"
+    rm -rf "$tree"
+    mkdir -p "$tree"
+    # This checkout's committed files, then the other library.
+    git archive HEAD | tar -x -C "$tree"
+    rm -rf "$tree/src"
+    if [ -d "$src" ]; then
+        cp -r "$src/src" "$tree/src"
+        other_manifest=$(cat "$src/Cargo.toml")
+    else
+        git archive "$src" src | tar -x -C "$tree"
+        other_manifest=$(git show "$src:Cargo.toml")
+    fi
+    if [ "$other_manifest" != "$(cat Cargo.toml)" ]; then
+        echo "storm.sh: $src's Cargo.toml differs from this one's: using this one's" >&2
+    fi
+    echo "storm.sh: measuring src/ of $src with this benchmark, in $tree" >&2
+    export CARGO_TARGET_DIR="$target"
+    export STORM_OUT_DIR=${STORM_OUT_DIR:-$target/storm-$name}
+    exec "$tree/scripts/storm.sh" "$@"
+fi
 
 nginx_env=$(scripts/nginx.sh start)
 eval "$nginx_env"
