@@ -33,22 +33,30 @@ if [ "${1:-}" = --src ]; then
     rm -rf "$tree"
     mkdir -p "$tree"
     # This checkout's committed files, then the other library.
-    git archive HEAD | tar -x -C "$tree"
+    # `tar -m`: every file dated now, so cargo rebuilds the library whatever it built before.
+    git archive HEAD | tar -x -m -C "$tree"
     rm -rf "$tree/src"
     if [ -d "$src" ]; then
         cp -r "$src/src" "$tree/src"
         other_manifest=$(cat "$src/Cargo.toml")
     else
-        git archive "$src" src | tar -x -C "$tree"
+        git archive "$src" src | tar -x -m -C "$tree"
         other_manifest=$(git show "$src:Cargo.toml")
     fi
     if [ "$other_manifest" != "$(cat Cargo.toml)" ]; then
         echo "storm.sh: $src's Cargo.toml differs from this one's: using this one's" >&2
     fi
+    # Cargo names a package's artifacts by a hash that leaves out where the package lies: built
+    # from the copy under the same name, they would overwrite this checkout's and pass for
+    # fresh in either. An extra (empty) feature gives the copy's artifacts names of their own.
+    sed -i 's/^\[features\]$/[features]\nstorm-src = []/' "$tree/Cargo.toml"
     echo "storm.sh: measuring src/ of $src with this benchmark, in $tree" >&2
-    export CARGO_TARGET_DIR="$target"
+    export CARGO_TARGET_DIR="$target" STORM_FEATURES=testing,storm-src
     export STORM_OUT_DIR=${STORM_OUT_DIR:-$target/storm-$name}
-    exec "$tree/scripts/storm.sh" "$@"
+    status=0
+    "$tree/scripts/storm.sh" "$@" || status=$?
+    rm -rf "$tree"
+    exit "$status"
 fi
 
 nginx_env=$(scripts/nginx.sh start)
@@ -59,7 +67,7 @@ trap 'scripts/nginx.sh stop "$STORM_NGINX_DIR"' EXIT
 
 out_dir=${STORM_OUT_DIR:-${CARGO_TARGET_DIR:-target}/storm}
 mkdir -p "$out_dir"
-cargo bench --bench storm --features testing -- "$@" | tee "$out_dir/report.md"
+cargo bench --bench storm --features "${STORM_FEATURES:-testing}" -- "$@" | tee "$out_dir/report.md"
 
 # Only a full run (default durations and rates, every part) is worth publishing.
 full=yes
