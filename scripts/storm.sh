@@ -2,7 +2,7 @@
 # The storm benchmark against a real rate limiter: starts nginx (scripts/nginx.sh), runs
 # `cargo bench --bench storm --features testing -- ARGS` (release build), stops nginx on exit.
 #
-#   scripts/storm.sh                     full run (about 7 minutes); plots copied to docs/
+#   scripts/storm.sh                     full run (about 5 minutes); plots copied to docs/
 #   STORM_SECONDS=3 STORM_ADAPTIVE_SECONDS=3 scripts/storm.sh
 #                                        smoke run (about a minute once built)
 #   scripts/storm.sh nginx | adaptive | shedding | outage
