@@ -1,5 +1,5 @@
-//! Goodput in bad weather: four ways of calling an LLM API compared under a real rate limiter
-//! and through an outage.
+//! Goodput in bad weather: four ways of calling an LLM API compared under a real rate limiter,
+//! against a server shedding load, and through an outage.
 //!
 //! Strategies (see `common/storm/strategies.rs`): the Fireworks guide's own retry loop over a
 //! hyper-util client; reqwest + reqwest-middleware + reqwest-retry with its documented setup;
@@ -19,15 +19,23 @@
 //!    limit, attempts sent per second, the share answered 429, requests failed or timed out,
 //!    time to success; after the halving, how long until the lane sends under the new limit
 //!    and the 429 share in the 10 s after; the learned rate over time, and a plot.
-//! 3. **Outage** (in process): the `testing::FireworksServer` answers 503 to everything for
-//!    20 s while requests keep arriving at 20/s. Reported: attempts per request during the
-//!    outage (what the strategy inflicts on a server that is down), requests lost, and how
-//!    long after the recovery goodput is back (the first one-second window with successes at
-//!    90 % of the arrival rate); a plot of successes and attempts over time.
+//! 3. **Load shedding** (needs nginx): no rate limit, but 30 % of requests, at random, answered
+//!    `503 Service Overloaded` without any hint; steady arrivals at 50/s for 20 s, each
+//!    request driven to success or give-up (60 s deadline). Reported per strategy: requests
+//!    lost, attempts per success, time to success (p50, p99) and when the last request was
+//!    done; a plot of successes and attempts over time.
+//! 4. **Outage** (in process): the `testing::FireworksServer` answers 503 to everything for
+//!    20 s while requests keep arriving at 50/s (5 s before, 15 s after; 60 s deadline), the
+//!    server's capacity far above that. Reported: attempts per request during the outage (what
+//!    the strategy inflicts on a server that is down), requests lost, how long after the
+//!    recovery goodput is back (the first one-second window with successes at 90 % of the
+//!    arrival rate), time to success and when the last request was done; a plot of successes
+//!    and attempts over time.
 //!
 //! Run with `scripts/storm.sh` (starts and stops nginx), or
 //! `cargo bench --bench storm --features testing` (outage only, unless `STORM_NGINX_URL` is
-//! set). Arguments `nginx`, `adaptive` or `outage` run only those parts. Durations and rates
+//! set). Arguments `nginx`, `adaptive`, `shedding` or `outage` run only those parts
+//! (`scripts/storm.sh shedding outage`: the two parts with server faults). Durations and rates
 //! come from environment variables: see `common/storm/config.rs` (`STORM_SECONDS=3` is a smoke
 //! run).
 
@@ -46,8 +54,11 @@ use storm::{
     adaptive,
     config::StormConfig,
     nginx::{self, Variant},
-    outage,
+    outage, shedding,
 };
+
+/// The parts, in the order they run.
+const PARTS: [&str; 4] = ["nginx", "adaptive", "shedding", "outage"];
 
 fn main() {
     // `cargo test --benches` runs this binary without `--bench`: a storm takes minutes, so it
@@ -61,7 +72,7 @@ fn main() {
     let config = StormConfig::from_env();
     let parts: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|arg| ["nginx", "adaptive", "outage"].contains(&arg.as_str()))
+        .filter(|arg| PARTS.contains(&arg.as_str()))
         .collect();
     let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     if let Err(error) = std::fs::create_dir_all(&config.out_dir) {
@@ -73,7 +84,8 @@ fn main() {
         .expect("tokio runtime");
     println!(
         "# Storm: limit {} r/s, offered {}×, {:.0} s per nginx variant, deadline {:.0} s, \
-         adaptive limit {} → {} r/s ({:.0} s each), outage {:.0} s at {} req/s, seed {}",
+         adaptive limit {} → {} r/s ({:.0} s each), shedding {} % at {} req/s for {:.0} s, \
+         outage {:.0} s at {} req/s, deadline with faults {:.0} s, seed {}",
         config.limit_rps,
         config.offered_factor,
         config.window.as_secs_f64(),
@@ -81,8 +93,12 @@ fn main() {
         config.adaptive_rps,
         (config.adaptive_rps / 2.0).round(),
         config.adaptive_phase.as_secs_f64(),
+        config.shed_percent,
+        config.shed_rps,
+        config.shed_window.as_secs_f64(),
         config.outage.as_secs_f64(),
         config.outage_rps,
+        config.fault_deadline.as_secs_f64(),
         config.seed
     );
     runtime.block_on(async {
@@ -113,6 +129,20 @@ fn main() {
                 _ => println!(
                     "\nSkipping the adaptive part: STORM_NGINX_URL and STORM_NGINX_DIR are not \
                      both set (scripts/storm.sh starts nginx and sets them)."
+                ),
+            }
+        }
+        if wants("shedding") {
+            match &config.nginx_url {
+                Some(base) if nginx::reachable(base).await => {
+                    shedding::run(&config, base).await;
+                }
+                Some(base) => {
+                    println!("\nSkipping the shedding part: nginx does not answer at {base}/ok.")
+                }
+                None => println!(
+                    "\nSkipping the shedding part: STORM_NGINX_URL is not set \
+                     (scripts/storm.sh starts nginx and sets it)."
                 ),
             }
         }

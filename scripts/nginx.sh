@@ -26,6 +26,10 @@
 #                            (default 5; 0: none) nodelay. Not 50 r/s: that is the gate's fixed
 #                            release pace (20 ms), which would flatter a client that does not
 #                            adapt.
+#   POST|GET /shed/<lane>    load shedding, no rate limit: STORM_SHED_PERCENT % of requests
+#                            (default 30), picked at random (split_clients on \$request_id),
+#                            get `503 Service Overloaded` (Fireworks' JSON error shape, no
+#                            Retry-After), the others 200
 #   POST|GET /ok             always 200 with a small JSON body
 # Admitted requests get 200 with the same small JSON body.
 set -euo pipefail
@@ -34,6 +38,7 @@ rate=${STORM_RATE:-50}
 burst=${STORM_BURST:-10}
 adaptive_rate=${STORM_ADAPTIVE_RATE:-40}
 adaptive_burst=${STORM_ADAPTIVE_BURST:-5}
+shed_percent=${STORM_SHED_PERCENT:-30}
 
 log() { echo "nginx.sh: $*" >&2; }
 # shellcheck source=lib/servers.sh
@@ -46,6 +51,15 @@ ensure_nginx() {
     log "nginx not found: installing it with apt-get"
     apt-get update >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y nginx >&2
+}
+
+# split_clients takes a percentage below 100 (the rest of the requests get the `*` branch).
+check_shed_percent() {
+    if ! [[ $shed_percent =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+        ! awk -v p="$shed_percent" 'BEGIN { exit !(p > 0 && p < 100) }'; then
+        log "STORM_SHED_PERCENT must be a number above 0 and below 100, not '$shed_percent'"
+        return 1
+    fi
 }
 
 write_config() {
@@ -90,6 +104,12 @@ http {
     # Rejections are the point of the exercise: keep them out of the error log.
     limit_req_log_level info;
 
+    # Load shedding: a random share of requests (\$request_id is 16 random bytes per request).
+    split_clients "\${request_id}" \$shed {
+        ${shed_percent}% 1;
+        * 0;
+    }
+
     server {
         listen 127.0.0.1:$port;
         root $dir/www;
@@ -116,6 +136,13 @@ http {
             error_page 404 405 =200 @ok;
         }
 
+        location /shed/ {
+            if (\$shed) {
+                return 503 '{"error":{"object":"error","type":"service_unavailable","message":"Service Overloaded","code":null}}';
+            }
+            error_page 404 405 =200 @ok;
+        }
+
         location = /ok {
             error_page 404 405 =200 @ok;
         }
@@ -138,6 +165,7 @@ EOF
 }
 
 start() {
+    check_shed_percent
     ensure_nginx
     local dir port
     dir=$(mktemp -d /tmp/storm-nginx.XXXXXX)
@@ -148,12 +176,14 @@ start() {
             for _ in $(seq 1 50); do
                 if listening "$port"; then
                     log "nginx listening on 127.0.0.1:$port (${rate} r/s, burst ${burst};" \
-                        "adaptive zone ${adaptive_rate} r/s, burst ${adaptive_burst}), dir $dir"
+                        "adaptive zone ${adaptive_rate} r/s, burst ${adaptive_burst};" \
+                        "shedding ${shed_percent} %), dir $dir"
                     echo "STORM_NGINX_URL=http://127.0.0.1:$port"
                     echo "STORM_NGINX_DIR=$dir"
                     echo "STORM_RATE=$rate"
                     echo "STORM_ADAPTIVE_RATE=$adaptive_rate"
                     echo "STORM_ADAPTIVE_BURST=$adaptive_burst"
+                    echo "STORM_SHED_PERCENT=$shed_percent"
                     return
                 fi
                 sleep 0.1

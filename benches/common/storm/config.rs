@@ -8,7 +8,11 @@
 //! | `STORM_SECONDS` | 30 | how long requests arrive, per nginx variant |
 //! | `STORM_DEADLINE_SECONDS` | 30, or 3 × `STORM_SECONDS` if shorter | every request's deadline |
 //! | `STORM_OUTAGE_SECONDS` | 20, or `STORM_SECONDS` if shorter | how long the outage lasts |
-//! | `STORM_OUTAGE_RATE` | 20 | requests per second arriving during the outage scenario |
+//! | `STORM_OUTAGE_RATE` | 50 | requests per second arriving during the outage scenario |
+//! | `STORM_SHED_SECONDS` | 20, or `STORM_SECONDS` if shorter | how long requests arrive in the shedding part |
+//! | `STORM_SHED_RATE` | 50 | requests per second arriving in the shedding part |
+//! | `STORM_SHED_PERCENT` | 30 | share of requests nginx sheds with a 503 (must match its config) |
+//! | `STORM_FAULT_DEADLINE_SECONDS` | 60, or 3 × `STORM_SECONDS` if shorter | every request's deadline in the shedding and outage parts |
 //! | `STORM_SEED` | 1 | seed of the arrival process |
 //! | `STORM_NGINX_DIR` | unset | `scripts/nginx.sh`'s dir; unset: no adaptive part |
 //! | `STORM_ADAPTIVE_RATE` | 40 | the adaptive part's first limit, r/s; halved mid-run |
@@ -35,6 +39,14 @@ pub struct StormConfig {
     pub outage: Duration,
     /// Arrival rate of the outage scenario, requests per second.
     pub outage_rps: f64,
+    /// How long requests arrive in the shedding part.
+    pub shed_window: Duration,
+    /// Arrival rate of the shedding part, requests per second.
+    pub shed_rps: f64,
+    /// The percentage of requests nginx sheds (`scripts/nginx.sh`'s `STORM_SHED_PERCENT`).
+    pub shed_percent: f64,
+    /// Every logical request's deadline in the parts with server faults (shedding, outage).
+    pub fault_deadline: Duration,
     /// Seed of the arrival process (every strategy sees the same arrivals).
     pub seed: u64,
     /// Where the plots are written.
@@ -59,6 +71,8 @@ impl StormConfig {
         let window = number("STORM_SECONDS").unwrap_or(30.0);
         let deadline = number("STORM_DEADLINE_SECONDS").unwrap_or((3.0 * window).min(30.0));
         let outage = number("STORM_OUTAGE_SECONDS").unwrap_or(window.min(20.0));
+        let fault_deadline =
+            number("STORM_FAULT_DEADLINE_SECONDS").unwrap_or((3.0 * window).min(60.0));
         let out_dir = std::env::var_os("STORM_OUT_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -76,7 +90,13 @@ impl StormConfig {
             window: Duration::from_secs_f64(window),
             deadline: Duration::from_secs_f64(deadline),
             outage: Duration::from_secs_f64(outage),
-            outage_rps: number("STORM_OUTAGE_RATE").unwrap_or(20.0),
+            outage_rps: number("STORM_OUTAGE_RATE").unwrap_or(50.0),
+            shed_window: Duration::from_secs_f64(
+                number("STORM_SHED_SECONDS").unwrap_or(window.min(20.0)),
+            ),
+            shed_rps: number("STORM_SHED_RATE").unwrap_or(50.0),
+            shed_percent: number("STORM_SHED_PERCENT").map_or(30.0, |p| p.min(100.0)),
+            fault_deadline: Duration::from_secs_f64(fault_deadline),
             seed: number("STORM_SEED").map_or(1, |s| s as u64),
             out_dir,
             nginx_dir: std::env::var_os("STORM_NGINX_DIR")
@@ -96,14 +116,16 @@ impl StormConfig {
         }
     }
 
-    /// Healthy time before the outage.
+    /// Healthy time before the outage: 5 s, or the outage's length if shorter.
     pub fn before_outage(&self) -> Duration {
         self.outage.min(Duration::from_secs(5))
     }
 
-    /// Time after the outage during which requests keep arriving.
+    /// Time after the outage during which requests keep arriving: arrivals last twice the
+    /// outage in all (with the defaults, 5 s + 20 s of outage + 15 s: 40 s), at least 3 s after.
     pub fn after_outage(&self) -> Duration {
         self.outage
-            .clamp(Duration::from_secs(3), Duration::from_secs(10))
+            .saturating_sub(self.before_outage())
+            .max(Duration::from_secs(3))
     }
 }

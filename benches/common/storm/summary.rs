@@ -8,7 +8,7 @@ use crate::traffic::{
 };
 
 /// A duration for a table: milliseconds below a second, seconds above.
-fn seconds(value: Option<f64>) -> String {
+pub fn seconds(value: Option<f64>) -> String {
     match value {
         None => "–".to_owned(),
         Some(s) if s < 1.0 => format!("{:.0} ms", s * 1000.0),
@@ -22,6 +22,11 @@ fn times_to_success<'a>(requests: impl Iterator<Item = &'a RequestRecord>) -> Ve
         .filter(|r| r.outcome == Outcome::Success)
         .map(RequestRecord::latency)
         .collect()
+}
+
+/// Seconds from the start until the last of `requests` was done; `None` when there are none.
+pub fn wall(requests: &[RequestRecord]) -> Option<f64> {
+    requests.iter().map(|r| r.finished).reduce(f64::max)
 }
 
 /// How the requests of a table row ended: how many there were, how many of them failed or
@@ -140,6 +145,11 @@ pub struct OutageRow {
     pub recovery: Option<f64>,
     pub p50: Option<f64>,
     pub p99: Option<f64>,
+    /// Time to success of every request, outage or not.
+    pub p50_all: Option<f64>,
+    pub p99_all: Option<f64>,
+    /// Seconds from the first arrival until the last request was done.
+    pub wall: Option<f64>,
 }
 
 impl OutageRow {
@@ -183,14 +193,14 @@ pub fn success_latencies(requests: &[RequestRecord], from: f64, to: f64) -> Vec<
 
 /// Prints the outage table.
 pub fn print_outage_table(rows: &[OutageRow]) {
-    println!("| strategy | requests | attempts per request during the outage | lost (failed + timed out) | recovery after the outage | p50 / p99 to success (outage arrivals) |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| strategy | requests | attempts per request during the outage | lost (failed + timed out) | recovery after the outage | p50 / p99 to success (outage arrivals) | p50 / p99 to success (all) | wall (last request done) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let recovery = row
             .recovery
             .map_or_else(|| "never".to_owned(), |s| format!("{s:.2} s"));
         println!(
-            "| {} | {} | {:.2} ({} attempts / {} requests) | {} ({} + {}) | {} | {} / {} |",
+            "| {} | {} | {:.3} ({} attempts / {} requests) | {} ({} + {}) | {} | {} / {} | {} / {} | {} |",
             row.name,
             row.requests,
             row.attempts_per_request(),
@@ -202,6 +212,9 @@ pub fn print_outage_table(rows: &[OutageRow]) {
             recovery,
             seconds(row.p50),
             seconds(row.p99),
+            seconds(row.p50_all),
+            seconds(row.p99_all),
+            seconds(row.wall),
         );
     }
 }
