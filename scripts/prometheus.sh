@@ -27,6 +27,10 @@
 #                                   (docs/grafana-dashboard.json) and fails when an answer
 #                                   disagrees with the run's own counts. Stops Prometheus in
 #                                   every case.
+#   scripts/prometheus.sh picture   docs/prometheus-graph.png: Prometheus' graph page (headless
+#                                   Chromium, installed with apt-get if missing) with the
+#                                   dashboard's queries, after PICTURE_SECONDS (150) of the example
+#                                   serving PICTURE_RATE (50) requests a second.
 #
 #   eval "$(scripts/prometheus.sh start 127.0.0.1:9000)"; ...; scripts/prometheus.sh stop
 set -euo pipefail
@@ -51,12 +55,19 @@ find_bin() {
     return 1
 }
 
+# Succeeds when every program named is there.
 installed() {
-    find_bin prometheus >/dev/null && find_bin promtool >/dev/null
+    local program
+    for program in "$@"; do
+        find_bin "$program" >/dev/null || return 1
+    done
 }
 
-install() {
-    if installed; then
+# Installs the Debian package $1 unless the programs $2... are all there already.
+install_package() {
+    local package=$1
+    shift
+    if installed "$@"; then
         return 0
     fi
 
@@ -65,13 +76,13 @@ install() {
         if command -v sudo >/dev/null 2>&1; then
             sudo=(sudo -n)
         else
-            log "prometheus is missing and cannot be installed: not root and no sudo."
-            log "install the Debian package prometheus (apt-get install prometheus) and retry."
+            log "$package is missing and cannot be installed: not root and no sudo."
+            log "install the Debian package $package (apt-get install $package) and retry."
             return 1
         fi
     fi
     if ! command -v apt-get >/dev/null 2>&1; then
-        log "prometheus is missing and apt-get is not available: install prometheus by hand."
+        log "$package is missing and apt-get is not available: install $package by hand."
         return 1
     fi
 
@@ -81,12 +92,13 @@ install() {
         log "timed out waiting for $lock_file (another install still running?)"
         return 1
     fi
-    if installed; then
+    if installed "$@"; then
         return 0
     fi
 
-    # Keep the package's postinst from starting the system service (on port 9090): a policy
-    # that denies every action, only while we install, and only if the machine has none.
+    # Keep the package's postinst from starting the system service (prometheus on port 9090):
+    # a policy that denies every action, only while we install, and only if the machine has
+    # none.
     local policy=/usr/sbin/policy-rc.d created_policy=""
     if [ ! -e "$policy" ]; then
         if printf '#!/bin/sh\n# scripts/prometheus.sh install: do not start services\nexit 101\n' |
@@ -96,22 +108,26 @@ install() {
         fi
     fi
 
-    log "prometheus not found: installing the Debian package prometheus with apt-get"
+    log "$* not found: installing the Debian package $package with apt-get"
     local started=$SECONDS
     "${sudo[@]}" apt-get update >&2
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends prometheus >&2
+        apt-get install -y --no-install-recommends "$package" >&2
 
     if [ -n "$created_policy" ]; then
         "${sudo[@]}" rm -f "$policy"
         trap - EXIT
     fi
 
-    if ! installed; then
-        log "apt-get finished but prometheus or promtool is still not found"
+    if ! installed "$@"; then
+        log "apt-get finished but $* still not found"
         return 1
     fi
-    log "installed $("$(find_bin prometheus)" --version 2>&1 | head -n 1) in $((SECONDS - started)) s"
+    log "installed $package in $((SECONDS - started)) s"
+}
+
+install() {
+    install_package prometheus prometheus promtool
 }
 
 # Writes DIR/prometheus.yml: one job scraping TARGET every second, the alert rules loaded.
@@ -221,13 +237,65 @@ check() {
         --port "$exporter" --prometheus "$PROMETHEUS_URL")
 }
 
+# Percent-encodes $1 for a URL's query string (ASCII).
+urlencode() {
+    local text=$1 out="" c i
+    for ((i = 0; i < ${#text}; i++)); do
+        c=${text:i:1}
+        case $c in
+            [a-zA-Z0-9.~_-]) out+=$c ;;
+            *) printf -v c '%%%02X' "'$c" && out+=$c ;;
+        esac
+    done
+    echo "$out"
+}
+
+# docs/prometheus-graph.png: Prometheus' graph page, in headless Chromium, after
+# PICTURE_SECONDS (default 150) of the example serving PICTURE_RATE requests a second
+# (default 50: above the test server's limit of 40), with the dashboard's queries over 10 s.
+picture() {
+    local seconds=${PICTURE_SECONDS:-150} rate=${PICTURE_RATE:-50}
+    install
+    install_package chromium chromium
+    (cd "$root" && cargo build --quiet --example prometheus --all-features)
+    local exporter example
+    exporter=$(free_port)
+    local PROMETHEUS_URL PROMETHEUS_DIR
+    eval "$(start "127.0.0.1:$exporter")"
+    "${CARGO_TARGET_DIR:-$root/target}/debug/examples/prometheus" --port "$exporter" \
+        --serve --rate "$rate" >"$PROMETHEUS_DIR/example.log" 2>&1 </dev/null &
+    example=$!
+    # shellcheck disable=SC2064 # expand now: the trap must stop these two
+    trap "kill -INT $example 2>/dev/null || true; stop '$PROMETHEUS_DIR'" EXIT
+    log "the example serves $rate requests a second; the picture in $seconds s"
+    sleep "$seconds"
+
+    local attempts=tower_reliability_attempts_total window='[10s]' query="" i=0 expr
+    local exprs=(
+        "sum by (outcome) (rate($attempts$window))"
+        "sum(rate($attempts$window)) / (sum(rate($attempts$window)) - (sum(rate(tower_reliability_retries_total$window)) or vector(0)))"
+        "(sum(rate($attempts{outcome=\"response\", status=\"429\"}$window)) or vector(0)) / sum(rate($attempts{outcome=\"response\"}$window))"
+        "histogram_quantile(0.99, sum by (le) (rate(tower_reliability_gate_wait_seconds_bucket$window)))"
+    )
+    for expr in "${exprs[@]}"; do
+        query+="g$i.expr=$(urlencode "$expr")&g$i.tab=0&g$i.range_input=${seconds}s&g$i.stacked=0&"
+        i=$((i + 1))
+    done
+    chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars \
+        --force-device-scale-factor=0.7 --window-size=1400,3000 --virtual-time-budget=15000 \
+        --screenshot="$root/docs/prometheus-graph.png" "$PROMETHEUS_URL/graph?$query" \
+        >"$PROMETHEUS_DIR/chromium.log" 2>&1
+    log "wrote docs/prometheus-graph.png"
+}
+
 case ${1:-} in
     install) install ;;
     start) start "${2:-}" ;;
     stop) stop "${2:-}" ;;
     check) check ;;
+    picture) picture ;;
     *)
-        echo "usage: $0 install | start 127.0.0.1:PORT | stop [DIR] | check" >&2
+        echo "usage: $0 install | start 127.0.0.1:PORT | stop [DIR] | check | picture" >&2
         exit 2
         ;;
 esac

@@ -108,11 +108,21 @@ pub async fn run(
         window_ms,
     };
     let mut rows = Vec::new();
-    for query in dashboard::queries()? {
+    let queries = dashboard::queries()?;
+    for (panel, ref_id) in CHECKED {
+        if !queries
+            .iter()
+            .any(|q| q.panel == panel && q.ref_id == ref_id)
+        {
+            println!("    MISSING from the dashboard: {panel} ({ref_id})");
+            failures += 1;
+        }
+    }
+    for query in queries {
         let what = format!("{} / {}", query.panel, query.legend);
         let Some(expect) = dashboard_expectation(&query.panel, &query.ref_id, truth) else {
             println!(
-                "  NOT CHECKED: {what} ({}): the check has no count for it",
+                "    NOT CHECKED: {what} ({}): the check has no count for it",
                 query.ref_id
             );
             failures += 1;
@@ -182,6 +192,17 @@ fn end_counters(t: &Truth) -> [(&'static str, &'static str, &'static str, u64); 
         ),
     ]
 }
+
+/// The dashboard's queries the check knows, by panel title and query ref id.
+const CHECKED: [(&str, &str); 7] = [
+    ("Attempts per request", "A"),
+    ("429 share of answers", "A"),
+    ("Gate wait p99", "A"),
+    ("Breaker trips", "A"),
+    ("Attempts the server never saw vs acknowledged", "A"),
+    ("Attempts the server never saw vs acknowledged", "B"),
+    ("Attempts the server never saw vs acknowledged", "C"),
+];
 
 /// What each dashboard query must answer, by panel title and query ref id.
 fn dashboard_expectation(panel: &str, ref_id: &str, t: &Truth) -> Option<Expect> {
