@@ -1,6 +1,7 @@
 //! The crate's metrics, exposed to Prometheus.
 //!
-//! Installs `metrics-exporter-prometheus` with its HTTP listener, starts the crate's local
+//! Installs `metrics-exporter-prometheus` with its HTTP listener, creates every series of the
+//! crate at zero (`series.rs`: so Prometheus' first sample is 0), starts the crate's local
 //! Fireworks-compatible server with random faults (5xx, connection resets) and a request rate
 //! limit (429 with `retry-after-ms`), sends 100 chat completions through the `fireworks`
 //! preset over a hyper-util client (every fourth one streamed, one stalled), and one to a port
@@ -14,12 +15,33 @@
 //! ```
 //!
 //! `--port` picks the listener's port (default 9000); `--serve` keeps the process running,
-//! with a trickle of requests, until Ctrl-C. Backoff waits are scaled down (50 ms instead of
+//! sending `--rate` requests a second (default 2; above the server's 40 they meet its rate
+//! limit), until Ctrl-C. Backoff waits are scaled down (50 ms instead of
 //! the guide's 1 s) so the demo takes a few seconds; everything else is the preset as shipped.
+//!
+//! `--prometheus URL` checks the dashboard against a real Prometheus that scrapes this
+//! process (`scripts/prometheus.sh check` starts one, scraping every second): the load waits
+//! until Prometheus has scraped every series at zero, and after it one more scrape; then the
+//! example asks Prometheus the queries of `docs/grafana-dashboard.json` and the raw totals,
+//! prints them next to the run's own counts (what reached the HTTP client, what the server
+//! saw, the gate's waits from the `tracing` events) and exits with an error if any disagree.
+//!
+//! ```text
+//! eval "$(scripts/prometheus.sh start 127.0.0.1:9100)"
+//! cargo run --example prometheus --features metrics,testing -- --port 9100 --prometheus "$PROMETHEUS_URL"
+//! scripts/prometheus.sh stop
+//! ```
+
+mod args;
+mod check;
+mod dashboard;
+mod promql;
+mod series;
+mod truth;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -40,84 +62,14 @@ use tower_reliability::{
     },
     Error, JitteredBackoff, RetryOnStatus, TimeoutByWorkload, TimeoutProfile, Workload,
 };
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Stack = fireworks::FireworksService<Client<HttpConnector, ReplayBody<Full<Bytes>>>>;
+type Stack =
+    fireworks::FireworksService<truth::Counted<Client<HttpConnector, ReplayBody<Full<Bytes>>>>>;
 
 const REQUESTS: usize = 100;
 const CONCURRENCY: usize = 8;
-
-struct Args {
-    port: u16,
-    serve: bool,
-}
-
-fn args() -> Result<Args, String> {
-    let mut parsed = Args {
-        port: 9000,
-        serve: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let port = match arg.as_str() {
-            "--serve" => {
-                parsed.serve = true;
-                continue;
-            }
-            "--port" => args.next().ok_or("--port needs a value")?,
-            other => match other.strip_prefix("--port=") {
-                Some(port) => port.to_owned(),
-                None => return Err(format!("unknown argument {other:?}")),
-            },
-        };
-        parsed.port = port.parse().map_err(|e| format!("--port {port:?}: {e}"))?;
-    }
-    Ok(parsed)
-}
-
-/// The `HELP` lines: what each series means (the table in `tower_reliability::observe`).
-fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
-    describe_counter!(
-        "tower_reliability_attempts_total",
-        "Every attempt: outcome=response (by status: what the server's dashboard counts), \
-         not_sent (never reached the server), error (may have reached it)"
-    );
-    describe_counter!(
-        "tower_reliability_retries_total",
-        "Retries started, by cause"
-    );
-    describe_counter!(
-        "tower_reliability_retry_stops_total",
-        "Retryable outcomes handed back without retrying, by reason"
-    );
-    describe_histogram!(
-        "tower_reliability_backoff_seconds",
-        Unit::Seconds,
-        "Waits before retries; hinted=true when the server asked for a wait"
-    );
-    describe_counter!(
-        "tower_reliability_gate_closures_total",
-        "The shared rate-limit gate closed (429, 503 with a hint, allowance spent)"
-    );
-    describe_histogram!(
-        "tower_reliability_gate_wait_seconds",
-        Unit::Seconds,
-        "Time requests spent held at the rate-limit gate"
-    );
-    describe_counter!(
-        "tower_reliability_gate_refusals_total",
-        "Requests failed fast: the gate stayed closed past their deadline"
-    );
-    describe_counter!(
-        "tower_reliability_breaker_trips_total",
-        "The circuit breaker started holding requests"
-    );
-    describe_counter!(
-        "tower_reliability_timeouts_total",
-        "Timeouts by phase (deadline, attempt, body_idle)"
-    );
-}
 
 fn chat(url: &str, n: usize, stream: bool) -> http::Request<Full<Bytes>> {
     let body = serde_json::json!({
@@ -158,10 +110,13 @@ async fn one(mut svc: Stack, request: http::Request<Full<Bytes>>) -> Ending {
     }
 }
 
+/// A request the local gate refused before its first attempt.
+const REFUSED: &str = "rate limited locally (never reached the server)";
+
 fn failure(e: &Error) -> &'static str {
     match e.reached_server() {
         Some(false) if e.is_connect() => "connect (never reached the server)",
-        Some(false) => "rate limited locally (never reached the server)",
+        Some(false) => REFUSED,
         _ if e.is_timeout() => "timeout",
         _ => "other",
     }
@@ -190,26 +145,45 @@ fn sum(exposition: &str, metric: &str, needle: &str) -> f64 {
         .sum()
 }
 
+/// The upper bounds of the `_seconds` histograms' buckets.
+const WAIT_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let args = match args() {
+    let args = match args::parse(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("{e}\nusage: prometheus [--port PORT] [--serve]");
+            eprintln!("{e}\n{}", args::USAGE);
             std::process::exit(2);
         }
     };
+    let gate_log = truth::GateLog::default();
+    tracing_subscriber::registry().with(gate_log.clone()).init();
+
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-    let waits = [
-        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
-    ];
+    let installed = SystemTime::now();
     PrometheusBuilder::new()
         .with_http_listener(listen)
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &waits)?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &WAIT_BUCKETS)?
         .install()
         .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
-    describe();
+    series::register();
+    let registered = SystemTime::now();
     let metrics_url = format!("http://{listen}/metrics");
+
+    // With a Prometheus to check against: no traffic before it has scraped the zeros.
+    let prometheus = args.prometheus.as_deref().map(promql::Prometheus::new);
+    let instance = listen.to_string();
+    let job = match &prometheus {
+        Some(prometheus) => {
+            let (_, job) = scrape_after(prometheus, &instance, registered).await?;
+            println!("Prometheus scrapes {instance} (job {job:?}): every series is there at zero");
+            Some(job)
+        }
+        None => None,
+    };
 
     let server = FireworksServer::start(
         ServerConfig::default()
@@ -237,8 +211,12 @@ async fn main() -> Result<(), BoxError> {
             TimeoutProfile::new(Duration::from_secs(20)).with_idle_read(Duration::from_millis(500)),
         ))
         .backoff(fast_backoff());
+    let transport = truth::Transport::default();
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
-    let svc: Stack = ServiceBuilder::new().layer(layer.clone()).service(client);
+    let svc: Stack = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(transport.clone())
+        .service(client);
 
     println!(
         "sending {REQUESTS} requests ({CONCURRENCY} at a time, every 4th streamed) to {}",
@@ -262,17 +240,19 @@ async fn main() -> Result<(), BoxError> {
                 .retry(RetryOnStatus::default().max_attempts(3))
                 .backoff(fast_backoff()),
         )
+        .layer(transport.clone())
         .service(Client::builder(TokioExecutor::new()).build_http());
     let lost = format!("http://{nowhere}/inference/v1/chat/completions");
     endings.push(one(elsewhere, chat(&lost, REQUESTS, false)).await);
+    let load_ended = SystemTime::now();
     println!("done in {:.1?}", started.elapsed());
 
     endings.sort();
     let mut tally: Vec<(Ending, usize)> = Vec::new();
-    for ending in endings {
+    for ending in &endings {
         match tally.last_mut() {
-            Some((last, count)) if *last == ending => *count += 1,
-            _ => tally.push((ending, 1)),
+            Some((last, count)) if last == ending => *count += 1,
+            _ => tally.push((*ending, 1)),
         }
     }
     println!("\nas the caller saw them:");
@@ -319,12 +299,55 @@ async fn main() -> Result<(), BoxError> {
         }
     );
 
+    if let (Some(prometheus), Some(job)) = (&prometheus, &job) {
+        let (end, _) = scrape_after(prometheus, &instance, load_ended).await?;
+        let refused = endings
+            .iter()
+            .filter(|e| **e == Ending::Failed(REFUSED))
+            .count() as u64;
+        let counts = &transport.0;
+        let get = truth::TransportCounts::get;
+        let (gate_waits_ms, breaker_trips) = match gate_log.0.lock() {
+            Ok(log) => (log.waits_ms.clone(), log.breaker_trips),
+            Err(_) => return Err("the gate log's lock is poisoned".into()),
+        };
+        let truth = check::Truth {
+            requests: endings.len() as u64,
+            attempts: get(&counts.calls) + refused,
+            acknowledged: stats.responses(),
+            status_429: stats.count(429),
+            never_sent: get(&counts.connect_errors) + refused,
+            after_sending: get(&counts.other_errors) + get(&counts.dropped),
+            breaker_trips,
+            gate_waits_ms,
+        };
+        let scope = check::Scope {
+            job,
+            instance: &instance,
+            // A second before the exporter existed: before its first (zero) sample.
+            start: promql::unix_seconds(installed) - 1.0,
+            end,
+            buckets: &WAIT_BUCKETS,
+        };
+        let failures = check::run(prometheus, &scope, &truth).await?;
+        server.shutdown().await;
+        if failures > 0 {
+            return Err(format!("{failures} of Prometheus' answers disagree with the run").into());
+        }
+        println!("\nPrometheus agrees with the run on every count.");
+        return Ok(());
+    }
+
     if args.serve {
-        println!("\nserving {metrics_url} (a request every 500 ms); Ctrl-C to stop");
+        println!(
+            "\nserving {metrics_url} ({} requests a second); Ctrl-C to stop",
+            args.rate
+        );
         let trickle = async {
+            let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
             for n in REQUESTS + 1.. {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = one(svc.clone(), chat(&url, n, n % 4 == 0)).await;
+                every.tick().await;
+                tokio::spawn(one(svc.clone(), chat(&url, n, n % 4 == 0)));
             }
         };
         tokio::select! {
@@ -334,4 +357,34 @@ async fn main() -> Result<(), BoxError> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// Waits for a successful scrape of `instance` that started after `after`; returns its time
+/// (Unix seconds) and the `job` Prometheus files the target under.
+async fn scrape_after(
+    prometheus: &promql::Prometheus,
+    instance: &str,
+    after: SystemTime,
+) -> Result<(f64, String), BoxError> {
+    let after = promql::unix_seconds(after);
+    let up = format!(r#"up{{instance="{instance}"}}"#);
+    let when = format!("timestamp({up})");
+    let patience = Duration::from_secs(30);
+    let until = Instant::now() + patience;
+    loop {
+        let scrape = prometheus
+            .wait_for(&when, patience, |s| s.value > after)
+            .await?;
+        // `up` is 0 for a scrape that failed (the exporter not listening yet, a timeout).
+        if let [sample] = prometheus.query(&up, Some(scrape.value)).await?.as_slice() {
+            if sample.value == 1.0 {
+                let job = sample.labels.get("job").cloned().unwrap_or_default();
+                return Ok((scrape.value, job));
+            }
+        }
+        if Instant::now() >= until {
+            return Err(format!("no successful scrape of {instance} within {patience:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
