@@ -13,6 +13,7 @@ use http::StatusCode;
 use super::body::{BodyEnd, PacedBody};
 use super::conn::ConnControl;
 use super::faults::Fault;
+use super::meter::GeneratedMeter;
 use super::state::Shared;
 
 /// The size of the chunks a non-streaming body is cut into when a fault shapes it.
@@ -26,6 +27,9 @@ pub(crate) struct Answer {
     body: AnswerBody,
     /// How many token intervals producing a non-streaming body takes (for `SlowStream`).
     steps: u32,
+    /// The generated tokens to charge as the body is produced: all at once for a JSON body
+    /// (when it is sent), one per event for a stream.
+    meter: Option<GeneratedMeter>,
 }
 
 #[derive(Debug)]
@@ -44,6 +48,7 @@ impl Answer {
             headers,
             body: AnswerBody::Full(Bytes::from(value.to_string())),
             steps: 1,
+            meter: None,
         }
     }
 
@@ -57,12 +62,19 @@ impl Answer {
             headers,
             body: AnswerBody::Events(events),
             steps: 1,
+            meter: None,
         }
     }
 
     /// Sets how many token intervals generating this answer takes.
     pub(crate) fn steps(mut self, steps: usize) -> Self {
         self.steps = u32::try_from(steps).unwrap_or(u32::MAX).max(1);
+        self
+    }
+
+    /// Charges the generated tokens of this answer as it is produced.
+    pub(crate) fn meter(mut self, meter: GeneratedMeter) -> Self {
+        self.meter = Some(meter);
         self
     }
 
@@ -101,25 +113,39 @@ impl Answer {
             status,
             headers,
             body,
+            mut meter,
             ..
         } = self;
         let body = match body {
-            AnswerBody::Full(bytes) => Body::from(bytes),
+            AnswerBody::Full(bytes) => {
+                if let Some(meter) = meter.as_mut() {
+                    meter.produce_all();
+                }
+                Body::from(bytes)
+            }
             AnswerBody::Events(events) => {
-                Body::new(PacedBody::new(events, interval, BodyEnd::Finish))
+                Body::new(PacedBody::new(events, interval, BodyEnd::Finish).metered(meter))
             }
         };
         response(status, headers, body)
     }
 
     /// Sends the first `limit` events (or 32-byte chunks), then ends the body with `end`.
+    /// A JSON body was generated whole, so all its tokens are charged; a stream is charged
+    /// for the events it sends.
     fn into_cut_response(self, interval: Duration, limit: usize, end: BodyEnd) -> Response {
+        let mut meter = self.meter;
         let (chunks, interval) = match self.body {
-            AnswerBody::Full(bytes) => (chunk(&bytes), Duration::ZERO),
+            AnswerBody::Full(bytes) => {
+                if let Some(mut meter) = meter.take() {
+                    meter.produce_all();
+                }
+                (chunk(&bytes), Duration::ZERO)
+            }
             AnswerBody::Events(events) => (events, interval),
         };
         let kept = chunks.into_iter().take(limit);
-        let body = Body::new(PacedBody::new(kept, interval, end));
+        let body = Body::new(PacedBody::new(kept, interval, end).metered(meter));
         response(self.status, self.headers, body)
     }
 }

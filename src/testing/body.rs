@@ -14,6 +14,7 @@ use http_body::{Body, Frame};
 use tokio::time::Sleep;
 
 use super::conn::ConnControl;
+use super::meter::GeneratedMeter;
 
 /// A future that resolves when a stalled body should give up (the server shuts down).
 pub(crate) type StallUntil = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -28,13 +29,15 @@ pub(crate) enum BodyEnd {
     Reset(Arc<ConnControl>),
 }
 
-/// Sends its chunks one by one, the first at once and each next one `interval` later.
+/// Sends its chunks one by one, the first at once and each next one `interval` later; with a
+/// meter, each chunk sent counts one generated token (the meter stops at the completion's).
 pub(crate) struct PacedBody {
     chunks: VecDeque<Bytes>,
     interval: Duration,
     started: bool,
     sleep: Option<Pin<Box<Sleep>>>,
     end: BodyEnd,
+    meter: Option<GeneratedMeter>,
 }
 
 impl PacedBody {
@@ -49,7 +52,14 @@ impl PacedBody {
             started: false,
             sleep: None,
             end,
+            meter: None,
         }
+    }
+
+    /// Counts one generated token per chunk sent.
+    pub(crate) fn metered(mut self, meter: Option<GeneratedMeter>) -> Self {
+        self.meter = meter;
+        self
     }
 }
 
@@ -86,6 +96,9 @@ impl Body for PacedBody {
                 this.sleep = None;
             }
             this.started = true;
+            if let Some(meter) = &mut this.meter {
+                meter.produce(1);
+            }
             return Poll::Ready(this.chunks.pop_front().map(|chunk| Ok(Frame::data(chunk))));
         }
         match &mut this.end {

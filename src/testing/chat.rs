@@ -12,12 +12,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::answer::Answer;
-use super::completion::Completion;
+use super::completion::{Completion, Prompt};
 use super::conn::ConnControl;
 use super::errors::error_answer;
+use super::meter::GeneratedMeter;
+use super::model_buckets::{Charge, Verdict};
 use super::pipeline::{self, Auth};
+use super::prompt::{cached_tokens, prompt_tokens};
 use super::sse::completion_events;
-use super::state::Shared;
+use super::state::{lock, Shared};
 
 /// The fields of a chat request the server looks at; others are ignored.
 #[derive(Debug, Deserialize)]
@@ -25,6 +28,8 @@ struct ChatRequest {
     model: String,
     messages: Vec<Map<String, Value>>,
     stream: Option<bool>,
+    /// Read leniently: only `include_usage: true` matters.
+    stream_options: Option<Value>,
     max_tokens: Option<u64>,
 }
 
@@ -42,8 +47,8 @@ pub(crate) async fn handle(
 }
 
 /// `400` for a body that is not JSON, `422` for missing or ill-typed fields, `404` for an
-/// unknown model, else the completion.
-fn answer(shared: &Shared, body: &[u8]) -> Answer {
+/// unknown model, `429` from the model's limits, else the completion.
+fn answer(shared: &Arc<Shared>, body: &[u8]) -> Answer {
     let request: ChatRequest = match serde_json::from_slice(body) {
         Ok(request) => request,
         Err(error) => return parse_error(&error),
@@ -67,17 +72,77 @@ fn answer(shared: &Shared, body: &[u8]) -> Answer {
         Some(max) => configured.min(usize::try_from(max).unwrap_or(usize::MAX)),
         None => configured,
     };
+    let prompt = prompt_tokens(&request.messages);
+    let share = shared.config.cached_prompt_share;
+    let cached = cached_tokens(prompt, share);
+    let charge = Charge {
+        prompt,
+        uncached_prompt: prompt - cached,
+    };
+    let lane = shared.limits.lane(&request.model);
+    let verdict = lane.as_ref().map(|lane| lock(lane).admit(charge));
+    let (limit_headers, over_limit) = match verdict {
+        None => (HeaderMap::new(), false),
+        Some(Verdict::Admitted {
+            headers,
+            over_limit,
+        }) => (headers, over_limit),
+        Some(Verdict::Refused { headers, too_large }) => {
+            shared.stats.model(&request.model, |stats| {
+                stats.requests += 1;
+                stats.rate_limited += 1;
+            });
+            return refusal(too_large).headers(&headers);
+        }
+    };
+    shared.stats.model(&request.model, |stats| {
+        stats.requests += 1;
+        stats.served += 1;
+        stats.over_limit += u64::from(over_limit);
+        stats.prompt_tokens = stats.prompt_tokens.saturating_add(prompt);
+        stats.cached_prompt_tokens = stats.cached_prompt_tokens.saturating_add(cached);
+    });
+    let prompt = Prompt {
+        tokens: prompt,
+        cached: (share > 0.0).then_some(cached),
+    };
     let completion = Completion::new(
         shared.completion_id(),
-        request.model,
-        prompt_tokens(&request.messages),
+        request.model.clone(),
+        prompt,
         tokens,
         tokens < configured,
     );
-    if request.stream == Some(true) {
-        Answer::events(completion_events(&completion))
+    let produced = u64::try_from(tokens).unwrap_or(u64::MAX);
+    let meter = GeneratedMeter::new(Arc::clone(shared), request.model, lane, produced);
+    let answer = if request.stream == Some(true) {
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .and_then(|options| options.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        Answer::events(completion_events(&completion, include_usage))
     } else {
         Answer::json(StatusCode::OK, &completion.to_json()).steps(tokens)
+    };
+    answer.meter(meter).headers(&limit_headers)
+}
+
+/// The `429` of a model's limits.
+fn refusal(too_large: bool) -> Answer {
+    if too_large {
+        error_answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Request too large: it needs more tokens than the model's rate limit ever allows.",
+            Some("request_too_large"),
+        )
+    } else {
+        error_answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Token rate limit exceeded for this model, please try again later.",
+            Some("rate_limit_exceeded"),
+        )
     }
 }
 
@@ -94,13 +159,4 @@ fn parse_error(error: &serde_json::Error) -> Answer {
             None,
         ),
     }
-}
-
-/// A rough prompt size: the words of every text content.
-fn prompt_tokens(messages: &[Map<String, Value>]) -> usize {
-    messages
-        .iter()
-        .filter_map(|message| message.get("content").and_then(Value::as_str))
-        .map(|content| content.split_whitespace().count())
-        .sum()
 }

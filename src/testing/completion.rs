@@ -20,6 +20,16 @@ const WORDS: [&str; 12] = [
     "each",
 ];
 
+/// The prompt a completion answers, as its `usage` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Prompt {
+    /// Prompt tokens, cached ones included.
+    pub(crate) tokens: u64,
+    /// Cached prompt tokens, when the server reports them
+    /// (`usage.prompt_tokens_details.cached_tokens`).
+    pub(crate) cached: Option<u64>,
+}
+
 /// One generated chat completion.
 #[derive(Clone, Debug)]
 pub(crate) struct Completion {
@@ -27,7 +37,7 @@ pub(crate) struct Completion {
     created: u64,
     model: String,
     tokens: Vec<String>,
-    prompt_tokens: usize,
+    prompt: Prompt,
     finish_reason: &'static str,
 }
 
@@ -36,7 +46,7 @@ impl Completion {
     pub(crate) fn new(
         id: String,
         model: String,
-        prompt_tokens: usize,
+        prompt: Prompt,
         tokens: usize,
         truncated: bool,
     ) -> Self {
@@ -45,7 +55,7 @@ impl Completion {
             created: unix_now(),
             model,
             tokens: (0..tokens).map(token).collect(),
-            prompt_tokens,
+            prompt,
             finish_reason: if truncated { "length" } else { "stop" },
         }
     }
@@ -71,20 +81,31 @@ impl Completion {
         })
     }
 
-    /// A `chat.completion.chunk` carrying token `index` (the first one also carries the role).
-    pub(crate) fn token_chunk(&self, index: usize) -> Value {
+    /// A `chat.completion.chunk` carrying token `index` (the first one also carries the role),
+    /// with `"usage": null` when asked (as OpenAI sends it when a usage chunk will follow).
+    pub(crate) fn token_chunk(&self, index: usize, null_usage: bool) -> Value {
         let content = self.tokens.get(index).map(String::as_str).unwrap_or("");
         let delta = if index == 0 {
             json!({ "role": "assistant", "content": content })
         } else {
             json!({ "content": content })
         };
-        self.chunk(delta, Value::Null, None)
+        self.chunk(delta, Value::Null, null_usage.then_some(Value::Null))
     }
 
-    /// The last `chat.completion.chunk`: an empty delta, the finish reason and the usage.
-    pub(crate) fn final_chunk(&self) -> Value {
-        self.chunk(json!({}), json!(self.finish_reason), Some(self.usage()))
+    /// The `chat.completion.chunk` that ends the choice: an empty delta, the finish reason and
+    /// `usage` (the usage itself, or `null` when a usage chunk follows).
+    pub(crate) fn finish_chunk(&self, usage: Value) -> Value {
+        self.chunk(json!({}), json!(self.finish_reason), Some(usage))
+    }
+
+    /// OpenAI's usage chunk (`stream_options.include_usage`): no choices, the usage.
+    pub(crate) fn usage_chunk(&self) -> Value {
+        let mut chunk = self.chunk(Value::Null, Value::Null, Some(self.usage()));
+        if let Some(object) = chunk.as_object_mut() {
+            object.insert("choices".to_owned(), json!([]));
+        }
+        chunk
     }
 
     fn chunk(&self, delta: Value, finish_reason: Value, usage: Option<Value>) -> Value {
@@ -101,12 +122,21 @@ impl Completion {
         chunk
     }
 
-    fn usage(&self) -> Value {
-        json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.tokens.len(),
-            "total_tokens": self.prompt_tokens + self.tokens.len(),
-        })
+    /// `usage`: prompt, completion and total tokens (and the cached ones, when reported).
+    pub(crate) fn usage(&self) -> Value {
+        let completion = u64::try_from(self.tokens.len()).unwrap_or(u64::MAX);
+        let mut usage = json!({
+            "prompt_tokens": self.prompt.tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt.tokens.saturating_add(completion),
+        });
+        if let (Some(cached), Some(object)) = (self.prompt.cached, usage.as_object_mut()) {
+            object.insert(
+                "prompt_tokens_details".to_owned(),
+                json!({ "cached_tokens": cached }),
+            );
+        }
+        usage
     }
 }
 

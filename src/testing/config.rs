@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::faults::{Fault, FaultMix};
+use super::model_limits::ModelLimits;
 
 /// The model every server knows unless configured otherwise.
 pub const DEFAULT_MODEL: &str = "accounts/fireworks/models/llama-v3p1-8b-instruct";
@@ -120,6 +121,9 @@ pub struct ServerConfig {
     pub(crate) token_interval: Duration,
     pub(crate) tokens_per_completion: usize,
     pub(crate) rate_limit: Option<RateLimitConfig>,
+    pub(crate) model_limits: Option<ModelLimits>,
+    pub(crate) limits_for: Vec<(String, ModelLimits)>,
+    pub(crate) cached_prompt_share: f64,
     pub(crate) fault_mix: FaultMix,
     pub(crate) script: Vec<Fault>,
     pub(crate) max_body_bytes: usize,
@@ -128,7 +132,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     /// API key `test-key`, the one model [`DEFAULT_MODEL`], 16 tokens per completion streamed
-    /// every 5 ms, no rate limit, no random faults, an empty script, request bodies up to 4 MiB
+    /// every 5 ms, no rate limit, no model limits, no cached prompt tokens, no random faults, an empty script, request bodies up to 4 MiB
     /// and one second of grace on shutdown.
     fn default() -> Self {
         Self {
@@ -137,6 +141,9 @@ impl Default for ServerConfig {
             token_interval: Duration::from_millis(5),
             tokens_per_completion: 16,
             rate_limit: None,
+            model_limits: None,
+            limits_for: Vec::new(),
+            cached_prompt_share: 0.0,
             fault_mix: FaultMix::default(),
             script: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
@@ -183,6 +190,36 @@ impl ServerConfig {
     /// Sets (or, with `None`, removes) the request rate limit.
     pub fn rate_limit(mut self, limit: impl Into<Option<RateLimitConfig>>) -> Self {
         self.rate_limit = limit.into();
+        self
+    }
+
+    /// Sets (or, with `None`, removes) the limits every model gets unless
+    /// [`limits_for`](Self::limits_for) gives it its own. Each model has buckets of its own:
+    /// traffic to one model never spends another's.
+    pub fn model_limits(mut self, limits: impl Into<Option<ModelLimits>>) -> Self {
+        self.model_limits = limits.into();
+        self
+    }
+
+    /// Gives one model its own limits, in place of the [`model_limits`](Self::model_limits).
+    /// The model must also be among the [`models`](Self::models) (others are answered `404`).
+    pub fn limits_for(mut self, model: impl Into<String>, limits: ModelLimits) -> Self {
+        let model = model.into();
+        self.limits_for.retain(|(name, _)| *name != model);
+        self.limits_for.push((model, limits));
+        self
+    }
+
+    /// The share of every prompt served from the prompt cache (default `0.0`; clamped to
+    /// `0.0..=1.0`, NaN is `0.0`): a prompt of `P` tokens has `floor(P * share)` cached ones,
+    /// reported as `usage.prompt_tokens_details.cached_tokens` and not charged to the uncached
+    /// prompt bucket of [`ModelLimits`].
+    pub fn cached_prompt_share(mut self, share: f64) -> Self {
+        self.cached_prompt_share = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 1.0)
+        };
         self
     }
 

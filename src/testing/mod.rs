@@ -16,7 +16,12 @@
 //!   otherwise). It answers a `chat.completion` JSON document, or with `"stream": true`
 //!   `text/event-stream` events: one `chat.completion.chunk` per token, one final chunk with
 //!   `finish_reason` and `usage`, then `data: [DONE]`; each event after the first is sent one
-//!   token interval after the previous. `max_tokens` lowers the number of tokens.
+//!   token interval after the previous. `max_tokens` lowers the number of tokens. With
+//!   `"stream_options": {"include_usage": true}` the usage comes as OpenAI sends it instead:
+//!   `"usage": null` on every chunk, then one more chunk with empty `choices` and the usage.
+//!   `usage` has `prompt_tokens` (see [Token accounting](#token-accounting)),
+//!   `completion_tokens`, `total_tokens`, and `prompt_tokens_details.cached_tokens` when
+//!   [`ServerConfig::cached_prompt_share`] is set.
 //! * `GET /inference/v1/models` — the configured models in OpenAI's list shape.
 //! * `POST /echo-hash` — `{"len": N, "hash": "<hex>"}` of the request body (see
 //!   [`body_hash`]), so a test can prove that a retried request carried identical bytes. It
@@ -44,11 +49,33 @@
 //!   the bucket is full again), and `429` with the exact wait in the `Retry-After` style of
 //!   your choice ([`RateLimitConfig`], [`HintStyle`]). It runs on Tokio's clock, so paused-time
 //!   tests drive it;
+//! * **per-model limits** as Fireworks enforces them: prompt, uncached prompt and generated
+//!   tokens per minute (and optionally requests, or OpenAI's single token limit), each a
+//!   bucket refilled continuously, one set per model; Fireworks' limit headers (today's per
+//!   second, or the older per minute with remaining counts), OpenAI's as an option,
+//!   `x-ratelimit-over-limit: yes` from the last quarter of a bucket, and `429` when a request
+//!   does not fit ([`ModelLimits`], [`ServerConfig::model_limits`],
+//!   [`ServerConfig::limits_for`]). They run on Tokio's clock too;
 //! * an **outage**: every request answers one status until cleared
 //!   ([`FireworksServer::set_outage`]).
 //!
 //! [`FireworksServer::stats`] then tells how many requests, connections, statuses, resets and
-//! stalls the server saw, counted when they happen rather than when a client notices.
+//! stalls the server saw, counted when they happen rather than when a client notices, and per
+//! model the requests served and refused and the tokens served ([`ModelStats`]).
+//!
+//! # Token accounting
+//!
+//! * **Prompt tokens**: for each message, the UTF-8 bytes of its text (a string `content`, or
+//!   the `text` of each part of an array `content`) divided by four, rounded up; summed over
+//!   the messages. Nothing else counts (roles, tool calls, images). A message of `4 * n`
+//!   ASCII bytes is `n` tokens.
+//! * **Cached prompt tokens**: `floor(prompt * share)` with the
+//!   [`cached_prompt_share`](ServerConfig::cached_prompt_share) (none by default).
+//! * **Generated tokens**: one a content token, `min(tokens_per_completion, max_tokens)` in
+//!   all, charged to the model's limits and counted in [`ModelStats`] **as they are
+//!   produced**: a streamed token when its event is sent, a JSON completion when its body is.
+//!   A stream cut short is charged what it sent; `usage` always reports the whole completion.
+//! * The prompt (and one request) is charged when the request is admitted.
 //!
 //! # Example
 //!
@@ -97,9 +124,16 @@ mod echo;
 mod errors;
 mod faults;
 mod jobs;
+mod limit_headers;
+mod limiters;
+mod meter;
+mod model_buckets;
+mod model_limits;
 mod models;
 mod pipeline;
+mod prompt;
 mod rate_limit;
+mod refill;
 mod routes;
 mod server;
 mod sse;
@@ -109,5 +143,6 @@ mod stats;
 pub use config::{HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY, DEFAULT_MODEL};
 pub use echo::body_hash;
 pub use faults::{Fault, FaultMix};
+pub use model_limits::{FireworksHeaders, ModelLimits};
 pub use server::FireworksServer;
-pub use stats::Stats;
+pub use stats::{ModelStats, Stats};

@@ -91,7 +91,7 @@ fn insert_go_duration(headers: &mut HeaderMap, wait: Duration) {
     }
 }
 
-fn insert_hint(headers: &mut HeaderMap, hint: HintStyle, wait: Duration) {
+pub(crate) fn insert_hint(headers: &mut HeaderMap, hint: HintStyle, wait: Duration) {
     let millis = ceil_millis(wait).max(1);
     let seconds = millis.div_ceil(1000);
     match hint {

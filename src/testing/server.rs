@@ -20,6 +20,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::config::{RateLimitConfig, ServerConfig};
 use super::conn::{ConnControl, ConnStream};
 use super::faults::{Fault, FaultMix};
+use super::model_limits::ModelLimits;
 use super::routes::{dispatch, router, CHAT_PATH, ECHO_PATH, MODELS_PATH};
 use super::state::{lock, Shared};
 use super::stats::Stats;
@@ -147,6 +148,18 @@ impl FireworksServer {
     /// Sets (or, with `None`, removes) the rate limit; a new limit starts with a full bucket.
     pub fn set_rate_limit(&self, limit: impl Into<Option<RateLimitConfig>>) {
         self.inner.shared.set_rate_limit(limit.into());
+    }
+
+    /// Sets (or, with `None`, removes) the limits of every model without limits of its own, as
+    /// [`ServerConfig::model_limits`] does; the models concerned start again with full buckets.
+    pub fn set_model_limits(&self, limits: impl Into<Option<ModelLimits>>) {
+        self.inner.shared.limits.set_default(limits.into());
+    }
+
+    /// Gives one model its own limits (or, with `None`, returns it to the limits of every
+    /// model), as [`ServerConfig::limits_for`] does; it starts again with full buckets.
+    pub fn set_limits_for(&self, model: &str, limits: impl Into<Option<ModelLimits>>) {
+        self.inner.shared.limits.set_for(model, limits.into());
     }
 
     /// Replaces the random fault mix (and reseeds it).

@@ -10,6 +10,7 @@ use super::body::StallUntil;
 use super::config::{RateLimitConfig, ServerConfig};
 use super::faults::{Fault, FaultMix, FaultSource};
 use super::jobs::JobStore;
+use super::limiters::Limiters;
 use super::rate_limit::TokenBucket;
 use super::stats::StatsRecorder;
 
@@ -24,6 +25,7 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) stats: StatsRecorder,
     pub(crate) jobs: JobStore,
+    pub(crate) limits: Limiters,
     faults: Mutex<FaultSource>,
     bucket: Mutex<Option<TokenBucket>>,
     outage: Mutex<Option<u16>>,
@@ -35,10 +37,12 @@ impl Shared {
     pub(crate) fn new(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
         let faults = FaultSource::new(config.fault_mix, config.script.iter().cloned());
         let bucket = config.rate_limit.map(TokenBucket::new);
+        let limits = Limiters::new(&config);
         Self {
             config,
             stats: StatsRecorder::default(),
             jobs: JobStore::default(),
+            limits,
             faults: Mutex::new(faults),
             bucket: Mutex::new(bucket),
             outage: Mutex::new(None),

@@ -28,6 +28,31 @@ pub struct Stats {
     pub statuses: BTreeMap<u16, u64>,
     /// Requests per URL path (without the query string).
     pub paths: BTreeMap<String, u64>,
+    /// Chat traffic per model (see [`ModelStats`]), whether or not the model has limits.
+    pub models: BTreeMap<String, ModelStats>,
+}
+
+/// What one model served, counted by the chat endpoint once a request is valid and names a
+/// known model (requests refused before that, by a fault, the API key, the server-wide
+/// [`RateLimitConfig`](super::RateLimitConfig) or validation, are not counted here).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ModelStats {
+    /// Requests that reached the model's limits: `served + rate_limited`.
+    pub requests: u64,
+    /// Requests admitted and answered with a completion.
+    pub served: u64,
+    /// Requests answered `429` by the model's [`ModelLimits`](super::ModelLimits).
+    pub rate_limited: u64,
+    /// Served requests whose answer said `x-ratelimit-over-limit: yes`.
+    pub over_limit: u64,
+    /// Prompt tokens of the served requests, cached ones included.
+    pub prompt_tokens: u64,
+    /// Cached prompt tokens of the served requests.
+    pub cached_prompt_tokens: u64,
+    /// Generated tokens produced: counted as they are sent (a streamed token with its event, a
+    /// JSON completion with its body), so a stream cut short counts only what it sent.
+    pub generated_tokens: u64,
 }
 
 impl Stats {
@@ -39,6 +64,11 @@ impl Stats {
     /// How many requests were made to this path.
     pub fn path_count(&self, path: &str) -> u64 {
         self.paths.get(path).copied().unwrap_or(0)
+    }
+
+    /// What this model served (all zero for a model never asked for).
+    pub fn model(&self, model: &str) -> ModelStats {
+        self.models.get(model).copied().unwrap_or_default()
     }
 
     /// How many responses were sent (started), whatever their status.
@@ -79,6 +109,19 @@ impl StatsRecorder {
 
     pub(crate) fn stream_stalled(&self) {
         lock(&self.inner).streams_stalled += 1;
+    }
+
+    /// Changes the counters of one model.
+    pub(crate) fn model(&self, model: &str, change: impl FnOnce(&mut ModelStats)) {
+        let mut stats = lock(&self.inner);
+        match stats.models.get_mut(model) {
+            Some(counters) => change(counters),
+            None => {
+                let mut counters = ModelStats::default();
+                change(&mut counters);
+                stats.models.insert(model.to_owned(), counters);
+            }
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
