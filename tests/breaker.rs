@@ -271,3 +271,29 @@ async fn requests_never_sent_are_not_hung_attempts() {
         "30 requests that were never sent tripped the breaker"
     );
 }
+
+/// An attempt cut by its deadline after less than `HUNG_AFTER` in flight (sent late, after a
+/// wait, or with a short deadline) had no fair chance to answer: it trips nothing.
+#[tokio::test(start_paused = true)]
+async fn attempts_cut_soon_after_they_were_sent_are_not_failures() {
+    let store = Arc::new(LocalStore::default());
+    let mock = Mock::always(Step::Delay(Duration::from_secs(3600), Box::new(Step::ok())));
+    let short = tower_reliability::rate_limit::HUNG_AFTER / 2;
+    let svc = ServiceBuilder::new()
+        .layer(
+            TimeoutByWorkload::new(Workload::Interactive)
+                .profile(Workload::Interactive, TimeoutProfile::new(short)),
+        )
+        .layer(RateLimitAware::with_store(store.clone()))
+        .service(mock.clone());
+    let callers: Vec<_> = (0..30)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|_| ()) })
+        })
+        .collect();
+    for caller in callers {
+        assert!(caller.await.unwrap().unwrap_err().is_timeout());
+    }
+    assert!(!store.breaker_engaged());
+}

@@ -1,7 +1,7 @@
 //! The crate's metrics, exposed to Prometheus.
 //!
 //! Installs `metrics-exporter-prometheus` with its HTTP listener, creates every series of the
-//! crate at zero (`series.rs`: so Prometheus' first sample is 0), starts the crate's local
+//! crate at zero (`observe::register_metrics`: so Prometheus' first sample is 0), starts the crate's local
 //! Fireworks-compatible server with random faults (5xx, connection resets) and a request rate
 //! limit (429 with `retry-after-ms`), sends 100 chat completions through the `fireworks`
 //! preset over a hyper-util client (every fourth one streamed, one stalled), and one to a port
@@ -36,7 +36,6 @@ mod args;
 mod check;
 mod dashboard;
 mod promql;
-mod series;
 mod truth;
 
 use std::{
@@ -169,7 +168,7 @@ async fn main() -> Result<(), BoxError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &WAIT_BUCKETS)?
         .install()
         .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
-    series::register();
+    tower_reliability::observe::register_metrics();
     let registered = SystemTime::now();
     let metrics_url = format!("http://{listen}/metrics");
 

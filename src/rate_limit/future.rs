@@ -3,6 +3,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 
 use http::Response;
@@ -274,6 +275,7 @@ impl<S: Service<R>, R> Held<S, R> {
         };
         guard.take();
         outcome.deadline = deadline.map(Deadline::instant);
+        outcome.in_flight_since = Some(Instant::now());
         Poll::Ready(Ok((service.call(request), outcome)))
     }
 }
@@ -281,10 +283,12 @@ impl<S: Service<R>, R> Held<S, R> {
 /// Reports an attempt's outcome to the shared state; if dropped first while probing, lets
 /// another request probe.
 ///
-/// An attempt dropped at or after its request's deadline (the deadline cut it: a hung
-/// connection, a generation that never produced its head) is reported as a failure, so an
-/// outage where connections hang trips the breaker. One dropped before the deadline is a caller
-/// that went away, which says nothing about the server.
+/// An attempt dropped at or after its request's deadline after [`HUNG_AFTER`] or more in
+/// flight (the deadline cut it: a hung connection, a generation that never produced its head)
+/// is reported as a failure, so an outage where connections hang trips the breaker. One
+/// dropped before the deadline is a caller that went away, and one sent with little of its
+/// deadline left (after a long wait at the gate) had no time to answer: neither says anything
+/// about the server.
 #[derive(Debug)]
 pub struct Observer {
     shared: Option<Arc<Shared>>,
@@ -296,7 +300,14 @@ pub struct Observer {
     deadline: Option<Instant>,
     /// Whether `deadline` was looked up (lazily on the fast path: at the first `Pending`).
     deadline_known: bool,
+    /// When the attempt was first seen in flight (with a deadline to be cut by).
+    in_flight_since: Option<Instant>,
 }
+
+/// How long an attempt must have been in flight, with no answer, for a cut by its deadline to
+/// count as the server's failure: one sent with less of its deadline left (after a long wait
+/// at the gate) had no fair chance to answer.
+pub const HUNG_AFTER: Duration = Duration::from_secs(2);
 
 impl Observer {
     /// `deadline`: `None` to look it up once the attempt is in flight, `Some` when known.
@@ -314,6 +325,7 @@ impl Observer {
             sent_at,
             deadline: deadline.flatten(),
             deadline_known: deadline.is_some(),
+            in_flight_since: sent_at,
         }
     }
 
@@ -324,6 +336,10 @@ impl Observer {
         if !self.deadline_known {
             self.deadline_known = true;
             self.deadline = Deadline::ambient().map(Deadline::instant);
+            if self.deadline.is_some() && self.in_flight_since.is_none() {
+                // One clock read per attempt, and only when a deadline could cut it.
+                self.in_flight_since = Some(Instant::now());
+            }
         }
     }
 
@@ -372,7 +388,10 @@ impl Drop for Observer {
         };
         if let Some(deadline) = self.deadline {
             let now = Instant::now();
-            if now >= deadline {
+            let hung = self
+                .in_flight_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= HUNG_AFTER);
+            if now >= deadline && hung {
                 // Cut by the deadline with no answer: a failure of the server.
                 shared.wake(shared.store.record_in(
                     now,

@@ -42,7 +42,7 @@ mod store;
 pub use self::redis::{RedisConfig, RedisStore, RedisStoreError};
 pub use adaptive::RateControl;
 pub use cost::{RequestShape, Usage};
-pub use future::{Observer, RateLimitFuture};
+pub use future::{Observer, RateLimitFuture, HUNG_AFTER};
 pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore};
 pub use quota::Quota;

@@ -1,11 +1,11 @@
 //! The crate's series, described (`HELP` lines) and created at zero before any traffic.
 //!
-//! A series the exporter has never shown starts at its first increment: Prometheus' first
+//! A series an exporter has never shown starts at its first increment: Prometheus' first
 //! sample of it is already 1 (or 30, after a burst), and `rate()` / `increase()` cannot see
 //! what happened before that sample. Creating every series at 0 when the process starts lets
-//! the first scrape record the zeros, so the dashboard's `increase()` over a window that
-//! covers the start counts the first burst too. The label values are those of the table in
-//! `tower_reliability::observe`.
+//! the first scrape record the zeros, so a dashboard's `increase()` over a window that covers
+//! the start counts the first burst too. The label values are those of the table in
+//! [`observe`](super).
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram, Unit};
 
@@ -39,8 +39,16 @@ const STOP_REASONS: [&str; 7] = [
 const PHASES: [&str; 3] = ["deadline", "attempt", "body_idle"];
 const BOOLS: [&str; 2] = ["true", "false"];
 
-/// Describes every series and creates the counters and histograms at zero.
-pub fn register() {
+/// Describes every series (`HELP` lines) and creates the counters and histograms at zero.
+///
+/// Call it once, after installing your recorder (a Prometheus exporter) and before traffic:
+/// without it, the first increment of each counter is invisible to `rate()` and `increase()`.
+///
+/// ```
+/// // With a recorder installed (metrics-exporter-prometheus, ...):
+/// tower_reliability::observe::register_metrics();
+/// ```
+pub fn register_metrics() {
     describe();
     let attempts = "tower_reliability_attempts_total";
     for status in STATUSES {

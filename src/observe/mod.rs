@@ -18,6 +18,14 @@
 //! | `tower_reliability_timeouts_total` | counter | `phase` | timeouts by phase |
 //!
 //! No event or metric carries a header value, a URL or a body: nothing an API key could hide in.
+//!
+//! Call [`register_metrics`] once after installing a recorder: it describes every series and
+//! creates them at zero, so a scraper's first sample is 0 and the first burst is counted.
+
+#[cfg(feature = "metrics")]
+mod series;
+#[cfg(feature = "metrics")]
+pub use series::register_metrics;
 
 use std::time::Duration;
 
