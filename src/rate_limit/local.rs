@@ -755,6 +755,9 @@ impl LocalStore {
         learned: &mut Learned,
     ) {
         let cfg = &self.config;
+        // Paced at a learned rate already: the server's hint concerns the request it answered
+        // (its retry waits it out), not everyone.
+        let pacing = gate.adaptive.is_active();
         if let Signal::Throttled { hint } = signal {
             learned.cut = self.cut_rate(gate, now, sent_at);
             if hint.is_some() {
@@ -779,6 +782,19 @@ impl LocalStore {
             // that were in flight together): it neither doubles nor extends the closure. The
             // backoff doubles only for 429s that come after the gate reopened.
             Signal::Throttled { hint: None } if gate.closed_until.is_some_and(|t| t > now) => {}
+            // Hints without idling: once a rate is learned and the gate is open, a hinted 429
+            // whose hint is no longer than the longest no-hint closure (`no_hint_max`) cuts
+            // the rate (once per wave) and the gate keeps releasing at the cut rate, instead of
+            // holding every request of the scope for the hint; the request that got it waits
+            // the hint out in its retry. A longer hint (a spent quota window) still closes,
+            // and so does a later hint of a wave while the gate is closed.
+            Signal::Throttled { hint: Some(hint) }
+                if pacing
+                    && hint <= cfg.no_hint_max
+                    && gate.closed_until.is_none_or(|t| t <= now) =>
+            {
+                gate.throttle_streak = gate.throttle_streak.saturating_add(1);
+            }
             Signal::Throttled { hint } => {
                 let wait = match hint {
                     Some(hint) => hint.min(cfg.max_hold),
@@ -1182,7 +1198,8 @@ mod tests {
 
     #[test]
     fn the_queue_keeps_its_order_across_a_reclosure_and_closes_up_when_waiters_leave() {
-        let s = LocalStore::default();
+        // Without an adaptive rate, every hinted 429 closes the gate.
+        let s = gate_only();
         let t0 = Instant::now();
         s.record(t0, hinted(1000), None);
         let waiters: Vec<Reservation> = (0..100)
@@ -1203,6 +1220,40 @@ mod tests {
             t0 + ms(2010)
         );
         assert_eq!(s.queued(), 1);
+    }
+
+    /// Hints without idling: once a rate is learned, a later hinted 429 cuts the rate and the
+    /// gate keeps releasing at it, instead of holding everyone for the hint.
+    #[test]
+    fn once_paced_a_hint_cuts_the_rate_and_holds_no_one() {
+        let s = LocalStore::default();
+        let t0 = Instant::now();
+        for i in 0..50 {
+            s.admit(t0 + ms(20 * i), Ticket::New, None);
+        }
+        let t1 = t0 + ms(1000);
+        s.record(t1, hinted(1000), None);
+        assert_eq!(
+            s.closed_until(t1),
+            Some(t1 + ms(1000)),
+            "the first hint closes"
+        );
+        let rate = s.paced_rate(t1).expect("a rate is learned");
+        // After the reopening, another wave's hinted 429: cut, not closed.
+        let t2 = t1 + ms(12_000);
+        s.record_sent(t2, hinted(1000), None, Some(t2));
+        assert_eq!(s.closed_until(t2), None, "nobody is held for the hint");
+        let cut = s.paced_rate(t2).expect("still paced");
+        assert!(cut < rate * 1.5, "cut: {cut} (was {rate})");
+        match s.admit(t2, Ticket::New, None) {
+            Admission::Go => {}
+            Admission::Wait(r) => assert!(r.at < t2 + ms(500), "paced, not held: {r:?}"),
+            other => panic!("{other:?}"),
+        }
+        // A hint longer than any no-hint closure still closes the gate.
+        let t3 = t2 + ms(12_000);
+        s.record_sent(t3, hinted(30_000), None, Some(t3));
+        assert_eq!(s.closed_until(t3), Some(t3 + ms(30_000)));
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use adaptive::RateControl;
 pub use cost::{RequestShape, Usage};
 pub use future::{Observer, RateLimitFuture, HUNG_AFTER};
 pub use layer::RateLimitAware;
-pub use local::{GateConfig, LocalStore};
+pub use local::{GateConfig, LocalStore, MAX_SCOPES};
 pub use quota::Quota;
 pub use scope::Scope;
 pub(crate) use scope::ScopeSource;
