@@ -189,15 +189,17 @@ impl AdaptiveRate {
         if elapsed < SAMPLE_EVERY {
             return;
         }
+        let current = sent.saturating_sub(self.sample_sent) as f64 / elapsed.as_secs_f64();
         if elapsed > 2 * SAMPLE_EVERY && sent.saturating_sub(self.sample_sent) <= 1 {
-            // The first send after an idle spell: the sample starts here, so a burst is
-            // measured as a burst and not averaged with the silence before it.
-            self.measured = 0.0;
+            // The first send after an idle spell: the next sample starts here, so a burst is
+            // measured as a burst and not averaged with the silence before it. The silence
+            // itself is a measurement (a low rate, never "unmeasured"): the growth cap stays,
+            // and a slow client is seen as slow.
+            self.measured = SMOOTHING * current + (1.0 - SMOOTHING) * self.measured;
             self.sample_at = now;
             self.sample_sent = sent.saturating_sub(1);
             return;
         }
-        let current = sent.saturating_sub(self.sample_sent) as f64 / elapsed.as_secs_f64();
         self.measured = if self.measured == 0.0 {
             current
         } else {
@@ -296,7 +298,8 @@ impl AdaptiveRate {
         } else {
             f64::INFINITY
         };
-        let rate = mine.min(cap).max(self.min_rate);
+        // `min_rate` is the fleet's floor: this process's part of it.
+        let rate = mine.min(cap).max(self.min_rate * self.share);
         if rate.is_finite() {
             rate
         } else {
@@ -485,6 +488,64 @@ mod tests {
     }
 
     #[test]
+    fn the_growth_cap_survives_an_idle_gap() {
+        // 25/s for 2 s, a cut, then a 3 s gap and one request: the cap (twice what is sent,
+        // or the last known limit) must not vanish because the gap reset the measurement.
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        for i in 1..=4 {
+            a.sample(t0 + secs(0.5 * i as f64), 12 * i + i / 2);
+        }
+        let cut = t0 + secs(2.0);
+        assert!(a.throttled(cut, 50, None));
+        let capped = a.rate(cut + secs(20.0));
+        assert!(capped <= 60.0, "capped before the gap: {capped}");
+        let after_gap = cut + secs(3.0);
+        a.sample(after_gap, 51);
+        let rate = a.rate(after_gap + secs(17.0));
+        assert!(rate <= capped + 1e-9, "the cap vanished after an idle gap: {rate}");
+    }
+
+    #[test]
+    fn a_client_sending_under_one_request_a_second_is_forgotten() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.sample(t0 + secs(1.0), 40);
+        a.throttled(t0 + secs(1.0), 40, None);
+        // One request every 2 s from then on, sampled as the gate does (before it is
+        // counted): every sample follows an idle gap.
+        let mut sent = 40;
+        let mut forgot = false;
+        for i in 1..=40 {
+            let now = t0 + secs(1.0 + 2.0 * f64::from(i));
+            a.sample(now, sent);
+            sent += 1;
+            forgot |= a.forget_if_quiet(now);
+        }
+        assert!(forgot, "a quiet, slow client is forgotten after forget_after: {a:?}");
+    }
+
+    #[test]
+    fn min_rate_is_the_fleets_floor() {
+        // 40 processes: each paces at its share of the floor, not at the whole floor.
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.adopt(
+            t0,
+            Some(Curve {
+                w_max: 0.5,
+                since_cut: Duration::ZERO,
+            }),
+            1.0 / 40.0,
+        );
+        let rate = a.rate(t0);
+        assert!(
+            (rate - 0.5 / 40.0).abs() < 1e-9,
+            "the fleet's floor is min_rate: {rate}"
+        );
+    }
+
+    #[test]
     fn aimd_grows_linearly() {
         let t0 = Instant::now();
         let mut a = adaptive(RateControl::AIMD, t0);
@@ -615,7 +676,7 @@ mod tests {
                 let rate = a.rate(now);
                 proptest::prop_assert!(rate > 0.0, "{rate}");
                 if a.is_active() {
-                    proptest::prop_assert!(rate.is_finite() && rate >= 0.5, "{rate} {a:?}");
+                    proptest::prop_assert!(rate.is_finite() && rate >= 0.5 * a.share, "{rate} {a:?}");
                 }
                 let _ = a.spacing(now);
             }

@@ -35,7 +35,8 @@ pub struct GateConfig {
     /// How the client-side sending rate adapts to throttling (default
     /// [`RateControl::CUBIC`]). Off until the first 429: a healthy client pays nothing.
     pub rate_control: RateControl,
-    /// The lowest adaptive rate, requests per second (default 0.5).
+    /// The lowest adaptive rate, requests per second (default 0.5); with a fleet store, the
+    /// whole fleet's floor (each process paces at least at its share of it).
     pub min_rate: f64,
     /// After a 429 *with* a hint, how long the adaptive rate holds at the limit it found
     /// before probing above it again (default 10 s): every failed probe then holds the whole
