@@ -262,3 +262,53 @@ fn a_store_whose_runtime_shut_down_says_it_no_longer_shares() {
         Admission::Go
     );
 }
+
+#[test]
+fn the_config_debug_never_prints_the_password() {
+    let config = RedisConfig::new("redis://user:s3cret-pass@127.0.0.1:6379/0", "p");
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("s3cret-pass"), "{printed}");
+    assert!(printed.contains("127.0.0.1:6379"), "{printed}");
+}
+
+#[test]
+fn what_cannot_work_is_rejected_with_a_clear_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    // An empty prefix gives an empty hash tag: the two keys could land in different slots.
+    let empty = RedisStore::spawn(RedisConfig::new("redis://127.0.0.1:1", ""));
+    assert!(empty.unwrap_err().to_string().contains("prefix"));
+    let tag = RedisStore::spawn(RedisConfig::new("redis://127.0.0.1:1", "a}b"));
+    assert!(tag.unwrap_err().to_string().contains("prefix"));
+    // Cluster is not supported (yet): say so rather than fall back on every MOVED.
+    let cluster = RedisStore::spawn(RedisConfig::new("redis+cluster://127.0.0.1:1", "p"));
+    assert!(cluster
+        .unwrap_err()
+        .to_string()
+        .to_lowercase()
+        .contains("cluster"));
+}
+
+#[tokio::test]
+async fn members_outlive_a_slow_sync_interval() {
+    let Some(redis) = start_or_skip("members_outlive_a_slow_sync_interval").await else {
+        return;
+    };
+    // A sync every 400 ms with a member TTL of 100 ms: each process would drop the other
+    // between its syncs and pace at the whole fleet's rate.
+    let prefix = prefix("member-ttl");
+    let mut config = config(&redis.url(), &prefix).sync_interval(Duration::from_millis(400));
+    config.member_ttl = Duration::from_millis(100);
+    let a = RedisStore::spawn(config.clone()).unwrap();
+    let b = RedisStore::spawn(config).unwrap();
+    assert!(both_counted(&a, &b).await);
+    // Over the next few syncs, neither ever counts itself alone.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        assert_eq!((a.members(), b.members()), (2, 2), "a member dropped between syncs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

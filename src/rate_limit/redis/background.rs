@@ -167,7 +167,7 @@ impl Syncer {
             .key(&self.gate_key)
             .key(&self.members_key)
             .arg(&self.member)
-            .arg(millis(self.config.member_ttl).max(1))
+            .arg(millis(self.config.effective_member_ttl()).max(1))
             .arg(close_for)
             .arg(cut)
             .arg(wave)
