@@ -135,17 +135,25 @@ pub(crate) struct AdaptiveRate {
     plateau: Duration,
     /// This process's part of a fleet's rate (1 alone).
     share: f64,
+    /// The last cut's identity (0: none), and whether this process made it (then a fleet
+    /// store publishes it, with its age; a cut adopted from the fleet is not published back).
+    id: u64,
+    own: bool,
     /// Smoothed sent rate, requests per second (0: not measured yet).
     measured: f64,
     sample_at: Instant,
     sample_sent: u64,
 }
 
-/// What a fleet shares: the curve (its `W_max` and how long ago it was cut).
+/// What a fleet shares: the curve (its `W_max`, how long ago it was cut, how long it holds at
+/// `W_max` after a hint) and the cut's identity (a cut read again is the same cut, whatever
+/// its reading's timing).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Curve {
     pub(crate) w_max: f64,
     pub(crate) since_cut: Duration,
+    pub(crate) plateau: Duration,
+    pub(crate) id: u64,
 }
 
 impl AdaptiveRate {
@@ -166,6 +174,8 @@ impl AdaptiveRate {
             wave_from: None,
             plateau: Duration::ZERO,
             share: 1.0,
+            id: 0,
+            own: false,
             measured: 0.0,
             sample_at: now,
             sample_sent: 0,
@@ -270,6 +280,8 @@ impl AdaptiveRate {
         self.cut_at = Some(now);
         self.wave_from = Some(now);
         self.plateau = Duration::ZERO;
+        self.id = fastrand::u64(1..);
+        self.own = true;
         true
     }
 
@@ -339,7 +351,16 @@ impl AdaptiveRate {
         Some(Curve {
             w_max: self.w_max,
             since_cut: now.saturating_duration_since(cut_at),
+            plateau: self.plateau,
+            id: self.id,
         })
+    }
+
+    /// The curve if this process made its cut (what a fleet store publishes), and it is not
+    /// forgotten.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn own_curve(&self, now: Instant) -> Option<Curve> {
+        self.curve(now).filter(|_| self.own)
     }
 
     /// Adopts a fleet's curve and this process's share of it (`1 / live processes`).
@@ -356,8 +377,14 @@ impl AdaptiveRate {
         if self.control == RateControl::Off || !usable || curve.since_cut >= self.forget_after {
             return;
         }
+        // The same cut read again (this process's own, back from the fleet): only its plateau
+        // may have grown (another process's hint in the same wave).
+        if self.cut_at.is_some() && curve.id != 0 && curve.id == self.id {
+            self.plateau = self.plateau.max(curve.plateau);
+            return;
+        }
         let cut_at = now.checked_sub(curve.since_cut).unwrap_or(now);
-        // A newer cut (by any process) wins; one read again a few milliseconds off is the same.
+        // A newer cut (by any process) wins.
         let newer = self
             .cut_at
             .is_none_or(|mine| cut_at > mine + super::local::ADOPT_TOLERANCE);
@@ -366,7 +393,9 @@ impl AdaptiveRate {
             self.cut_at = Some(cut_at);
             // This process sent at its old rate until now: those throttles are the same wave.
             self.wave_from = Some(now);
-            self.plateau = Duration::ZERO;
+            self.plateau = curve.plateau;
+            self.id = curve.id;
+            self.own = false;
         }
     }
 }
@@ -503,7 +532,10 @@ mod tests {
         let after_gap = cut + secs(3.0);
         a.sample(after_gap, 51);
         let rate = a.rate(after_gap + secs(17.0));
-        assert!(rate <= capped + 1e-9, "the cap vanished after an idle gap: {rate}");
+        assert!(
+            rate <= capped + 1e-9,
+            "the cap vanished after an idle gap: {rate}"
+        );
     }
 
     #[test]
@@ -522,7 +554,10 @@ mod tests {
             sent += 1;
             forgot |= a.forget_if_quiet(now);
         }
-        assert!(forgot, "a quiet, slow client is forgotten after forget_after: {a:?}");
+        assert!(
+            forgot,
+            "a quiet, slow client is forgotten after forget_after: {a:?}"
+        );
     }
 
     #[test]
@@ -535,6 +570,8 @@ mod tests {
             Some(Curve {
                 w_max: 0.5,
                 since_cut: Duration::ZERO,
+                plateau: Duration::ZERO,
+                id: 7,
             }),
             1.0 / 40.0,
         );
@@ -586,6 +623,8 @@ mod tests {
             Some(Curve {
                 w_max: 100.0,
                 since_cut: Duration::ZERO,
+                plateau: Duration::ZERO,
+                id: 7,
             }),
             0.25,
         );
@@ -667,7 +706,7 @@ mod tests {
                     }
                     Step::Adopt { w_max, since_ms, members } => a.adopt(
                         now,
-                        Some(Curve { w_max, since_cut: Duration::from_millis(since_ms) }),
+                        Some(Curve { w_max, since_cut: Duration::from_millis(since_ms), plateau: Duration::ZERO, id: since_ms }),
                         1.0 / f64::from(members),
                     ),
                     Step::Hint(ms) => a.hold_after_hint(Duration::from_millis(ms)),

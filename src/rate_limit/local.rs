@@ -567,6 +567,18 @@ impl LocalStore {
     }
 }
 
+impl LocalStore {
+    /// The client-wide scope's adaptive curve, if this process cut it (what a fleet store
+    /// publishes at every sync, with its age and identity: a retried sync is the same cut).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn own_curve(&self, now: Instant) -> Option<Curve> {
+        self.lock()
+            .gates
+            .get(&Scope::global())
+            .and_then(|gate| gate.adaptive.own_curve(now))
+    }
+}
+
 impl RateLimitStore for LocalStore {
     fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
         self.admit_in(now, &Scope::global(), ticket, deadline)
