@@ -546,12 +546,10 @@ mod tests {
         a.throttled(t0 + secs(1.0), 40, None);
         // One request every 2 s from then on, sampled as the gate does (before it is
         // counted): every sample follows an idle gap.
-        let mut sent = 40;
         let mut forgot = false;
-        for i in 1..=40 {
+        for i in 1..=40u32 {
             let now = t0 + secs(1.0 + 2.0 * f64::from(i));
-            a.sample(now, sent);
-            sent += 1;
+            a.sample(now, 39 + u64::from(i));
             forgot |= a.forget_if_quiet(now);
         }
         assert!(
