@@ -262,3 +262,240 @@ fn a_store_whose_runtime_shut_down_says_it_no_longer_shares() {
         Admission::Go
     );
 }
+
+#[test]
+fn the_config_debug_never_prints_the_password() {
+    let config = RedisConfig::new("redis://user:s3cret-pass@127.0.0.1:6379/0", "p");
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("s3cret-pass"), "{printed}");
+    assert!(printed.contains("127.0.0.1:6379"), "{printed}");
+}
+
+#[test]
+fn what_cannot_work_is_rejected_with_a_clear_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    // An empty prefix gives an empty hash tag: the two keys could land in different slots.
+    let empty = RedisStore::spawn(RedisConfig::new("redis://127.0.0.1:1", ""));
+    assert!(empty.unwrap_err().to_string().contains("prefix"));
+    let tag = RedisStore::spawn(RedisConfig::new("redis://127.0.0.1:1", "a}b"));
+    assert!(tag.unwrap_err().to_string().contains("prefix"));
+    // Cluster is not supported (yet): say so rather than fall back on every MOVED.
+    let cluster = RedisStore::spawn(RedisConfig::new("redis+cluster://127.0.0.1:1", "p"));
+    assert!(cluster
+        .unwrap_err()
+        .to_string()
+        .to_lowercase()
+        .contains("cluster"));
+}
+
+#[tokio::test]
+async fn members_outlive_a_slow_sync_interval() {
+    let Some(redis) = start_or_skip("members_outlive_a_slow_sync_interval").await else {
+        return;
+    };
+    // A sync every 400 ms with a member TTL of 100 ms: each process would drop the other
+    // between its syncs and pace at the whole fleet's rate.
+    let prefix = prefix("member-ttl");
+    let mut config = config(&redis.url(), &prefix).sync_interval(Duration::from_millis(400));
+    config.member_ttl = Duration::from_millis(100);
+    let a = RedisStore::spawn(config.clone()).unwrap();
+    let b = RedisStore::spawn(config).unwrap();
+    assert!(both_counted(&a, &b).await);
+    // Over the next few syncs, neither ever counts itself alone.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(
+            (a.members(), b.members()),
+            (2, 2),
+            "a member dropped between syncs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Redis's clock, in milliseconds.
+async fn redis_now_ms(redis: &RedisServer) -> i64 {
+    let Ok(redis_support::Reply::Array(Some(parts))) = redis.command(&["TIME"]).await else {
+        panic!("TIME");
+    };
+    let part = |i: usize| {
+        parts[i]
+            .text()
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or_default()
+    };
+    part(0) * 1000 + part(1) / 1000
+}
+
+async fn field(redis: &RedisServer, key: &str, name: &str) -> Option<String> {
+    redis
+        .command(&["HGET", key, name])
+        .await
+        .ok()
+        .and_then(|r| r.text())
+}
+
+#[tokio::test]
+async fn shared_times_are_bounded_and_garbage_is_repaired() {
+    let Some(redis) = start_or_skip("shared_times_are_bounded_and_garbage_is_repaired").await
+    else {
+        return;
+    };
+    let prefix = prefix("bounds");
+    let key = format!("{{{prefix}}}:gate");
+    // A closure an hour ahead of Redis's clock (a clock step, a lagging replica).
+    let ahead = (redis_now_ms(&redis).await + 3_600_000).to_string();
+    redis
+        .command(&["HSET", &key, "closed_until", &ahead])
+        .await
+        .unwrap();
+    let gate = tower_reliability::rate_limit::GateConfig {
+        max_hold: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let a = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
+    assert!(eventually(Duration::from_secs(1), || a.is_shared()).await);
+    // Closed for at most max_hold, then open for good (not re-closed on every sync).
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        a.local().closed_until(Instant::now()),
+        None,
+        "still closed after 3 × max_hold"
+    );
+
+    // Garbage in every field: syncs keep working, and the fields are repaired.
+    redis
+        .command(&[
+            "HSET",
+            &key,
+            "closed_until",
+            "garbage",
+            "cut",
+            "nan",
+            "w_max",
+            "oops",
+        ])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(a.is_shared(), "a garbage field failed the sync");
+    assert_eq!(field(&redis, &key, "closed_until").await, None);
+    assert_eq!(field(&redis, &key, "cut").await, None);
+    // A new cut is accepted (a "nan" cut no longer blocks every cut).
+    let b = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
+    assert!(both_counted(&a, &b).await);
+    a.record(Instant::now(), Signal::Throttled { hint: None }, None);
+    assert!(
+        eventually(Duration::from_secs(1), || b
+            .local()
+            .paced_rate(Instant::now())
+            .is_some())
+        .await,
+        "B adopted A's cut"
+    );
+
+    // A cut ahead of Redis's clock is read as made now, and stops refusing cuts.
+    let ahead = (redis_now_ms(&redis).await + 3_600_000).to_string();
+    redis
+        .command(&["HSET", &key, "cut", &ahead, "w_max", "7"])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stored: i64 = field(&redis, &key, "cut")
+        .await
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(i64::MAX);
+    assert!(
+        stored <= redis_now_ms(&redis).await,
+        "a cut ahead of Redis's clock stays ahead"
+    );
+}
+
+#[tokio::test]
+async fn a_key_of_another_type_is_never_touched() {
+    let Some(redis) = start_or_skip("a_key_of_another_type_is_never_touched").await else {
+        return;
+    };
+    let prefix = prefix("foreign");
+    let key = format!("{{{prefix}}}:gate");
+    redis.command(&["SET", &key, "theirs"]).await.unwrap();
+    let a = RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!a.is_shared());
+    let ttl = redis.command(&["PTTL", &key]).await.unwrap();
+    assert_eq!(ttl, redis_support::Reply::Integer(-1), "an expiry was set");
+    assert_eq!(
+        redis
+            .command(&["GET", &key])
+            .await
+            .unwrap()
+            .text()
+            .as_deref(),
+        Some("theirs")
+    );
+}
+
+#[tokio::test]
+async fn a_cut_older_than_forget_after_is_not_revived_at_recovery() {
+    let Some(mut redis) =
+        start_or_skip("a_cut_older_than_forget_after_is_not_revived_at_recovery").await
+    else {
+        return;
+    };
+    let prefix = prefix("revived");
+    let gate = tower_reliability::rate_limit::GateConfig {
+        forget_after: Duration::from_millis(800),
+        ..Default::default()
+    };
+    let a = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
+    let b = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
+    assert!(both_counted(&a, &b).await);
+    redis.stop().await;
+    // A is throttled alone, during the outage; the outage outlasts forget_after.
+    a.record(Instant::now(), Signal::Throttled { hint: None }, None);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    redis.restart().await;
+    assert!(eventually(Duration::from_secs(3), || a.is_shared() && b.is_shared()).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.local().paced_rate(Instant::now()),
+        None,
+        "an old cut from the outage was revived fleet-wide as a fresh one"
+    );
+}
+
+#[tokio::test]
+async fn the_hinted_plateau_is_shared_and_kept() {
+    let Some(redis) = start_or_skip("the_hinted_plateau_is_shared_and_kept").await else {
+        return;
+    };
+    let (a, b) = two_processes(&redis, "plateau");
+    assert!(both_counted(&a, &b).await);
+    a.record(Instant::now(), hinted(50), None);
+    assert!(
+        eventually(Duration::from_secs(1), || b
+            .local()
+            .paced_rate(Instant::now())
+            .is_some())
+        .await
+    );
+    // Let several syncs (and A's own cut coming back from Redis) pass.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 8 s on, both are back at the limit and hold there (the 10 s plateau), not probing.
+    let later = Instant::now() + Duration::from_secs(8);
+    let (rate_a, rate_b) = (
+        a.local().paced_rate(later).unwrap(),
+        b.local().paced_rate(later).unwrap(),
+    );
+    let at_limit = |p: &RedisStore| p.local().paced_rate(later + Duration::from_secs(1));
+    assert_eq!(
+        at_limit(&a),
+        Some(rate_a),
+        "A probes inside its own plateau"
+    );
+    assert_eq!(at_limit(&b), Some(rate_b), "B probes inside A's plateau");
+}

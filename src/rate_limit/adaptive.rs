@@ -135,17 +135,25 @@ pub(crate) struct AdaptiveRate {
     plateau: Duration,
     /// This process's part of a fleet's rate (1 alone).
     share: f64,
+    /// The last cut's identity (0: none), and whether this process made it (then a fleet
+    /// store publishes it, with its age; a cut adopted from the fleet is not published back).
+    id: u64,
+    own: bool,
     /// Smoothed sent rate, requests per second (0: not measured yet).
     measured: f64,
     sample_at: Instant,
     sample_sent: u64,
 }
 
-/// What a fleet shares: the curve (its `W_max` and how long ago it was cut).
+/// What a fleet shares: the curve (its `W_max`, how long ago it was cut, how long it holds at
+/// `W_max` after a hint) and the cut's identity (a cut read again is the same cut, whatever
+/// its reading's timing).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Curve {
     pub(crate) w_max: f64,
     pub(crate) since_cut: Duration,
+    pub(crate) plateau: Duration,
+    pub(crate) id: u64,
 }
 
 impl AdaptiveRate {
@@ -166,6 +174,8 @@ impl AdaptiveRate {
             wave_from: None,
             plateau: Duration::ZERO,
             share: 1.0,
+            id: 0,
+            own: false,
             measured: 0.0,
             sample_at: now,
             sample_sent: 0,
@@ -189,15 +199,17 @@ impl AdaptiveRate {
         if elapsed < SAMPLE_EVERY {
             return;
         }
+        let current = sent.saturating_sub(self.sample_sent) as f64 / elapsed.as_secs_f64();
         if elapsed > 2 * SAMPLE_EVERY && sent.saturating_sub(self.sample_sent) <= 1 {
-            // The first send after an idle spell: the sample starts here, so a burst is
-            // measured as a burst and not averaged with the silence before it.
-            self.measured = 0.0;
+            // The first send after an idle spell: the next sample starts here, so a burst is
+            // measured as a burst and not averaged with the silence before it. The silence
+            // itself is a measurement (a low rate, never "unmeasured"): the growth cap stays,
+            // and a slow client is seen as slow.
+            self.measured = SMOOTHING * current + (1.0 - SMOOTHING) * self.measured;
             self.sample_at = now;
             self.sample_sent = sent.saturating_sub(1);
             return;
         }
-        let current = sent.saturating_sub(self.sample_sent) as f64 / elapsed.as_secs_f64();
         self.measured = if self.measured == 0.0 {
             current
         } else {
@@ -268,6 +280,8 @@ impl AdaptiveRate {
         self.cut_at = Some(now);
         self.wave_from = Some(now);
         self.plateau = Duration::ZERO;
+        self.id = fastrand::u64(1..);
+        self.own = true;
         true
     }
 
@@ -296,7 +310,8 @@ impl AdaptiveRate {
         } else {
             f64::INFINITY
         };
-        let rate = mine.min(cap).max(self.min_rate);
+        // `min_rate` is the fleet's floor: this process's part of it.
+        let rate = mine.min(cap).max(self.min_rate * self.share);
         if rate.is_finite() {
             rate
         } else {
@@ -336,7 +351,16 @@ impl AdaptiveRate {
         Some(Curve {
             w_max: self.w_max,
             since_cut: now.saturating_duration_since(cut_at),
+            plateau: self.plateau,
+            id: self.id,
         })
+    }
+
+    /// The curve if this process made its cut (what a fleet store publishes), and it is not
+    /// forgotten.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn own_curve(&self, now: Instant) -> Option<Curve> {
+        self.curve(now).filter(|_| self.own)
     }
 
     /// Adopts a fleet's curve and this process's share of it (`1 / live processes`).
@@ -353,8 +377,14 @@ impl AdaptiveRate {
         if self.control == RateControl::Off || !usable || curve.since_cut >= self.forget_after {
             return;
         }
+        // The same cut read again (this process's own, back from the fleet): only its plateau
+        // may have grown (another process's hint in the same wave).
+        if self.cut_at.is_some() && curve.id != 0 && curve.id == self.id {
+            self.plateau = self.plateau.max(curve.plateau);
+            return;
+        }
         let cut_at = now.checked_sub(curve.since_cut).unwrap_or(now);
-        // A newer cut (by any process) wins; one read again a few milliseconds off is the same.
+        // A newer cut (by any process) wins.
         let newer = self
             .cut_at
             .is_none_or(|mine| cut_at > mine + super::local::ADOPT_TOLERANCE);
@@ -363,7 +393,9 @@ impl AdaptiveRate {
             self.cut_at = Some(cut_at);
             // This process sent at its old rate until now: those throttles are the same wave.
             self.wave_from = Some(now);
-            self.plateau = Duration::ZERO;
+            self.plateau = curve.plateau;
+            self.id = curve.id;
+            self.own = false;
         }
     }
 }
@@ -485,6 +517,70 @@ mod tests {
     }
 
     #[test]
+    fn the_growth_cap_survives_an_idle_gap() {
+        // 25/s for 2 s, a cut, then a 3 s gap and one request: the cap (twice what is sent,
+        // or the last known limit) must not vanish because the gap reset the measurement.
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        for i in 1..=4 {
+            a.sample(t0 + secs(0.5 * i as f64), 12 * i + i / 2);
+        }
+        let cut = t0 + secs(2.0);
+        assert!(a.throttled(cut, 50, None));
+        let capped = a.rate(cut + secs(20.0));
+        assert!(capped <= 60.0, "capped before the gap: {capped}");
+        let after_gap = cut + secs(3.0);
+        a.sample(after_gap, 51);
+        let rate = a.rate(after_gap + secs(17.0));
+        assert!(
+            rate <= capped + 1e-9,
+            "the cap vanished after an idle gap: {rate}"
+        );
+    }
+
+    #[test]
+    fn a_client_sending_under_one_request_a_second_is_forgotten() {
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.sample(t0 + secs(1.0), 40);
+        a.throttled(t0 + secs(1.0), 40, None);
+        // One request every 2 s from then on, sampled as the gate does (before it is
+        // counted): every sample follows an idle gap.
+        let mut forgot = false;
+        for i in 1..=40u32 {
+            let now = t0 + secs(1.0 + 2.0 * f64::from(i));
+            a.sample(now, 39 + u64::from(i));
+            forgot |= a.forget_if_quiet(now);
+        }
+        assert!(
+            forgot,
+            "a quiet, slow client is forgotten after forget_after: {a:?}"
+        );
+    }
+
+    #[test]
+    fn min_rate_is_the_fleets_floor() {
+        // 40 processes: each paces at its share of the floor, not at the whole floor.
+        let t0 = Instant::now();
+        let mut a = adaptive(RateControl::CUBIC, t0);
+        a.adopt(
+            t0,
+            Some(Curve {
+                w_max: 0.5,
+                since_cut: Duration::ZERO,
+                plateau: Duration::ZERO,
+                id: 7,
+            }),
+            1.0 / 40.0,
+        );
+        let rate = a.rate(t0);
+        assert!(
+            (rate - 0.5 / 40.0).abs() < 1e-9,
+            "the fleet's floor is min_rate: {rate}"
+        );
+    }
+
+    #[test]
     fn aimd_grows_linearly() {
         let t0 = Instant::now();
         let mut a = adaptive(RateControl::AIMD, t0);
@@ -525,6 +621,8 @@ mod tests {
             Some(Curve {
                 w_max: 100.0,
                 since_cut: Duration::ZERO,
+                plateau: Duration::ZERO,
+                id: 7,
             }),
             0.25,
         );
@@ -606,7 +704,7 @@ mod tests {
                     }
                     Step::Adopt { w_max, since_ms, members } => a.adopt(
                         now,
-                        Some(Curve { w_max, since_cut: Duration::from_millis(since_ms) }),
+                        Some(Curve { w_max, since_cut: Duration::from_millis(since_ms), plateau: Duration::ZERO, id: since_ms }),
                         1.0 / f64::from(members),
                     ),
                     Step::Hint(ms) => a.hold_after_hint(Duration::from_millis(ms)),
@@ -615,7 +713,7 @@ mod tests {
                 let rate = a.rate(now);
                 proptest::prop_assert!(rate > 0.0, "{rate}");
                 if a.is_active() {
-                    proptest::prop_assert!(rate.is_finite() && rate >= 0.5, "{rate} {a:?}");
+                    proptest::prop_assert!(rate.is_finite() && rate >= 0.5 * a.share, "{rate} {a:?}");
                 }
                 let _ = a.spacing(now);
             }

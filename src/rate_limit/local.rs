@@ -35,7 +35,8 @@ pub struct GateConfig {
     /// How the client-side sending rate adapts to throttling (default
     /// [`RateControl::CUBIC`]). Off until the first 429: a healthy client pays nothing.
     pub rate_control: RateControl,
-    /// The lowest adaptive rate, requests per second (default 0.5).
+    /// The lowest adaptive rate, requests per second (default 0.5); with a fleet store, the
+    /// whole fleet's floor (each process paces at least at its share of it).
     pub min_rate: f64,
     /// After a 429 *with* a hint, how long the adaptive rate holds at the limit it found
     /// before probing above it again (default 10 s): every failed probe then holds the whole
@@ -563,6 +564,18 @@ impl LocalStore {
             observe::rate_cut(curve.map_or(0.0, |c| c.w_max), gate.adaptive.rate(now));
         }
         self.settle(&mut state, now);
+    }
+}
+
+impl LocalStore {
+    /// The client-wide scope's adaptive curve, if this process cut it (what a fleet store
+    /// publishes at every sync, with its age and identity: a retried sync is the same cut).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn own_curve(&self, now: Instant) -> Option<Curve> {
+        self.lock()
+            .gates
+            .get(&Scope::global())
+            .and_then(|gate| gate.adaptive.own_curve(now))
     }
 }
 

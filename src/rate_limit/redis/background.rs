@@ -93,7 +93,7 @@ pub(super) async fn run(
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
-        match syncer.sync(pending).await {
+        match syncer.sync(pending, local.own_curve(Instant::now())).await {
             Ok(reply) => {
                 let now = Instant::now();
                 let share = 1.0 / f64::from(reply.members.max(1));
@@ -131,15 +131,19 @@ pub(super) async fn run(
 
 impl Syncer {
     /// One sync, connecting first if needed, within the configured time limit.
-    async fn sync(&mut self, pending: Learned) -> Result<Reply, SyncError> {
+    async fn sync(&mut self, pending: Learned, own: Option<Curve>) -> Result<Reply, SyncError> {
         let limit = self.config.timeout;
-        match tokio::time::timeout(limit, self.exchange(pending)).await {
+        match tokio::time::timeout(limit, self.exchange(pending, own)).await {
             Ok(result) => result.map_err(SyncError::Redis),
             Err(_) => Err(SyncError::TimedOut(limit)),
         }
     }
 
-    async fn exchange(&mut self, pending: Learned) -> redis::RedisResult<Reply> {
+    async fn exchange(
+        &mut self,
+        pending: Learned,
+        own: Option<Curve>,
+    ) -> redis::RedisResult<Reply> {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {
@@ -157,37 +161,70 @@ impl Syncer {
         let close_for = pending
             .closed_until
             .map_or(0, |until| millis(until.saturating_duration_since(now)));
-        let cut = pending
-            .cut
-            .filter(|w| w.is_finite() && *w > 0.0)
-            .unwrap_or(0.0);
+        // The cut is this process's own curve as it is now (not what was pending when it was
+        // cut): with its age and identity, so a retried sync is the same cut, and a forgotten
+        // one is not published.
+        let own = own.filter(|c| c.w_max.is_finite() && c.w_max > 0.0);
+        let cut = own.map_or(0.0, |c| c.w_max);
+        let age = own.map_or(0, |c| millis(c.since_cut));
+        let id = own.map_or(0, |c| c.id);
+        let plateau = own.map_or(0, |c| millis(c.plateau));
+        let gate = &self.config.gate;
         let wave = millis(self.config.sync_interval * 3).max(200);
-        let (closed_for, w_max, since_cut, members): (u64, String, i64, u32) = self
+        let (closed_for, w_max, since_cut, members, cut_id, shared_plateau): (
+            i64,
+            String,
+            i64,
+            u32,
+            String,
+            i64,
+        ) = self
             .script
             .key(&self.gate_key)
             .key(&self.members_key)
             .arg(&self.member)
-            .arg(millis(self.config.member_ttl).max(1))
+            .arg(millis(self.config.effective_member_ttl()).max(1))
             .arg(close_for)
             .arg(cut)
+            .arg(age)
+            .arg(id.to_string())
+            .arg(plateau)
             .arg(wave)
             .arg(millis(KEY_TTL))
+            .arg(millis(gate.max_hold).max(1))
+            .arg(millis(gate.forget_after).max(1))
             .invoke_async(connection)
             .await?;
-        Ok(Reply::read(closed_for, &w_max, since_cut, members))
+        Ok(Reply::read(
+            closed_for,
+            &w_max,
+            since_cut,
+            members,
+            &cut_id,
+            shared_plateau,
+        ))
     }
 }
 
 impl Reply {
     /// Reads the script's answer; anything odd reads as "nothing shared".
-    fn read(closed_for: u64, w_max: &str, since_cut: i64, members: u32) -> Reply {
+    fn read(
+        closed_for: i64,
+        w_max: &str,
+        since_cut: i64,
+        members: u32,
+        cut_id: &str,
+        plateau: i64,
+    ) -> Reply {
         let w_max = w_max.trim().parse::<f64>().unwrap_or(0.0);
         let curve = (since_cut >= 0 && w_max.is_finite() && w_max > 0.0).then(|| Curve {
             w_max,
             since_cut: Duration::from_millis(since_cut.unsigned_abs()),
+            plateau: Duration::from_millis(u64::try_from(plateau).unwrap_or(0)),
+            id: cut_id.trim().parse::<u64>().unwrap_or(0),
         });
         Reply {
-            closed_for: Duration::from_millis(closed_for),
+            closed_for: Duration::from_millis(u64::try_from(closed_for).unwrap_or(0)),
             curve,
             members: members.max(1),
         }
@@ -204,17 +241,23 @@ mod tests {
 
     #[test]
     fn odd_replies_share_nothing_rather_than_fail() {
-        let reply = Reply::read(0, "nan", 5, 0);
+        let reply = Reply::read(0, "nan", 5, 0, "", 0);
         assert_eq!(reply.curve, None);
         assert_eq!(reply.members, 1);
-        assert_eq!(Reply::read(0, "12.5", -1, 2).curve, None);
-        let reply = Reply::read(1500, "40", 250, 4);
+        assert_eq!(Reply::read(0, "12.5", -1, 2, "9", 0).curve, None);
+        assert_eq!(
+            Reply::read(-5, "12.5", 1, 2, "x", -3).closed_for,
+            Duration::ZERO
+        );
+        let reply = Reply::read(1500, "40", 250, 4, "9", 10);
         assert_eq!(reply.closed_for, Duration::from_millis(1500));
         assert_eq!(
             reply.curve,
             Some(Curve {
                 w_max: 40.0,
-                since_cut: Duration::from_millis(250)
+                since_cut: Duration::from_millis(250),
+                plateau: Duration::from_millis(10),
+                id: 9,
             })
         );
     }

@@ -38,13 +38,15 @@ use super::{
 };
 
 /// Where the fleet's state lives, and how often to sync it.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the URL's password.
+#[derive(Clone)]
 pub struct RedisConfig {
     /// The Redis URL, for example `redis://127.0.0.1:6379/0` (`rediss://` is not enabled).
     pub url: String,
     /// The key prefix: every process with the same prefix shares one state. Use one per API
     /// key (account), for example `"tower-reliability:fireworks:prod"`. The keys are
-    /// `{prefix}:gate` and `{prefix}:members`, hash-tagged for Redis Cluster.
+    /// `{prefix}:gate` and `{prefix}:members`. Must not be empty nor contain `{` or `}`.
     pub prefix: String,
     /// How often the background task syncs (default 100 ms). A throttle seen by this process
     /// is published at once, not at the next tick.
@@ -56,6 +58,8 @@ pub struct RedisConfig {
     /// share goes back to the whole rate, and a `warn` event says so (default 1 s).
     pub fallback_after: Duration,
     /// A process not heard from for this long is no longer counted in the fleet (default 3 s).
+    /// Never less than three sync intervals plus two timeouts: a live process is never
+    /// dropped between two of its syncs.
     pub member_ttl: Duration,
     /// The in-process gate's knobs.
     pub gate: GateConfig,
@@ -98,6 +102,43 @@ impl RedisConfig {
         self.fallback_after = after;
         self
     }
+
+    /// The member TTL used: [`member_ttl`](Self::member_ttl), raised to outlast three sync
+    /// intervals and two timeouts.
+    pub(crate) fn effective_member_ttl(&self) -> Duration {
+        let floor = self
+            .sync_interval
+            .saturating_mul(3)
+            .saturating_add(self.timeout.saturating_mul(2));
+        self.member_ttl.max(floor)
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("sync_interval", &self.sync_interval)
+            .field("timeout", &self.timeout)
+            .field("fallback_after", &self.fallback_after)
+            .field("member_ttl", &self.member_ttl)
+            .field("gate", &self.gate)
+            .finish()
+    }
+}
+
+/// The URL with any password (`user:password@`, or a bare `:password@`) replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
+    format!("{scheme}://{user}:***{}", &rest[at..])
 }
 
 /// Why a [`RedisStore`] could not be made.
@@ -108,6 +149,8 @@ pub struct RedisStoreError(ErrorCause);
 enum ErrorCause {
     Url(redis::RedisError),
     NoRuntime,
+    Prefix,
+    Cluster,
 }
 
 impl fmt::Display for RedisStoreError {
@@ -117,6 +160,12 @@ impl fmt::Display for RedisStoreError {
             ErrorCause::NoRuntime => {
                 f.write_str("RedisStore::spawn must be called within a tokio runtime")
             }
+            ErrorCause::Prefix => f.write_str(
+                "the key prefix must be non-empty and contain no `{` or `}` (it is the keys' hash tag)",
+            ),
+            ErrorCause::Cluster => f.write_str(
+                "Redis Cluster is not supported (yet): use a single Redis server or a primary URL",
+            ),
         }
     }
 }
@@ -125,7 +174,7 @@ impl std::error::Error for RedisStoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0 {
             ErrorCause::Url(e) => Some(e),
-            ErrorCause::NoRuntime => None,
+            ErrorCause::NoRuntime | ErrorCause::Prefix | ErrorCause::Cluster => None,
         }
     }
 }
@@ -171,8 +220,19 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// An unparseable URL, or no tokio runtime to run the sync on.
+    /// An unparseable URL, a Redis Cluster URL (not supported), an empty prefix or one with
+    /// `{` or `}`, or no tokio runtime to run the sync on.
     pub fn spawn(config: RedisConfig) -> Result<RedisStore, RedisStoreError> {
+        if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
+            return Err(RedisStoreError(ErrorCause::Prefix));
+        }
+        if config
+            .url
+            .split_once("://")
+            .is_some_and(|(scheme, _)| scheme.to_ascii_lowercase().contains("cluster"))
+        {
+            return Err(RedisStoreError(ErrorCause::Cluster));
+        }
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| RedisStoreError(ErrorCause::Url(e)))?;
         let runtime = tokio::runtime::Handle::try_current()
