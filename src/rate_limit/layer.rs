@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tower_layer::Layer;
 
-use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake};
+use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake, WakeHandle};
 
 /// One rate-limit state per client, shared by every clone: it learns from every response and
 /// paces every request, so the process backs off as a whole.
@@ -85,11 +85,10 @@ impl RateLimitAware {
     /// Uses another store (for example a [`RedisStore`](super::RedisStore), shared by many
     /// processes; feature `redis`).
     pub fn with_store(store: Arc<dyn RateLimitStore>) -> Self {
+        let notify = Arc::new(Notify::new());
+        store.attach(WakeHandle(notify.clone()));
         RateLimitAware {
-            shared: Arc::new(Shared {
-                store,
-                notify: Arc::new(Notify::new()),
-            }),
+            shared: Arc::new(Shared { store, notify }),
         }
     }
 

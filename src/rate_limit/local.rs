@@ -17,6 +17,7 @@ use super::{
     queue::Queue,
     ramp::Ramp,
     Admission, Probe, RateControl, RateLimitStore, Reservation, Scope, Signal, Ticket, Wake,
+    WakeHandle,
 };
 use crate::{observe, time};
 
@@ -120,6 +121,8 @@ pub struct LocalStore {
     /// path: the send after it samples, so the end of an idle spell is noticed).
     sample_start: AtomicU64,
     state: Mutex<State>,
+    /// The layers this store serves: woken when a fleet's news re-paces the queue.
+    wakers: Mutex<Vec<WakeHandle>>,
 }
 
 #[derive(Debug)]
@@ -223,6 +226,7 @@ impl LocalStore {
                 ),
                 gates: HashMap::new(),
             }),
+            wakers: Mutex::new(Vec::new()),
         }
     }
 
@@ -543,6 +547,7 @@ impl LocalStore {
         // Gates created from now on start from this share (a fleet's cut is scaled by it).
         state.sampler.adopt(now, None, share);
         let global = Scope::global();
+        let ramp = state.ramp;
         let gate = state.gate(&global);
         if let Some(wait) = closed_for.filter(|w| !w.is_zero()) {
             let until = time::after(now, wait.min(self.config.max_hold));
@@ -563,7 +568,15 @@ impl LocalStore {
         if !was_active && gate.adaptive.is_active() {
             observe::rate_cut(curve.map_or(0.0, |c| c.w_max), gate.adaptive.rate(now));
         }
+        // A faster shared rate reaches the waiters at once, as a local one does.
+        let spacing = self.spacing(ramp, gate, now);
+        let repaced = gate.queue.repace(spacing);
         self.settle(&mut state, now);
+        drop(state);
+        if repaced {
+            let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+            wakers.iter().for_each(WakeHandle::wake_all);
+        }
     }
 }
 
@@ -637,6 +650,13 @@ impl RateLimitStore for LocalStore {
 
     fn is_unrestricted(&self) -> bool {
         !self.restricted.load(Ordering::Acquire)
+    }
+
+    fn attach(&self, wake: WakeHandle) {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(wake);
     }
 
     fn release_probe(&self, probe: Probe) -> Wake {
@@ -1267,6 +1287,40 @@ mod tests {
         let t3 = t2 + ms(12_000);
         s.record_sent(t3, hinted(30_000), None, Some(t3));
         assert_eq!(s.closed_until(t3), Some(t3 + ms(30_000)));
+    }
+
+    /// A faster rate adopted from the fleet (in the background, outside any request) reaches
+    /// the waiters at once: the layer's wake handle fires.
+    #[test]
+    fn adopting_a_faster_fleet_rate_wakes_the_waiters() {
+        use futures::FutureExt;
+        let s = LocalStore::default();
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        s.attach(WakeHandle(notify.clone()));
+        let t0 = Instant::now();
+        // 5 sends a second, then a 429: paced at about 3.5/s, two waiters quoted that pace.
+        for i in 0..5 {
+            s.admit(t0 + ms(200 * i), Ticket::New, None);
+        }
+        let t1 = t0 + ms(1000);
+        s.record(t1, Signal::Throttled { hint: None }, None);
+        let t2 = t1 + ms(300);
+        let waiting = (0..3)
+            .filter(|_| matches!(s.admit(t2, Ticket::New, None), Admission::Wait(_)))
+            .count();
+        assert!(waiting >= 2, "{waiting} waiting");
+        let notified = notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        // The fleet's newer cut is at 200/s.
+        let fleet = Curve {
+            w_max: 200.0,
+            since_cut: ms(1),
+            plateau: Duration::ZERO,
+            id: 7,
+        };
+        s.adopt(t2, None, Some(fleet), 1.0);
+        assert!(notified.now_or_never().is_some(), "the waiters were woken");
     }
 
     #[test]

@@ -50,4 +50,4 @@ pub use scope::Scope;
 pub(crate) use scope::ScopeSource;
 pub use service::RateLimitService;
 pub use signal::Signal;
-pub use store::{Admission, Probe, RateLimitStore, Reservation, Ticket, Wake};
+pub use store::{Admission, Probe, RateLimitStore, Reservation, Ticket, Wake, WakeHandle};

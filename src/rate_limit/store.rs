@@ -64,6 +64,22 @@ pub enum Wake {
     All,
 }
 
+/// Wakes every request waiting at the gate of the layer that gave it, so each asks again.
+///
+/// [`RateLimitAware`](crate::RateLimitAware) hands one to its store
+/// ([`attach`](RateLimitStore::attach)): a store that learns something outside a request —
+/// a fleet store's background sync adopting a faster shared rate — uses it to re-pace the
+/// waiting queue at once.
+#[derive(Debug, Clone)]
+pub struct WakeHandle(pub(crate) std::sync::Arc<tokio::sync::Notify>);
+
+impl WakeHandle {
+    /// Wakes every waiting request.
+    pub fn wake_all(&self) {
+        self.0.notify_waiters();
+    }
+}
+
 /// The shared rate-limit state behind [`RateLimitAware`](crate::RateLimitAware).
 ///
 /// Implementations must be cheap when the server is healthy: [`admit`](Self::admit) with
@@ -77,6 +93,12 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
 
     /// Learns from the outcome of a request that was sent.
     fn record(&self, now: Instant, signal: Signal, probe: Option<Probe>) -> Wake;
+
+    /// A layer serves this store: `wake` reaches its waiting requests. A store that changes
+    /// outside requests (a background sync) keeps it; the default drops it.
+    fn attach(&self, wake: WakeHandle) {
+        let _ = wake;
+    }
 
     /// A probe ended without an outcome (its caller went away): let another request probe.
     fn release_probe(&self, probe: Probe) -> Wake;

@@ -297,6 +297,11 @@ impl RateLimitStore for RedisStore {
         self.local.admit(now, ticket, deadline)
     }
 
+    /// The background sync wakes the layer's waiters when a faster fleet rate re-paces them.
+    fn attach(&self, wake: super::WakeHandle) {
+        self.local.attach(wake);
+    }
+
     fn admit_unrestricted(&self) -> bool {
         self.local.admit_unrestricted()
     }
