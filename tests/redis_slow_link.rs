@@ -30,9 +30,8 @@ async fn delaying_proxy(target: std::net::SocketAddr, delay: Duration) -> std::n
             let Ok(server) = TcpStream::connect(target).await else {
                 continue;
             };
-            let (mut client_read, mut server_write) = (client, server);
-            let (mut from_client, mut to_client) = client_read.split_off_halves();
-            let (mut from_server, mut to_server) = server_write.split_off_halves();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
             let scripted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let seen = scripted.clone();
             tokio::spawn(async move {
@@ -69,27 +68,6 @@ async fn delaying_proxy(target: std::net::SocketAddr, delay: Duration) -> std::n
         }
     });
     addr
-}
-
-/// Owned read and write halves.
-trait Halves {
-    fn split_off_halves(
-        self,
-    ) -> (
-        tokio::net::tcp::OwnedReadHalf,
-        tokio::net::tcp::OwnedWriteHalf,
-    );
-}
-
-impl Halves for TcpStream {
-    fn split_off_halves(
-        self,
-    ) -> (
-        tokio::net::tcp::OwnedReadHalf,
-        tokio::net::tcp::OwnedWriteHalf,
-    ) {
-        self.into_split()
-    }
 }
 
 fn prefix() -> String {
