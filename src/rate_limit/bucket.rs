@@ -72,7 +72,14 @@ impl RequestBucket {
 
     /// When the bucket covers one more request (`now` if it already does).
     pub(crate) fn ready_at(&self, now: Instant) -> Instant {
-        let missing = 1.0 - self.level(now);
+        self.ready_for(now, 1)
+    }
+
+    /// When the bucket covers `cost` (a request's tokens; a cost above the bucket's size waits
+    /// for a full bucket, and then goes alone).
+    pub(crate) fn ready_for(&self, now: Instant, cost: u64) -> Instant {
+        let cost = (cost as f64).min(self.capacity).max(1.0);
+        let missing = cost - self.level(now);
         if missing <= EPSILON {
             return now;
         }
@@ -88,8 +95,20 @@ impl RequestBucket {
 
     /// A request goes now: charge it.
     pub(crate) fn take(&mut self, now: Instant) {
-        self.level = self.level(now) - 1.0;
+        self.take_n(now, 1);
+    }
+
+    /// A request costing `cost` goes now: charge it (the level may go below zero: the server
+    /// counts what was sent).
+    pub(crate) fn take_n(&mut self, now: Instant, cost: u64) {
+        self.level = self.level(now) - cost as f64;
         self.at = now;
+    }
+
+    /// How long the bucket takes to give `cost` back.
+    pub(crate) fn interval_for(&self, cost: u64) -> Duration {
+        let cost = (cost as f64).min(self.capacity).max(1.0);
+        Duration::try_from_secs_f64(self.interval.as_secs_f64() * cost).unwrap_or(Duration::MAX)
     }
 }
 

@@ -72,6 +72,21 @@ impl RequestShape {
     }
 }
 
+impl RequestShape {
+    /// Bytes of a JSON request body per prompt token, for the estimate: about 4 characters of
+    /// English text per token, and the JSON around the messages makes the estimate err on the
+    /// high side (a request is never under-charged for its prompt).
+    pub const BYTES_PER_TOKEN: usize = 4;
+
+    /// The tokens this request is charged before it goes, as OpenAI-compatible servers count
+    /// it: its prompt (its body's bytes / [`BYTES_PER_TOKEN`](Self::BYTES_PER_TOKEN), rounded
+    /// up) plus its output cap (`max_completion_tokens` / `max_tokens`; nothing when absent).
+    pub fn estimated_tokens(&self) -> u64 {
+        let prompt = self.body_bytes.div_ceil(Self::BYTES_PER_TOKEN) as u64;
+        prompt.saturating_add(u64::from(self.max_output.unwrap_or(0)))
+    }
+}
+
 /// What a response says the request cost: its `usage` object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -164,6 +179,13 @@ mod tests {
         assert_eq!(shape.max_output, Some(50));
         let both = RequestShape::read(br#"{"max_completion_tokens":7,"max_tokens":9}"#);
         assert_eq!(both.max_output, Some(7), "the newer name wins");
+    }
+
+    #[test]
+    fn the_estimate_is_the_prompt_bytes_over_four_plus_the_output_cap() {
+        let shape = RequestShape::read(br#"{"model":"m","max_tokens":50}"#);
+        assert_eq!(shape.estimated_tokens(), 30u64.div_ceil(4) + 50);
+        assert_eq!(RequestShape::read(b"").estimated_tokens(), 0);
     }
 
     #[test]

@@ -77,6 +77,8 @@ pin_project! {
 struct Place {
     shared: Arc<Shared>,
     scope: Scope,
+    /// The request's estimated tokens, charged when it goes.
+    tokens: u64,
     /// `None` once sent or refused (the store took the place back itself).
     slot: Option<Reservation>,
 }
@@ -122,11 +124,13 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
     }
 
     /// Waits per `admission` (a `Wait`), then sends with `service` (a clone).
+    #[allow(clippy::too_many_arguments)] // what a waiting request carries, each said once
     pub(super) fn waiting(
         service: S,
         request: R,
         shared: Arc<Shared>,
         scope: Scope,
+        tokens: u64,
         admission: Admission,
         deadline: Option<Deadline>,
         guard: Option<WaitGuard>,
@@ -147,6 +151,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
                     place: Place {
                         shared,
                         scope,
+                        tokens,
                         slot,
                     },
                     service,
@@ -234,7 +239,10 @@ impl<S: Service<R>, R> Held<S, R> {
             notified.set(Some(shared.notify.clone().notified_owned()));
             let ticket = place.slot.map_or(Ticket::New, Ticket::Reserved);
             let limit = deadline.map(Deadline::instant);
-            match shared.store.admit_in(now, &place.scope, ticket, limit) {
+            match shared
+                .store
+                .admit_in(now, &place.scope, place.tokens, ticket, limit)
+            {
                 admission @ (Admission::Go | Admission::Probe(_)) => {
                     // Sent: the store has taken the place back.
                     place.slot = None;

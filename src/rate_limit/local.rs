@@ -147,6 +147,9 @@ struct Gate {
     adaptive: AdaptiveRate,
     /// The server's request quota, mirrored while a response said it is spent.
     quota: Option<RequestBucket>,
+    /// The server's token allowance, mirrored while a response said it runs low: requests
+    /// are charged their estimated tokens.
+    tokens: Option<RequestBucket>,
 }
 
 impl Gate {
@@ -157,6 +160,7 @@ impl Gate {
             throttle_streak: 0,
             adaptive: sampler.clone(),
             quota: None,
+            tokens: None,
         }
     }
 
@@ -167,10 +171,21 @@ impl Gate {
         self.closed_until.max(quota).filter(|&t| t > now)
     }
 
+    /// A request goes: charge the mirrors of the server's allowances.
+    fn charge(&mut self, now: Instant, tokens: u64) {
+        if let Some(quota) = &mut self.quota {
+            quota.take(now);
+        }
+        if let Some(bucket) = &mut self.tokens {
+            bucket.take_n(now, tokens);
+        }
+    }
+
     /// Nothing to enforce or forget: the gate can go.
     fn is_idle(&self, now: Instant) -> bool {
         self.closed_until.is_none()
             && self.quota.is_none()
+            && self.tokens.is_none()
             && self.queue.is_idle(now)
             && !self.adaptive.is_active()
             && self.throttle_streak == 0
@@ -324,6 +339,9 @@ impl LocalStore {
             if gate.quota.is_some_and(|q| q.is_full(now)) {
                 gate.quota = None;
             }
+            if gate.tokens.is_some_and(|t| t.is_full(now)) {
+                gate.tokens = None;
+            }
             !gate.is_idle(now)
         });
         if drained {
@@ -392,13 +410,14 @@ impl LocalStore {
         &self,
         now: Instant,
         scope: &Scope,
+        tokens: u64,
         ticket: Ticket,
         deadline: Option<Instant>,
     ) -> Admission {
         let mut state = self.lock();
         let sent = self.sent();
         self.sample(&mut state, now, sent);
-        let admission = self.admission(&mut state, now, scope, ticket, deadline);
+        let admission = self.admission(&mut state, now, scope, tokens, ticket, deadline);
         if matches!(admission, Admission::Wait(_)) {
             // Someone waits: newcomers must see the queue, not the lock-free fast path.
             self.restricted.store(true, Ordering::Release);
@@ -412,6 +431,7 @@ impl LocalStore {
         state: &mut State,
         now: Instant,
         scope: &Scope,
+        tokens: u64,
         ticket: Ticket,
         deadline: Option<Instant>,
     ) -> Admission {
@@ -431,14 +451,16 @@ impl LocalStore {
             }
             Ticket::New => None,
         };
-        self.admission_in_gate(state, now, scope, place, ramp, deadline)
+        self.admission_in_gate(state, now, scope, tokens, place, ramp, deadline)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn admission_in_gate(
         &self,
         state: &mut State,
         now: Instant,
         scope: &Scope,
+        tokens: u64,
         place: Option<u64>,
         ramp: Option<Ramp>,
         deadline: Option<Instant>,
@@ -462,9 +484,24 @@ impl LocalStore {
             (Some(quota), Some(_)) => spacing.max(quota.interval()),
             _ => spacing,
         };
-        // The server's hint (or its spent quota) is a floor for every request, probes
-        // included.
-        let closed = gate.closed_until.filter(|&t| t > now).max(quota_at);
+        // The server's token allowance, while low: a request goes when the mirror covers its
+        // estimated tokens, and the queue is spaced by what each costs.
+        let tokens_at = gate
+            .tokens
+            .as_ref()
+            .map(|t| t.ready_for(now, tokens))
+            .filter(|&t| t > now);
+        let spacing = match (&gate.tokens, tokens_at) {
+            (Some(bucket), Some(_)) => spacing.max(bucket.interval_for(tokens)),
+            _ => spacing,
+        };
+        // The server's hint (or its spent quota or tokens) is a floor for every request,
+        // probes included.
+        let closed = gate
+            .closed_until
+            .filter(|&t| t > now)
+            .max(quota_at)
+            .max(tokens_at);
         let verdict = match closed {
             Some(until) if breaker.is_engaged() => Verdict::Hold { until },
             Some(_) => Verdict::Pass,
@@ -501,9 +538,7 @@ impl LocalStore {
             && !gate.adaptive.is_active()
         {
             // Nothing restricts sending (a failure or two under watch, a throttle streak).
-            if let Some(quota) = &mut gate.quota {
-                quota.take(now);
-            }
+            gate.charge(now, tokens);
             return Admission::Go;
         }
         let rank = place
@@ -512,9 +547,7 @@ impl LocalStore {
         let at = gate.queue.slot(rank, open_at, now, spacing);
         if at <= now {
             gate.queue.release(place, now, spacing);
-            if let Some(quota) = &mut gate.quota {
-                quota.take(now);
-            }
+            gate.charge(now, tokens);
             return Admission::Go;
         }
         if deadline.is_some_and(|d| d < at) {
@@ -594,13 +627,14 @@ impl LocalStore {
 
 impl RateLimitStore for LocalStore {
     fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
-        self.admit_in(now, &Scope::global(), ticket, deadline)
+        self.admit_in(now, &Scope::global(), 0, ticket, deadline)
     }
 
     fn admit_in(
         &self,
         now: Instant,
         scope: &Scope,
+        tokens: u64,
         ticket: Ticket,
         deadline: Option<Instant>,
     ) -> Admission {
@@ -608,7 +642,7 @@ impl RateLimitStore for LocalStore {
             self.count_send(Some(now));
             return Admission::Go;
         }
-        let admission = self.decide(now, scope, ticket, deadline);
+        let admission = self.decide(now, scope, tokens, ticket, deadline);
         if matches!(admission, Admission::Go | Admission::Probe(_)) {
             self.count_send(Some(now));
         }
@@ -731,7 +765,10 @@ impl LocalStore {
         let cfg = &self.config;
         // The upstream's part: the breaker and the ramp after it.
         match signal {
-            Signal::Healthy | Signal::Exhausted { .. } | Signal::Throttled { .. } => {
+            Signal::Healthy
+            | Signal::Exhausted { .. }
+            | Signal::TokensLow(_)
+            | Signal::Throttled { .. } => {
                 // The server answered: it is up. Any answer closes the breaker (the probe's,
                 // or one sent before the trip), and the held backlog is released ramping up.
                 if state.breaker.success(now) {
@@ -801,6 +838,15 @@ impl LocalStore {
             Signal::Healthy => gate.throttle_streak = 0,
             // The quota is a continuously refilling bucket: mirror it and pace by it, rather
             // than closing until it is full again.
+            Signal::TokensLow(quota) => match &mut gate.tokens {
+                Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
+                None => {
+                    gate.tokens = RequestBucket::new(now, quota, cfg.max_hold);
+                    if gate.tokens.is_some() {
+                        self.restricted.store(true, Ordering::Release);
+                    }
+                }
+            },
             Signal::Exhausted(quota) => match &mut gate.quota {
                 Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
                 None => {

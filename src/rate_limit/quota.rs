@@ -60,6 +60,37 @@ impl Quota {
         ))
     }
 
+    /// A token allowance below a quarter of its limit, if the headers carry one: OpenAI's
+    /// `x-ratelimit-{limit,remaining,reset}-tokens`, else Fireworks' per-minute
+    /// `x-ratelimit-{limit,remaining}-tokens-prompt`. `None` (after at most two lookups) when
+    /// there is none or plenty is left: the success path pays nothing more.
+    pub fn tokens_low(headers: &HeaderMap) -> Option<Self> {
+        let (limit, remaining, reset) = if let Some(v) = headers.get("x-ratelimit-remaining-tokens")
+        {
+            (
+                "x-ratelimit-limit-tokens",
+                v,
+                headers.get("x-ratelimit-reset-tokens"),
+            )
+        } else {
+            (
+                "x-ratelimit-limit-tokens-prompt",
+                headers.get("x-ratelimit-remaining-tokens-prompt")?,
+                None,
+            )
+        };
+        let number = |v: &http::HeaderValue| v.to_str().ok()?.trim().parse::<u64>().ok();
+        let remaining = number(remaining)?;
+        let limit = headers.get(limit).and_then(number).filter(|&l| l > 0)?;
+        if remaining.saturating_mul(4) >= limit {
+            return None;
+        }
+        let reset = reset
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::headers::parse_reset(v, std::time::SystemTime::now()));
+        Some(Quota::new(Some(limit), remaining, reset))
+    }
+
     /// How long the bucket takes to give one request back: what is missing from a full
     /// bucket refills in `reset`, so `reset / (limit - remaining)`; without a reset,
     /// [`DEFAULT_WINDOW`](Self::DEFAULT_WINDOW)` / limit`. Without a limit and with nothing left, `reset` itself: the

@@ -47,6 +47,11 @@ impl Scope {
         self.0.is_none()
     }
 
+    /// The scope of a model name, or the client-wide scope for none.
+    pub(crate) fn from_model(model: Option<Arc<str>>) -> Scope {
+        Scope(model)
+    }
+
     /// The scope a request body names: its JSON `model`, or the client-wide scope.
     pub fn of_body(body: &[u8]) -> Scope {
         Scope(RequestShape::read(body).model)

@@ -7,7 +7,9 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::{layer::Shared, published, Admission, RateLimitFuture, Scope, ScopeSource, Ticket};
+use super::{
+    layer::Shared, published, Admission, RateLimitFuture, RequestShape, Scope, ScopeSource, Ticket,
+};
 use crate::{
     context::Deadline,
     error::{BoxError, Error},
@@ -64,12 +66,26 @@ where
         }
         let now = Instant::now();
         let deadline = Deadline::of(&request);
-        let scope = scope.resolve();
-        match self
-            .shared
-            .store
-            .admit_in(now, &scope, Ticket::New, deadline.map(Deadline::instant))
-        {
+        // The body is read once: its model (unless a scope was given) and its token estimate.
+        let (scope, tokens) = match scope {
+            ScopeSource::Body(body) => {
+                let shape = RequestShape::read(&body);
+                let tokens = shape.estimated_tokens();
+                (Scope::from_model(shape.model), tokens)
+            }
+            other => {
+                let tokens = published::body()
+                    .map_or(0, |body| RequestShape::read(&body).estimated_tokens());
+                (other.resolve(), tokens)
+            }
+        };
+        match self.shared.store.admit_in(
+            now,
+            &scope,
+            tokens,
+            Ticket::New,
+            deadline.map(Deadline::instant),
+        ) {
             admission @ (Admission::Go | Admission::Probe(_)) => {
                 let probe = match admission {
                     Admission::Probe(probe) => Some(probe),
@@ -100,6 +116,7 @@ where
                     request,
                     self.shared.clone(),
                     scope,
+                    tokens,
                     admission,
                     deadline,
                     guard,

@@ -23,6 +23,11 @@ pub enum Signal {
     /// (`x-ratelimit-remaining-requests: 0` with a limit or a reset): it comes back one
     /// request per [`refill_interval`](Quota::refill_interval), not all at once at `reset`.
     Exhausted(Quota),
+    /// The server answered, and its token allowance is running low: under a quarter of its
+    /// limit is left (OpenAI's `x-ratelimit-{limit,remaining,reset}-tokens`, or Fireworks'
+    /// per-minute `x-ratelimit-{limit,remaining}-tokens-prompt`). A [`Quota`] of tokens: the
+    /// gate mirrors it and charges every request its estimated tokens.
+    TokensLow(Quota),
     /// Throttled: a 429, or a 503 carrying a hint. Hold everyone for the hint, or for a
     /// backoff when there is none.
     Throttled {
@@ -40,13 +45,16 @@ impl Signal {
     /// Reads a response head.
     pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Signal {
         if status.is_success() {
-            // The cheap common case: one header lookup.
+            // The cheap common case: three header lookups, no parsing.
             return match headers.get(&REMAINING_REQUESTS) {
                 Some(v) if v.as_bytes() == b"0" => match Quota::from_headers(headers) {
                     Some(quota) if quota.refill_interval().is_some() => Signal::Exhausted(quota),
                     _ => Signal::Healthy,
                 },
-                _ => Signal::Healthy,
+                _ => match Quota::tokens_low(headers) {
+                    Some(tokens) => Signal::TokensLow(tokens),
+                    None => Signal::Healthy,
+                },
             };
         }
         let hint = || headers::retry_after(headers, SystemTime::now());

@@ -110,16 +110,18 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
         Wake::No
     }
 
-    /// [`admit`](Self::admit) for a request of `scope` (its model, by default). A store that
-    /// keeps one state for every scope ignores it: the default does.
+    /// [`admit`](Self::admit) for a request of `scope` (its model, by default) estimated to
+    /// cost `tokens` (its prompt and output cap; 0 when unknown). A store that keeps one state
+    /// for every scope and paces requests only ignores both: the default does.
     fn admit_in(
         &self,
         now: Instant,
         scope: &Scope,
+        tokens: u64,
         ticket: Ticket,
         deadline: Option<Instant>,
     ) -> Admission {
-        let _ = scope;
+        let _ = (scope, tokens);
         self.admit(now, ticket, deadline)
     }
 
