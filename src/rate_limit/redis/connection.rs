@@ -16,8 +16,8 @@ const PEM_CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// How to reach Redis (made once, at `spawn`: a bad URL is an error there).
 pub(super) enum Endpoint {
-    Single(Client),
-    Cluster(ClusterClient),
+    Single(Box<Client>),
+    Cluster(Box<ClusterClient>),
 }
 
 /// An open connection.
@@ -41,7 +41,12 @@ impl Endpoint {
                 )));
             }
         }
-        if config.url.trim_start().to_ascii_lowercase().starts_with("rediss") {
+        if config
+            .url
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("rediss")
+        {
             // rustls picks ring by itself while it is the only provider compiled in; when the
             // application also enables another (aws-lc-rs), it wants a process default, and
             // would panic in the sync task without one. Ring, unless one is set already.
@@ -60,13 +65,13 @@ impl Endpoint {
             if config.ca_cert.is_some() {
                 builder = builder.certs(certs());
             }
-            return builder.build().map(Endpoint::Cluster);
+            return builder.build().map(|c| Endpoint::Cluster(Box::new(c)));
         }
         let client = match config.ca_cert {
             Some(_) => Client::build_with_tls(config.url.as_str(), certs())?,
             None => Client::open(config.url.as_str())?,
         };
-        Ok(Endpoint::Single(client))
+        Ok(Endpoint::Single(Box::new(client)))
     }
 
     /// Opens a connection, giving up on each step after `timeout`.
