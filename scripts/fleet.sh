@@ -6,19 +6,24 @@
 #
 #   scripts/fleet.sh                     full run (about 2 minutes once built)
 #   FLEET_SECONDS=8 scripts/fleet.sh     quick run
-#   scripts/fleet.sh local redis         only those modes (local, redis, off, single)
+#   scripts/fleet.sh local redis         only those modes (local, redis, cluster, off, single)
 #
 # Durations and rates: see benches/common/fleet/config.rs (FLEET_SECONDS, STORM_RATE, ...).
-# Without Redis (redis.sh cannot start it) the redis mode is skipped; without nginx nothing runs.
+# The cluster mode runs on a 3-master Redis Cluster (scripts/redis.sh start-cluster).
+# Without Redis (redis.sh cannot start it) the redis modes are skipped; without nginx nothing runs.
 # The report is also saved to target/fleet/report.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STORM_NGINX_DIR=""
 REDIS_DIR=""
+CLUSTER_DIR=""
 cleanup() {
     if [ -n "$REDIS_DIR" ]; then
         scripts/redis.sh stop "$REDIS_DIR" || true
+    fi
+    if [ -n "$CLUSTER_DIR" ]; then
+        scripts/redis.sh stop "$CLUSTER_DIR" || true
     fi
     if [ -n "$STORM_NGINX_DIR" ]; then
         scripts/nginx.sh stop "$STORM_NGINX_DIR" || true
@@ -43,6 +48,15 @@ elif redis_env=$(bash scripts/redis.sh start); then
 else
     echo "fleet.sh: Redis did not start: the redis mode is skipped" >&2
     unset REDIS_URL
+fi
+
+if [ -f scripts/redis.sh ] && cluster_env=$(bash scripts/redis.sh start-cluster); then
+    REDIS_CLUSTER_URL=$(sed -n 's/^REDIS_URL=//p' <<<"$cluster_env")
+    CLUSTER_DIR=$(sed -n 's/^REDIS_DIR=//p' <<<"$cluster_env")
+    export REDIS_CLUSTER_URL
+else
+    echo "fleet.sh: the Redis Cluster did not start: the cluster mode is skipped" >&2
+    unset REDIS_CLUSTER_URL
 fi
 
 out_dir=${CARGO_TARGET_DIR:-target}/fleet

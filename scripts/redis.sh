@@ -11,7 +11,18 @@
 #                                 and prints shell assignments to eval:
 #                                   REDIS_URL=redis://127.0.0.1:PORT
 #                                   REDIS_DIR=/tmp/tower-reliability-redis.XXXXXX
-#   scripts/redis.sh stop [DIR]   stops the redis-server started in DIR (default: $REDIS_DIR,
+#   scripts/redis.sh start-tls    the same with TLS only (`--port 0 --tls-port PORT`), its
+#                                 certificate signed by a throwaway authority made now with the
+#                                 openssl CLI (for 127.0.0.1 and localhost); also prints
+#                                   REDIS_URL=rediss://127.0.0.1:PORT
+#                                   REDIS_CA=DIR/ca.pem     (RedisConfig::ca_cert)
+#   scripts/redis.sh start-cluster  three masters (`--cluster-enabled yes`, no replicas) joined
+#                                 by `redis-cli --cluster create`; prints REDIS_URL (one node),
+#                                 REDIS_CLUSTER=1 and REDIS_DIR.
+#   REDIS_USER=name REDIS_PASSWORD=pw scripts/redis.sh start|start-tls|start-cluster
+#                                 adds that ACL user (all keys and commands) and puts it in
+#                                 REDIS_URL (redis://name:pw@...).
+#   scripts/redis.sh stop [DIR]   stops the redis-server(s) started in DIR (default: $REDIS_DIR,
 #                                 when exported) and removes DIR.
 #
 #   eval "$(scripts/redis.sh start)"; ...; scripts/redis.sh stop "$REDIS_DIR"
@@ -38,8 +49,15 @@ redis_bin() {
     return 1
 }
 
+# Whether everything the tests and `start*` use is here: redis-server (with TLS), redis-cli
+# (cluster create) and the openssl CLI (test certificates).
+have_all() {
+    redis_bin >/dev/null && command -v redis-cli >/dev/null 2>&1 &&
+        command -v openssl >/dev/null 2>&1
+}
+
 install() {
-    if redis_bin >/dev/null; then
+    if have_all; then
         return 0
     fi
 
@@ -65,7 +83,7 @@ install() {
         return 1
     fi
     # Someone else may have installed it while we waited for the lock.
-    if redis_bin >/dev/null; then
+    if have_all; then
         return 0
     fi
 
@@ -81,11 +99,11 @@ install() {
         fi
     fi
 
-    log "redis-server not found: installing the Debian package redis-server with apt-get"
+    log "redis-server, redis-cli or openssl missing: installing redis-server redis-tools openssl with apt-get"
     local started=$SECONDS
     "${sudo[@]}" apt-get update >&2
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends redis-server >&2
+        apt-get install -y --no-install-recommends redis-server redis-tools openssl >&2
 
     if [ -n "$created_policy" ]; then
         "${sudo[@]}" rm -f "$policy"
@@ -110,27 +128,63 @@ pong() (
     [ "${reply%$'\r'}" = "+PONG" ]
 )
 
-start() {
-    install
-    local bin dir port
+# Extra redis-server arguments for the ACL user of REDIS_USER / REDIS_PASSWORD, if set.
+acl_args=()
+auth=""
+if [ -n "${REDIS_USER:-}" ]; then
+    acl_args=(--user "$REDIS_USER" on ">${REDIS_PASSWORD:-}" '~*' '&*' '+@all')
+    auth="$REDIS_USER:${REDIS_PASSWORD:-}@"
+fi
+
+# Makes DIR/ca.pem, DIR/server.pem and DIR/server.key (P-256, one day): a throwaway authority
+# and a certificate it signed for 127.0.0.1 and localhost.
+make_certs() {
+    local dir=$1 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
+    printf 'basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' \
+        >"$dir/server.ext"
+    openssl req -x509 -nodes "${ec[@]}" -days 1 -subj "/CN=tower-reliability test CA" \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+    openssl req -nodes "${ec[@]}" -subj /CN=127.0.0.1 \
+        -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+    openssl x509 -req -days 1 -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -CAcreateserial -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+}
+
+# Starts one daemonized redis-server in DIR (its pid in DIR/redis.pid) on a free port with the
+# extra arguments; prints the port. `{port}` in an argument is replaced by the port, `{bus}`
+# by a second free port.
+spawn() {
+    local dir=$1 bin port bus ready
+    shift
     bin=$(redis_bin)
-    dir=$(mktemp -d /tmp/tower-reliability-redis.XXXXXX)
     for _ in 1 2 3; do
         port=$(free_port)
+        bus=$(free_port)
+        local args=()
+        for arg in "$@"; do
+            arg=${arg//\{port\}/$port}
+            args+=("${arg//\{bus\}/$bus}")
+        done
         rm -f "$dir/redis.pid"
         if "$bin" --port "$port" --bind 127.0.0.1 --protected-mode no \
             --save '' --appendonly no \
             --daemonize yes --pidfile "$dir/redis.pid" --dir "$dir" \
-            --logfile "$dir/redis.log" 2>>"$dir/redis.log"; then
+            --logfile "$dir/redis.log" "${args[@]}" 2>>"$dir/redis.log"; then
+            ready=""
             for _ in $(seq 1 50); do
-                if pong "$port" 2>/dev/null; then
-                    log "redis-server listening on 127.0.0.1:$port, dir $dir"
-                    echo "REDIS_URL=redis://127.0.0.1:$port"
-                    echo "REDIS_DIR=$dir"
-                    return
+                if [ "$*" != "${*/--tls-port/}" ]; then
+                    # TLS only: wait for the TLS port to listen.
+                    if listening "$port"; then ready=1; break; fi
+                elif pong "$port" 2>/dev/null; then
+                    ready=1
+                    break
                 fi
                 sleep 0.1
             done
+            if [ -n "$ready" ]; then
+                echo "$port"
+                return
+            fi
         fi
         log "redis-server did not start on port $port, retrying; log:"
         tail -n 5 "$dir/redis.log" >&2 || true
@@ -138,8 +192,76 @@ start() {
             kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
         fi
     done
-    rm -rf "$dir"
     log "giving up"
+    return 1
+}
+
+start() {
+    install
+    local dir port
+    dir=$(mktemp -d /tmp/tower-reliability-redis.XXXXXX)
+    if ! port=$(spawn "$dir" "${acl_args[@]}"); then
+        rm -rf "$dir"
+        return 1
+    fi
+    log "redis-server listening on 127.0.0.1:$port, dir $dir"
+    echo "REDIS_URL=redis://${auth}127.0.0.1:$port"
+    echo "REDIS_DIR=$dir"
+}
+
+start_tls() {
+    install
+    local dir port
+    dir=$(mktemp -d /tmp/tower-reliability-redis.XXXXXX)
+    make_certs "$dir"
+    # The plain port is 0 (off): `{port}` becomes the TLS port.
+    if ! port=$(spawn "$dir" --tls-port '{port}' --port 0 \
+        --tls-cert-file "$dir/server.pem" --tls-key-file "$dir/server.key" \
+        --tls-ca-cert-file "$dir/ca.pem" --tls-auth-clients no "${acl_args[@]}"); then
+        rm -rf "$dir"
+        return 1
+    fi
+    log "redis-server (TLS) listening on 127.0.0.1:$port, dir $dir"
+    echo "REDIS_URL=rediss://${auth}127.0.0.1:$port"
+    echo "REDIS_CA=$dir/ca.pem"
+    echo "REDIS_DIR=$dir"
+}
+
+start_cluster() {
+    install
+    local dir ports=() port
+    dir=$(mktemp -d /tmp/tower-reliability-redis.XXXXXX)
+    for n in 1 2 3; do
+        mkdir "$dir/node$n"
+        if ! port=$(spawn "$dir/node$n" --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-node-timeout 1000 --cluster-require-full-coverage no \
+            --cluster-port '{bus}' "${acl_args[@]}"); then
+            stop "$dir"
+            return 1
+        fi
+        ports+=("127.0.0.1:$port")
+    done
+    local cli=(redis-cli)
+    if [ -n "${REDIS_USER:-}" ]; then
+        cli+=(--user "$REDIS_USER" --pass "${REDIS_PASSWORD:-}" --no-auth-warning)
+    fi
+    if ! "${cli[@]}" --cluster create "${ports[@]}" --cluster-replicas 0 --cluster-yes >&2; then
+        log "redis-cli --cluster create failed"
+        stop "$dir"
+        return 1
+    fi
+    for _ in $(seq 1 100); do
+        if "${cli[@]}" -p "${ports[0]#127.0.0.1:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+            log "Redis Cluster of 3 masters on ${ports[*]}, dir $dir"
+            echo "REDIS_URL=redis://${auth}${ports[0]}"
+            echo "REDIS_CLUSTER=1"
+            echo "REDIS_DIR=$dir"
+            return
+        fi
+        sleep 0.1
+    done
+    log "the cluster did not become healthy"
+    stop "$dir"
     return 1
 }
 
@@ -149,22 +271,25 @@ stop() {
         log "stop: no redis dir given (argument or REDIS_DIR)"
         return 1
     fi
-    if [ -f "$dir/redis.pid" ]; then
-        local pid
-        pid=$(cat "$dir/redis.pid")
+    local pidfile pid
+    for pidfile in "$dir"/redis.pid "$dir"/node*/redis.pid; do
+        [ -f "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
         kill "$pid" 2>/dev/null || true
         wait_gone "$pid" || kill -9 "$pid" 2>/dev/null || true
-    fi
+    done
     rm -rf "$dir"
-    log "stopped redis-server in $dir"
+    log "stopped redis-server(s) in $dir"
 }
 
 case ${1:-} in
     install) install ;;
     start) start ;;
+    start-tls) start_tls ;;
+    start-cluster) start_cluster ;;
     stop) stop "${2:-}" ;;
     *)
-        echo "usage: $0 install | start | stop [DIR]" >&2
+        echo "usage: $0 install | start | start-tls | start-cluster | stop [DIR]" >&2
         exit 2
         ;;
 esac

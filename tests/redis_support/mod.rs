@@ -27,6 +27,9 @@
 //! `#[tokio::test(start_paused = true)]` tests and never stall the test's runtime.
 #![allow(dead_code)] // each including test uses some of the helpers only
 
+pub mod cluster;
+pub mod tls;
+
 use std::{
     collections::{hash_map::RandomState, BTreeSet},
     env, fs,
@@ -64,7 +67,7 @@ fn env_flag(name: &str) -> bool {
 
 /// Writes one line straight to the process's stderr, past libtest's output capture, so that
 /// skips and installs show up in a plain `cargo test` run.
-fn notice(message: &str) {
+pub(crate) fn notice(message: &str) {
     let _ = writeln!(io::stderr(), "{message}");
 }
 
@@ -177,7 +180,7 @@ pub fn start_or_skip_blocking(test_name: &str) -> Option<RedisServer> {
 }
 
 /// The skip-or-panic decision of [`start_or_skip`].
-fn skip_unless_found(test_name: &str, binary: Option<PathBuf>) -> Option<PathBuf> {
+pub(crate) fn skip_unless_found(test_name: &str, binary: Option<PathBuf>) -> Option<PathBuf> {
     if binary.is_some() {
         return binary;
     }
@@ -201,6 +204,8 @@ pub struct RedisServer {
     binary: PathBuf,
     port: u16,
     dir: PathBuf,
+    /// Extra `redis-server` arguments (TLS, ACL users, cluster mode), kept for restarts.
+    args: Vec<String>,
     child: Option<Process>,
 }
 
@@ -217,7 +222,7 @@ impl Drop for Process {
 }
 
 /// Awaits a `spawn_blocking` task, passing its panic on with the original message.
-async fn join<T>(task: tokio::task::JoinHandle<T>) -> T {
+pub(crate) async fn join<T>(task: tokio::task::JoinHandle<T>) -> T {
     task.await
         .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
 }
@@ -252,16 +257,34 @@ impl RedisServer {
 
     /// [`RedisServer::start_blocking`] with this redis-server binary.
     pub fn start_blocking_with(binary: PathBuf) -> io::Result<Self> {
+        Self::start_blocking_with_args(binary, |_, _| Ok(Vec::new()))
+    }
+
+    /// [`RedisServer::start_blocking_with`], with extra arguments made from the server's port
+    /// and temp dir (called again for each port tried).
+    pub fn start_blocking_with_args(
+        binary: PathBuf,
+        mut args: impl FnMut(u16, &Path) -> io::Result<Vec<String>>,
+    ) -> io::Result<Self> {
         let dir = make_temp_dir()?;
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
             let port = pick_port()?;
-            match spawn_ready(&binary, port, &dir) {
+            let extra = match args(port, &dir) {
+                Ok(extra) => extra,
+                Err(err) => {
+                    release_port(port);
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(err);
+                }
+            };
+            match spawn_ready(&binary, port, &dir, &extra) {
                 Ok(child) => {
                     return Ok(Self {
                         binary,
                         port,
                         dir,
+                        args: extra,
                         child: Some(child),
                     })
                 }
@@ -344,8 +367,9 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         self.stop().await;
         let (binary, port, dir) = (self.binary.clone(), self.port, self.dir.clone());
+        let args = self.args.clone();
         let child = join(tokio::task::spawn_blocking(move || {
-            respawn(&binary, port, &dir)
+            respawn(&binary, port, &dir, &args)
         }))
         .await;
         self.child = Some(child);
@@ -354,7 +378,7 @@ impl RedisServer {
     /// [`RedisServer::restart`] for synchronous code.
     pub fn restart_blocking(&mut self) {
         self.stop_blocking();
-        self.child = Some(respawn(&self.binary, self.port, &self.dir));
+        self.child = Some(respawn(&self.binary, self.port, &self.dir, &self.args));
     }
 
     /// Whether a server answers `PING` with `PONG` on this port now. Needs a tokio runtime.
@@ -454,7 +478,7 @@ fn random_u64() -> u64 {
 /// this or another test process: see [`reserve_port`]), below the kernel's ephemeral range
 /// when there is room: outgoing connections take ephemeral ports, and one could grab the port
 /// while a test has the server stopped. Reserved for the caller until [`release_port`].
-fn pick_port() -> io::Result<u16> {
+pub(crate) fn pick_port() -> io::Result<u16> {
     let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
@@ -553,7 +577,7 @@ fn reserve_port(port: u16) -> bool {
 }
 
 /// Gives up the claim of [`reserve_port`].
-fn release_port(port: u16) {
+pub(crate) fn release_port(port: u16) {
     let file = port_registry().join(port.to_string());
     let ours =
         fs::read_to_string(&file).is_ok_and(|pid| pid.trim() == std::process::id().to_string());
@@ -572,7 +596,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Spawns redis-server on `port` (logging to `dir/redis.log`) and waits until it answers.
-fn spawn_ready(binary: &Path, port: u16, dir: &Path) -> io::Result<Process> {
+fn spawn_ready(binary: &Path, port: u16, dir: &Path, extra: &[String]) -> io::Result<Process> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -587,6 +611,7 @@ fn spawn_ready(binary: &Path, port: u16, dir: &Path) -> io::Result<Process> {
         .args(["--daemonize", "no"])
         .arg("--dir")
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -634,10 +659,10 @@ fn wait_ready(child: &mut Child, port: u16, dir: &Path) -> io::Result<()> {
 }
 
 /// Starts the server again on `port`, retrying for a moment in case the port is briefly taken.
-fn respawn(binary: &Path, port: u16, dir: &Path) -> Process {
+fn respawn(binary: &Path, port: u16, dir: &Path, extra: &[String]) -> Process {
     let mut last_err = None;
     for _ in 0..3 {
-        match spawn_ready(binary, port, dir) {
+        match spawn_ready(binary, port, dir, extra) {
             Ok(child) => return child,
             Err(err) => last_err = Some(err),
         }
@@ -698,7 +723,7 @@ fn connect(port: u16, connect_timeout: Duration) -> io::Result<TcpStream> {
 }
 
 /// Sends one command (a RESP array of bulk strings) and reads one reply.
-fn command_port<S: AsRef<str>>(port: u16, args: &[S]) -> io::Result<Reply> {
+pub(crate) fn command_port<S: AsRef<str>>(port: u16, args: &[S]) -> io::Result<Reply> {
     let mut stream = connect(port, IO_TIMEOUT)?;
     let mut request = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `STORM_NGINX_URL` | unset | base URL of `scripts/nginx.sh`; unset: nothing runs |
 //! | `REDIS_URL` | unset | a Redis for the `redis` mode; unset: that mode is skipped |
+//! | `REDIS_CLUSTER_URL` | unset | a node of a Redis Cluster for the `cluster` mode; unset: skipped |
 //! | `STORM_RATE` | 50 | nginx's limit in requests per second (must match the nginx config) |
 //! | `FLEET_OFFERED_FACTOR` | 2 | the fleet's total offered load as a multiple of the limit |
 //! | `FLEET_SECONDS` | 20 | how long requests arrive, per mode |
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub struct FleetConfig {
     pub nginx_url: Option<String>,
     pub redis_url: Option<String>,
+    pub cluster_url: Option<String>,
     pub limit_rps: f64,
     pub offered_factor: f64,
     pub window: Duration,
@@ -64,6 +66,7 @@ impl FleetConfig {
         FleetConfig {
             nginx_url: url("STORM_NGINX_URL"),
             redis_url: url("REDIS_URL"),
+            cluster_url: url("REDIS_CLUSTER_URL"),
             limit_rps: number("STORM_RATE").unwrap_or(50.0),
             offered_factor: number("FLEET_OFFERED_FACTOR").unwrap_or(2.0),
             window: Duration::from_secs_f64(number("FLEET_SECONDS").unwrap_or(20.0)),
@@ -104,6 +107,8 @@ pub enum Store {
     Off,
     /// A `RedisStore` with the prefix every worker of the run shares.
     Redis,
+    /// The same on a Redis Cluster (`RedisConfig::cluster`).
+    Cluster,
 }
 
 impl Store {
@@ -112,11 +117,12 @@ impl Store {
             Store::Local => "local",
             Store::Off => "off",
             Store::Redis => "redis",
+            Store::Cluster => "cluster",
         }
     }
 
     fn parse(text: &str) -> Option<Store> {
-        [Store::Local, Store::Off, Store::Redis]
+        [Store::Local, Store::Off, Store::Redis, Store::Cluster]
             .into_iter()
             .find(|s| s.slug() == text)
     }
@@ -129,6 +135,8 @@ pub enum Mode {
     Local,
     /// `FLEET_WORKERS` processes sharing one state through Redis.
     Redis,
+    /// The same through a 3-master Redis Cluster.
+    Cluster,
     /// `FLEET_WORKERS` processes, each with its own gate and no adaptive rate.
     Off,
     /// One process offered the whole fleet's load (what one client on the key achieves).
@@ -137,15 +145,22 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in run and table order.
-    pub const ALL: [Mode; 4] = [Mode::Local, Mode::Redis, Mode::Off, Mode::Single];
+    pub const ALL: [Mode; 5] = [
+        Mode::Local,
+        Mode::Redis,
+        Mode::Cluster,
+        Mode::Off,
+        Mode::Single,
+    ];
     /// The modes run when no argument picks any.
-    pub const DEFAULT: [Mode; 3] = [Mode::Local, Mode::Redis, Mode::Off];
+    pub const DEFAULT: [Mode; 4] = [Mode::Local, Mode::Redis, Mode::Cluster, Mode::Off];
 
     /// The argument that picks the mode, and its nginx path segment.
     pub fn slug(self) -> &'static str {
         match self {
             Mode::Local => "local",
             Mode::Redis => "redis",
+            Mode::Cluster => "cluster",
             Mode::Off => "off",
             Mode::Single => "single",
         }
@@ -156,6 +171,7 @@ impl Mode {
         match self {
             Mode::Local => "per-process state (`RateLimitAware::new()`, CUBIC)",
             Mode::Redis => "shared through Redis (`RedisStore`)",
+            Mode::Cluster => "shared through a 3-master Redis Cluster",
             Mode::Off => "per-process gate, `RateControl::Off`",
             Mode::Single => "one process alone, whole load (reference)",
         }
@@ -165,6 +181,7 @@ impl Mode {
         match self {
             Mode::Local | Mode::Single => Store::Local,
             Mode::Redis => Store::Redis,
+            Mode::Cluster => Store::Cluster,
             Mode::Off => Store::Off,
         }
     }

@@ -40,6 +40,7 @@ async fn nginx_reachable(base: &str) -> bool {
 
 /// Whether Redis at `url` answers PING; the error otherwise.
 async fn redis_reachable(url: &str) -> Result<(), String> {
+    // A cluster node answers PING too (on its own, as a plain connection).
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
     let ping = async {
         let mut connection = client.get_multiplexed_async_connection().await?;
@@ -70,13 +71,17 @@ pub fn run(config: &FleetConfig, modes: &[Mode]) {
         println!("fleet: skipped: nginx does not answer at {base}/ok.");
         return;
     }
-    let redis = match &config.redis_url {
-        None => Err("REDIS_URL is not set (scripts/fleet.sh starts Redis and sets it)".to_owned()),
+    let reachable = |name: &str, url: &Option<String>| match url {
+        None => Err(format!(
+            "{name} is not set (scripts/fleet.sh starts Redis and sets it)"
+        )),
         Some(url) => checks
             .block_on(redis_reachable(url))
             .map(|()| url.clone())
             .map_err(|e| format!("Redis at {url} does not answer: {e}")),
     };
+    let redis = reachable("REDIS_URL", &config.redis_url);
+    let cluster = reachable("REDIS_CLUSTER_URL", &config.cluster_url);
     drop(checks);
 
     let modes: Vec<Mode> = if modes.is_empty() {
@@ -107,16 +112,18 @@ pub fn run(config: &FleetConfig, modes: &[Mode]) {
     let run_id = unix_ms();
     let mut runs = Vec::new();
     for (i, &mode) in modes.iter().enumerate() {
-        let redis_url = if mode == Mode::Redis {
-            match &redis {
-                Ok(url) => Some(url.clone()),
-                Err(why) => {
-                    println!("Skipping the `redis` mode: {why}.\n");
-                    continue;
-                }
+        let needs = match mode {
+            Mode::Redis => Some(&redis),
+            Mode::Cluster => Some(&cluster),
+            _ => None,
+        };
+        let redis_url = match needs {
+            None => None,
+            Some(Ok(url)) => Some(url.clone()),
+            Some(Err(why)) => {
+                println!("Skipping the `{}` mode: {why}.\n", mode.slug());
+                continue;
             }
-        } else {
-            None
         };
         if i > 0 && !runs.is_empty() {
             std::thread::sleep(config.pause);

@@ -104,11 +104,13 @@ async fn run(args: &WorkerArgs) -> WorkerReport {
                 Probe::Local(store),
             )
         }
-        Store::Redis => {
+        Store::Redis | Store::Cluster => {
             let Some(url) = &args.redis_url else {
                 return failed_report("redis mode without redis=URL");
             };
-            match RedisStore::spawn(RedisConfig::new(url.clone(), args.prefix.clone())) {
+            let config = RedisConfig::new(url.clone(), args.prefix.clone())
+                .cluster(args.store == Store::Cluster);
+            match RedisStore::spawn(config) {
                 Ok(store) => {
                     let store = Arc::new(store);
                     (

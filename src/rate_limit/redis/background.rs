@@ -3,10 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Script};
+use redis::Script;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Link, RedisConfig};
+use super::{
+    connection::{Connection, Endpoint},
+    Link, RedisConfig,
+};
 use crate::{
     observe,
     rate_limit::{adaptive::Curve, local::Learned, LocalStore},
@@ -34,6 +37,11 @@ enum SyncError {
 impl std::fmt::Display for SyncError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // A single-server store pointed at a cluster node that does not hold the slot.
+            SyncError::Redis(e) if e.redirect_node().is_some() => write!(
+                f,
+                "{e} (this Redis is a node of a Redis Cluster: set RedisConfig::cluster)"
+            ),
             SyncError::Redis(e) => write!(f, "{e}"),
             SyncError::TimedOut(limit) => write!(f, "no answer within {limit:?}"),
         }
@@ -41,13 +49,13 @@ impl std::fmt::Display for SyncError {
 }
 
 struct Syncer {
-    client: Client,
+    endpoint: Endpoint,
     config: RedisConfig,
     script: Script,
     member: String,
     gate_key: String,
     members_key: String,
-    connection: Option<MultiplexedConnection>,
+    connection: Option<Connection>,
 }
 
 /// Marks the store unshared when the task ends (aborted, or its runtime shut down).
@@ -60,7 +68,7 @@ impl Drop for Unshare {
 }
 
 pub(super) async fn run(
-    client: Client,
+    endpoint: Endpoint,
     config: RedisConfig,
     local: Arc<LocalStore>,
     link: Arc<Link>,
@@ -69,7 +77,7 @@ pub(super) async fn run(
     let member = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
     let prefix = config.prefix.clone();
     let mut syncer = Syncer {
-        client,
+        endpoint,
         script: Script::new(include_str!("fleet.lua")),
         member,
         gate_key: format!("{{{prefix}}}:gate"),
@@ -112,7 +120,14 @@ pub(super) async fn run(
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .merge(pending);
-                syncer.connection = None;
+                let keep = match (&syncer.connection, &error) {
+                    (Some(connection), SyncError::Redis(e)) => connection.survives(e),
+                    (Some(Connection::Cluster(_)), SyncError::TimedOut(_)) => true,
+                    _ => false,
+                };
+                if !keep {
+                    syncer.connection = None;
+                }
                 let now = Instant::now();
                 let since = *failing_since.get_or_insert(now);
                 if !fallen_back
@@ -147,13 +162,7 @@ impl Syncer {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {
-                let limits = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.config.timeout))
-                    .set_response_timeout(Some(self.config.timeout));
-                let connection = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&limits)
-                    .await?;
+                let connection = self.endpoint.connect(self.config.timeout).await?;
                 self.connection.insert(connection)
             }
         };
@@ -178,22 +187,23 @@ impl Syncer {
             u32,
             String,
             i64,
-        ) = self
-            .script
-            .key(&self.gate_key)
-            .key(&self.members_key)
-            .arg(&self.member)
-            .arg(millis(self.config.effective_member_ttl()).max(1))
-            .arg(close_for)
-            .arg(cut)
-            .arg(age)
-            .arg(id.to_string())
-            .arg(plateau)
-            .arg(wave)
-            .arg(millis(KEY_TTL))
-            .arg(millis(gate.max_hold).max(1))
-            .arg(millis(gate.forget_after).max(1))
-            .invoke_async(connection)
+        ) = connection
+            .invoke(
+                self.script
+                    .key(&self.gate_key)
+                    .key(&self.members_key)
+                    .arg(&self.member)
+                    .arg(millis(self.config.effective_member_ttl()).max(1))
+                    .arg(close_for)
+                    .arg(cut)
+                    .arg(age)
+                    .arg(id.to_string())
+                    .arg(plateau)
+                    .arg(wave)
+                    .arg(millis(KEY_TTL))
+                    .arg(millis(gate.max_hold).max(1))
+                    .arg(millis(gate.forget_after).max(1)),
+            )
             .await?;
         Ok(Reply::read(
             closed_for,

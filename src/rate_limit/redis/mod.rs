@@ -20,6 +20,7 @@
 //! requests) and the paced queue (each process paces its own requests at its share).
 
 mod background;
+mod connection;
 
 use std::{
     fmt,
@@ -42,8 +43,18 @@ use super::{
 /// Its `Debug` output hides the URL's password.
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// The Redis URL, for example `redis://127.0.0.1:6379/0` (`rediss://` is not enabled).
+    /// The Redis URL, for example `redis://127.0.0.1:6379/0`, `rediss://` for TLS (rustls;
+    /// the system's roots, or [`ca_cert`](Self::ca_cert)), with `user:password@` for an ACL
+    /// user (the password is printed nowhere). With [`cluster`](Self::cluster), any node of
+    /// the cluster.
     pub url: String,
+    /// `url` is a node of a Redis Cluster (default `false`): the store finds the node that
+    /// holds the prefix's slot (both keys are in one slot) and follows it through resharding,
+    /// failovers and restarts.
+    pub cluster: bool,
+    /// PEM certificates to trust for `rediss://` instead of the system's roots (a managed
+    /// Redis's own authority, a self-signed server). `None` (default): the system's roots.
+    pub ca_cert: Option<Vec<u8>>,
     /// The key prefix: every process with the same prefix shares one state. Use one per API
     /// key (account), for example `"tower-reliability:fireworks:prod"`. The keys are
     /// `{prefix}:gate` and `{prefix}:members`. Must not be empty nor contain `{` or `}`.
@@ -70,6 +81,8 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
+            cluster: false,
+            ca_cert: None,
             prefix: prefix.into(),
             sync_interval: Duration::from_millis(100),
             timeout: Duration::from_millis(250),
@@ -77,6 +90,18 @@ impl RedisConfig {
             member_ttl: Duration::from_secs(3),
             gate: GateConfig::default(),
         }
+    }
+
+    /// With `url` a node of a Redis Cluster (or not).
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Trusting these PEM certificates for `rediss://` instead of the system's roots.
+    pub fn ca_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_cert = Some(pem.into());
+        self
     }
 
     /// With these gate knobs.
@@ -118,6 +143,8 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact(&self.url))
+            .field("cluster", &self.cluster)
+            .field("ca_cert", &self.ca_cert.as_ref().map(|pem| pem.len()))
             .field("prefix", &self.prefix)
             .field("sync_interval", &self.sync_interval)
             .field("timeout", &self.timeout)
@@ -150,7 +177,6 @@ enum ErrorCause {
     Url(redis::RedisError),
     NoRuntime,
     Prefix,
-    Cluster,
 }
 
 impl fmt::Display for RedisStoreError {
@@ -163,9 +189,6 @@ impl fmt::Display for RedisStoreError {
             ErrorCause::Prefix => f.write_str(
                 "the key prefix must be non-empty and contain no `{` or `}` (it is the keys' hash tag)",
             ),
-            ErrorCause::Cluster => f.write_str(
-                "Redis Cluster is not supported (yet): use a single Redis server or a primary URL",
-            ),
         }
     }
 }
@@ -174,7 +197,7 @@ impl std::error::Error for RedisStoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0 {
             ErrorCause::Url(e) => Some(e),
-            ErrorCause::NoRuntime | ErrorCause::Prefix | ErrorCause::Cluster => None,
+            ErrorCause::NoRuntime | ErrorCause::Prefix => None,
         }
     }
 }
@@ -220,27 +243,25 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// An unparseable URL, a Redis Cluster URL (not supported), an empty prefix or one with
-    /// `{` or `}`, or no tokio runtime to run the sync on.
+    /// An unparseable URL (or unreadable [`ca_cert`](RedisConfig::ca_cert)), an empty prefix
+    /// or one with `{` or `}`, or no tokio runtime to run the sync on.
     pub fn spawn(config: RedisConfig) -> Result<RedisStore, RedisStoreError> {
         if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
             return Err(RedisStoreError(ErrorCause::Prefix));
         }
-        if config
-            .url
-            .split_once("://")
-            .is_some_and(|(scheme, _)| scheme.to_ascii_lowercase().contains("cluster"))
-        {
-            return Err(RedisStoreError(ErrorCause::Cluster));
-        }
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| RedisStoreError(ErrorCause::Url(e)))?;
+        let endpoint =
+            connection::Endpoint::new(&config).map_err(|e| RedisStoreError(ErrorCause::Url(e)))?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| RedisStoreError(ErrorCause::NoRuntime))?;
         let local = Arc::new(LocalStore::new(config.gate));
         let link = Arc::new(Link::default());
         let task = runtime
-            .spawn(background::run(client, config, local.clone(), link.clone()))
+            .spawn(background::run(
+                endpoint,
+                config,
+                local.clone(),
+                link.clone(),
+            ))
             .abort_handle();
         Ok(RedisStore { local, link, task })
     }
