@@ -768,6 +768,7 @@ impl LocalStore {
             Signal::Healthy
             | Signal::Exhausted { .. }
             | Signal::TokensLow(_)
+            | Signal::OverLimit
             | Signal::Throttled { .. } => {
                 // The server answered: it is up. Any answer closes the breaker (the probe's,
                 // or one sent before the trip), and the held backlog is released ramping up.
@@ -828,6 +829,14 @@ impl LocalStore {
         // Paced at a learned rate already: the server's hint concerns the request it answered
         // (its retry waits it out), not everyone.
         let pacing = gate.adaptive.is_active();
+        // Above the guaranteed limit, before any 429: trim the rate (once per wave, as a
+        // throttle does) and hold it there, without closing the gate.
+        if signal == Signal::OverLimit {
+            learned.cut = self.cut_rate(gate, now, sent_at);
+            if learned.cut.is_some() {
+                gate.adaptive.hold_after_hint(cfg.hinted_plateau);
+            }
+        }
         if let Signal::Throttled { hint } = signal {
             learned.cut = self.cut_rate(gate, now, sent_at);
             if hint.is_some() {
@@ -888,7 +897,7 @@ impl LocalStore {
                 observe::gate_closed(wait, hint.is_some());
                 learned.closed_until = self.close(gate, time::after(now, wait));
             }
-            Signal::Failing | Signal::Neutral => {}
+            Signal::OverLimit | Signal::Failing | Signal::Neutral => {}
         }
     }
 }

@@ -28,6 +28,10 @@ pub enum Signal {
     /// per-minute `x-ratelimit-{limit,remaining}-tokens-prompt`). A [`Quota`] of tokens: the
     /// gate mirrors it and charges every request its estimated tokens.
     TokensLow(Quota),
+    /// The server answered, above its guaranteed limit: `x-ratelimit-over-limit: yes`
+    /// (Fireworks serves such requests at lower priority, and answers 429 far above). The
+    /// adaptive rate is trimmed and stops growing before any 429 comes.
+    OverLimit,
     /// Throttled: a 429, or a 503 carrying a hint. Hold everyone for the hint, or for a
     /// backoff when there is none.
     Throttled {
@@ -39,6 +43,16 @@ pub enum Signal {
     Failing,
     /// Nothing to learn (a 4xx that is the request's own fault, an application error).
     Neutral,
+}
+
+const OVER_LIMIT: http::HeaderName = http::HeaderName::from_static("x-ratelimit-over-limit");
+
+/// `x-ratelimit-over-limit: yes` (or `true`), any case.
+fn over_limit(headers: &HeaderMap) -> bool {
+    headers.get(&OVER_LIMIT).is_some_and(|v| {
+        let v = v.as_bytes().trim_ascii();
+        v.eq_ignore_ascii_case(b"yes") || v.eq_ignore_ascii_case(b"true")
+    })
 }
 
 impl Signal {
@@ -53,6 +67,7 @@ impl Signal {
                 },
                 _ => match Quota::tokens_low(headers) {
                     Some(tokens) => Signal::TokensLow(tokens),
+                    None if over_limit(headers) => Signal::OverLimit,
                     None => Signal::Healthy,
                 },
             };
