@@ -58,6 +58,14 @@ fn over_limit(headers: &HeaderMap) -> bool {
 impl Signal {
     /// Reads a response head.
     pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Signal {
+        Signal::read(status, headers, true)
+    }
+
+    /// Like [`from_response`](Self::from_response); on a success, the early signals (a low
+    /// token allowance, the over-limit flag: three more header lookups) only if `early`. The
+    /// layer reads them on every response while the gate is restricted, and on one in 16
+    /// otherwise: they describe a trend, and the success path stays at one lookup.
+    pub(crate) fn read(status: StatusCode, headers: &HeaderMap, early: bool) -> Signal {
         if status.is_success() {
             // The cheap common case: three header lookups, no parsing.
             return match headers.get(&REMAINING_REQUESTS) {
@@ -65,6 +73,7 @@ impl Signal {
                     Some(quota) if quota.refill_interval().is_some() => Signal::Exhausted(quota),
                     _ => Signal::Healthy,
                 },
+                _ if !early => Signal::Healthy,
                 _ => match Quota::tokens_low(headers) {
                     Some(tokens) => Signal::TokensLow(tokens),
                     None if over_limit(headers) => Signal::OverLimit,
