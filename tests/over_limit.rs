@@ -2,22 +2,16 @@
 //! lower priority and answers 429 only far above it. The gate reads the flag as an early
 //! signal: it trims the adaptive rate (once per wave) and holds it, before any 429 comes, and
 //! holds nobody for it.
+mod limits_support;
+
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::json;
-use std::sync::Arc;
 use tokio::time::Instant;
-use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_reliability::{
-    fireworks,
     rate_limit::{Admission, LocalStore, RateLimitStore, Scope, Signal, Ticket},
-    retry::ReplayBody,
-    testing::{FireworksHeaders, FireworksServer, ModelLimits, ServerConfig, DEFAULT_MODEL},
-    RateLimitAware, Workload,
+    testing::{FireworksHeaders, ModelLimits, DEFAULT_MODEL},
 };
 
 #[test]
@@ -71,52 +65,15 @@ async fn the_flag_paces_the_client_before_429s() {
     let limits = ModelLimits::new()
         .generated_tokens_per_minute(3000)
         .fireworks_headers(FireworksHeaders::Current);
-    let server = FireworksServer::start(
-        ServerConfig::default()
-            .model_limits(limits)
-            .tokens_per_completion(10)
-            .token_interval(Duration::from_millis(1)),
-    )
-    .await
-    .expect("server starts");
-    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
-    let store = Arc::new(LocalStore::default());
-    let svc = ServiceBuilder::new()
-        .layer(
-            fireworks::layer(Workload::Interactive)
-                .rate_limit(RateLimitAware::with_store(store.clone())),
-        )
-        .service(client);
+    let server = limits_support::server(limits, 10).await;
     let body = json!({
         "model": DEFAULT_MODEL,
         "messages": [{"role": "user", "content": "hi"}],
     })
     .to_string();
     // 10 generated tokens each, 20 a second: 200 tokens/s against a limit of 50/s.
-    let mut calls = Vec::new();
-    for _ in 0..400 {
-        let mut svc = svc.clone();
-        let request = http::Request::post(server.chat_url())
-            .header("authorization", "Bearer test-key")
-            .body(Full::new(Bytes::from(body.clone())))
-            .unwrap();
-        calls.push(tokio::spawn(async move {
-            let response = svc.ready().await?.call(request).await?;
-            let status = response.status();
-            let _ = response.into_body().collect().await;
-            Ok::<_, tower_reliability::Error>(status)
-        }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for call in calls {
-        let _ = call.await.unwrap();
-    }
-    let stats = server.stats();
-    let model = stats.model(DEFAULT_MODEL);
-    eprintln!(
-        "attempts {}, served {}, 429s {}, over-limit {}",
-        model.requests, model.served, model.rate_limited, model.over_limit
-    );
+    limits_support::offer(&server, &body, 400, Duration::from_millis(50)).await;
+    let model = server.stats().model(DEFAULT_MODEL);
     // Few requests served above the guaranteed limit (at lower priority): the client trims its
     // rate at the first flags (without it, a quarter of these attempts are over the limit).
     assert!(

@@ -3,21 +3,16 @@
 //! `x-ratelimit-{limit,remaining}-tokens-prompt`), the gate mirrors the token bucket and charges
 //! each request its estimated tokens (prompt bytes / 4 + `max_tokens`), so a client offering
 //! twice a token-per-minute limit is paced by tokens instead of finding the limit with 429s.
-use std::{sync::Arc, time::Duration};
+mod limits_support;
 
-use bytes::Bytes;
+use std::time::Duration;
+
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::json;
 use tokio::time::Instant;
-use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_reliability::{
-    fireworks,
     rate_limit::{Admission, LocalStore, Quota, RateLimitStore, Scope, Signal, Ticket},
-    retry::ReplayBody,
-    testing::{FireworksHeaders, FireworksServer, ModelLimits, ServerConfig, DEFAULT_MODEL},
-    RateLimitAware, Workload,
+    testing::{FireworksHeaders, ModelLimits, DEFAULT_MODEL},
 };
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -110,22 +105,7 @@ async fn twice_a_token_limit_is_paced_with_few_429s() {
         .tokens_per_minute(6000)
         .openai_headers(true)
         .fireworks_headers(FireworksHeaders::None);
-    let server = FireworksServer::start(
-        ServerConfig::default()
-            .model_limits(limits)
-            .tokens_per_completion(5)
-            .token_interval(Duration::from_millis(1)),
-    )
-    .await
-    .expect("server starts");
-    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
-    let store = Arc::new(LocalStore::default());
-    let svc = ServiceBuilder::new()
-        .layer(
-            fireworks::layer(Workload::Interactive)
-                .rate_limit(RateLimitAware::with_store(store.clone())),
-        )
-        .service(client);
+    let server = limits_support::server(limits, 5).await;
     // About 200 tokens each (a 800-byte message, 5 generated), one a second: 2 × 100 tokens/s.
     let body = json!({
         "model": DEFAULT_MODEL,
@@ -133,36 +113,9 @@ async fn twice_a_token_limit_is_paced_with_few_429s() {
         "messages": [{"role": "user", "content": "abcd".repeat(200)}],
     })
     .to_string();
-    let mut calls = Vec::new();
-    for _ in 0..60 {
-        let mut svc = svc.clone();
-        let request = http::Request::post(server.chat_url())
-            .header("authorization", "Bearer test-key")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.clone())))
-            .unwrap();
-        calls.push(tokio::spawn(async move {
-            let response = svc.ready().await?.call(request).await?;
-            let status = response.status();
-            let _ = response.into_body().collect().await;
-            Ok::<_, tower_reliability::Error>(status)
-        }));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let mut ok = 0;
-    for call in calls {
-        if matches!(call.await.unwrap(), Ok(StatusCode::OK)) {
-            ok += 1;
-        }
-    }
-    let stats = server.stats();
-    let model = stats.model(DEFAULT_MODEL);
-    let attempts = model.requests;
-    let throttled = model.rate_limited;
-    eprintln!(
-        "ok {ok} of 60, attempts {attempts}, 429s {throttled}, tokens {} + {}",
-        model.prompt_tokens, model.generated_tokens
-    );
+    let ok = limits_support::offer(&server, &body, 60, Duration::from_secs(1)).await;
+    let model = server.stats().model(DEFAULT_MODEL);
+    let (attempts, throttled) = (model.requests, model.rate_limited);
     assert!(
         throttled * 20 <= attempts,
         "{throttled} of {attempts} attempts answered 429"
