@@ -8,8 +8,9 @@
 //! - `Retry-After` / `retry-after-ms` are honoured (reqwest-middleware#146, #247);
 //! - a streaming (non-cloneable) request body is buffered up to the replay cap and replayed
 //!   byte for byte, instead of failing (reqwest-middleware#44); a body over the cap is sent
-//!   once and the response says why ([`RetryReport`](crate::RetryReport) is not available on a
-//!   `reqwest::Response`, so a `warn` event is emitted);
+//!   once, a `warn` event says so, and the response's extensions carry the
+//!   [`RetryReport`](crate::RetryReport) (`response.extensions().get::<RetryReport>()`) as they
+//!   do for every request that was retried or stopped early;
 //! - every clone of the client shares one rate-limit gate and one retry budget.
 //!
 //! A request picks its [`Workload`] with `RequestBuilder::with_extension(Workload::Agentic)`.

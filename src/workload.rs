@@ -37,6 +37,8 @@
 use std::time::Duration;
 
 /// The kind of work a request is, which decides its timeouts.
+///
+/// `Workload::default()` is [`Interactive`](Self::Interactive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Workload {
     /// Interactive chat: a person is waiting. Guide: 30–60 s.

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 /// How randomness is mixed into the exponential schedule (see Brooker, "Exponential Backoff And
 /// Jitter"). `n` counts retries from 0; `v = min(cap, base * 2^n)`.
+///
+/// `Jitter::default()` is [`Guide`](Self::Guide), the Fireworks guide's loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Jitter {

@@ -55,6 +55,7 @@ impl std::fmt::Debug for StatusSet {
 }
 
 impl Default for StatusSet {
+    /// [`StatusSet::GUIDE`]: 429, 500, 502, 503, 504.
     fn default() -> Self {
         StatusSet::GUIDE
     }

@@ -23,8 +23,12 @@ use crate::workload::{TimeoutProfile, Workload};
 /// use std::time::Duration;
 /// use tower_reliability::{TimeoutByWorkload, TimeoutProfile, Workload};
 ///
+/// // Interactive with a 45 s deadline; keep the interactive idle-read timeout (30 s):
+/// // `TimeoutProfile::new` alone would bring the guide's 1800 s default.
+/// let interactive = Workload::Interactive.profile().with_total(Duration::from_secs(45));
 /// let timeouts = TimeoutByWorkload::new(Workload::Interactive)
-///     .profile(Workload::Interactive, TimeoutProfile::new(Duration::from_secs(45)));
+///     .profile(Workload::Interactive, interactive);
+/// assert_eq!(interactive.idle_read, Duration::from_secs(30));
 /// ```
 ///
 /// [`TimeoutPhase::Deadline`]: crate::TimeoutPhase::Deadline
