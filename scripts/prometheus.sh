@@ -42,6 +42,8 @@ rules=$root/docs/prometheus-alerts.yml
 log() { echo "prometheus.sh: $*" >&2; }
 # shellcheck source=lib/servers.sh
 . "$(dirname "$0")/lib/servers.sh"
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
 
 # Prints the path of the program $1 (prometheus or promtool), or fails.
 find_bin() {
@@ -63,71 +65,12 @@ installed() {
     done
 }
 
-# Installs the Debian package $1 unless the programs $2... are all there already.
-install_package() {
-    local package=$1
-    shift
-    if installed "$@"; then
-        return 0
-    fi
-
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
-            sudo=(sudo -n)
-        else
-            log "$package is missing and cannot be installed: not root and no sudo."
-            log "install the Debian package $package (apt-get install $package) and retry."
-            return 1
-        fi
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        log "$package is missing and apt-get is not available: install $package by hand."
-        return 1
-    fi
-
-    # One apt run at a time, even with several callers at once.
-    exec 9>>"$lock_file"
-    if ! flock -w 900 9; then
-        log "timed out waiting for $lock_file (another install still running?)"
-        return 1
-    fi
-    if installed "$@"; then
-        return 0
-    fi
-
-    # Keep the package's postinst from starting the system service (prometheus on port 9090):
-    # a policy that denies every action, only while we install, and only if the machine has
-    # none.
-    local policy=/usr/sbin/policy-rc.d created_policy=""
-    if [ ! -e "$policy" ]; then
-        if printf '#!/bin/sh\n# scripts/prometheus.sh install: do not start services\nexit 101\n' |
-            "${sudo[@]}" tee "$policy" >/dev/null && "${sudo[@]}" chmod 755 "$policy"; then
-            created_policy=1
-            trap '"${sudo[@]}" rm -f "$policy"' EXIT
-        fi
-    fi
-
-    log "$* not found: installing the Debian package $package with apt-get"
-    local started=$SECONDS
-    "${sudo[@]}" apt-get update >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends "$package" >&2
-
-    if [ -n "$created_policy" ]; then
-        "${sudo[@]}" rm -f "$policy"
-        trap - EXIT
-    fi
-
-    if ! installed "$@"; then
-        log "apt-get finished but $* still not found"
-        return 1
-    fi
-    log "installed $package in $((SECONDS - started)) s"
-}
+# The programs each package brings.
+have_prometheus() { installed prometheus promtool; }
+have_chromium() { installed chromium; }
 
 install() {
-    install_package prometheus prometheus promtool
+    apt_install "$lock_file" have_prometheus prometheus
 }
 
 # Writes DIR/prometheus.yml: one job scraping TARGET every second, the alert rules loaded.
@@ -256,7 +199,7 @@ urlencode() {
 picture() {
     local seconds=${PICTURE_SECONDS:-150} rate=${PICTURE_RATE:-50}
     install
-    install_package chromium chromium
+    apt_install "$lock_file" have_chromium chromium
     (cd "$root" && cargo build --quiet --example prometheus --all-features)
     local exporter example
     exporter=$(free_port)

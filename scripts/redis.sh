@@ -36,6 +36,8 @@ lock_file=/tmp/tower-reliability-redis-install.lock
 log() { echo "redis.sh: $*" >&2; }
 # shellcheck source=lib/servers.sh
 . "$(dirname "$0")/lib/servers.sh"
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
 
 # Prints the path of redis-server, or fails.
 redis_bin() {
@@ -57,65 +59,7 @@ have_all() {
 }
 
 install() {
-    if have_all; then
-        return 0
-    fi
-
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
-            sudo=(sudo -n)
-        else
-            log "redis-server is missing and cannot be installed: not root and no sudo."
-            log "install the Debian package redis-server (apt-get install redis-server) and retry."
-            return 1
-        fi
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        log "redis-server is missing and apt-get is not available: install redis-server by hand."
-        return 1
-    fi
-
-    # One apt run at a time, even with several test binaries calling us at once.
-    exec 9>>"$lock_file"
-    if ! flock -w 900 9; then
-        log "timed out waiting for $lock_file (another install still running?)"
-        return 1
-    fi
-    # Someone else may have installed it while we waited for the lock.
-    if have_all; then
-        return 0
-    fi
-
-    # Keep the package's postinst from starting the system service (on port 6379): an
-    # invoke-rc.d / deb-systemd-invoke policy that denies every action, only while we install,
-    # and only if the machine has no policy of its own (Docker images usually ship a deny-all).
-    local policy=/usr/sbin/policy-rc.d created_policy=""
-    if [ ! -e "$policy" ]; then
-        if printf '#!/bin/sh\n# scripts/redis.sh install: do not start services\nexit 101\n' |
-            "${sudo[@]}" tee "$policy" >/dev/null && "${sudo[@]}" chmod 755 "$policy"; then
-            created_policy=1
-            trap '"${sudo[@]}" rm -f "$policy"' EXIT
-        fi
-    fi
-
-    log "redis-server, redis-cli or openssl missing: installing redis-server redis-tools openssl with apt-get"
-    local started=$SECONDS
-    "${sudo[@]}" apt-get update >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends redis-server redis-tools openssl >&2
-
-    if [ -n "$created_policy" ]; then
-        "${sudo[@]}" rm -f "$policy"
-        trap - EXIT
-    fi
-
-    local bin
-    if ! bin=$(redis_bin); then
-        log "apt-get finished but redis-server is still not found"
-        return 1
-    fi
-    log "installed $("$bin" --version | head -n 1) in $((SECONDS - started)) s"
+    apt_install "$lock_file" have_all redis-server redis-tools openssl
 }
 
 # Succeeds when the server on 127.0.0.1:$1 answers PING with +PONG.
