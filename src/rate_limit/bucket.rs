@@ -105,6 +105,13 @@ impl RequestBucket {
         self.at = now;
     }
 
+    /// When the bucket does not cover `cost` at `now`: when it will, and the spacing that
+    /// keeps a queue of such requests at the refill rate. `None` when it covers it now.
+    pub(crate) fn shortfall(&self, now: Instant, cost: u64) -> Option<(Instant, Duration)> {
+        let at = self.ready_for(now, cost);
+        (at > now).then(|| (at, self.interval_for(cost)))
+    }
+
     /// How long the bucket takes to give `cost` back.
     pub(crate) fn interval_for(&self, cost: u64) -> Duration {
         let cost = (cost as f64).min(self.capacity).max(1.0);

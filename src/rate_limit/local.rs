@@ -171,6 +171,23 @@ impl Gate {
         self.closed_until.max(quota).filter(|&t| t > now)
     }
 
+    /// When the next request (costing `tokens`) may go at the earliest, if not now, and the
+    /// queue's spacing (`spacing` at least): the server's closure, and the mirrors of its
+    /// request quota and token allowance while they do not cover a request.
+    fn floor(&self, now: Instant, tokens: u64, spacing: Duration) -> (Option<Instant>, Duration) {
+        let mut closed = self.closed_until.filter(|&t| t > now);
+        let mut spacing = spacing;
+        let shortfalls = [
+            self.quota.as_ref().and_then(|q| q.shortfall(now, 1)),
+            self.tokens.as_ref().and_then(|t| t.shortfall(now, tokens)),
+        ];
+        for (at, interval) in shortfalls.into_iter().flatten() {
+            closed = closed.max(Some(at));
+            spacing = spacing.max(interval);
+        }
+        (closed, spacing)
+    }
+
     /// A request goes: charge the mirrors of the server's allowances.
     fn charge(&mut self, now: Instant, tokens: u64) {
         if let Some(quota) = &mut self.quota {
@@ -472,36 +489,10 @@ impl LocalStore {
             ..
         } = state;
         let gate = gate_of(gates, sampler, scope);
-        let spacing = self.spacing(ramp, gate, now);
-        // The server's request quota, while spent: the next request when the mirrored bucket
-        // covers it, then one per refill interval.
-        let quota_at = gate
-            .quota
-            .as_ref()
-            .map(|q| q.ready_at(now))
-            .filter(|&t| t > now);
-        let spacing = match (&gate.quota, quota_at) {
-            (Some(quota), Some(_)) => spacing.max(quota.interval()),
-            _ => spacing,
-        };
-        // The server's token allowance, while low: a request goes when the mirror covers its
-        // estimated tokens, and the queue is spaced by what each costs.
-        let tokens_at = gate
-            .tokens
-            .as_ref()
-            .map(|t| t.ready_for(now, tokens))
-            .filter(|&t| t > now);
-        let spacing = match (&gate.tokens, tokens_at) {
-            (Some(bucket), Some(_)) => spacing.max(bucket.interval_for(tokens)),
-            _ => spacing,
-        };
-        // The server's hint (or its spent quota or tokens) is a floor for every request,
-        // probes included.
-        let closed = gate
-            .closed_until
-            .filter(|&t| t > now)
-            .max(quota_at)
-            .max(tokens_at);
+        // The server's hint, and its spent request quota or low token allowance (the next
+        // request when the mirror covers it, the queue spaced at the refill rate), are a floor
+        // for every request, probes included.
+        let (closed, spacing) = gate.floor(now, tokens, self.spacing(ramp, gate, now));
         let verdict = match closed {
             Some(until) if breaker.is_engaged() => Verdict::Hold { until },
             Some(_) => Verdict::Pass,

@@ -49,13 +49,14 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The request's scope: read from its body only if someone needs it.
-        let scope = match request.extensions().get::<Scope>() {
-            Some(scope) => ScopeSource::Known(scope.clone()),
-            None => published::body().map_or(ScopeSource::Global, ScopeSource::Body),
-        };
-        // The success path: one atomic load and one relaxed add, no clock, no deadline lookup.
+        let explicit = request.extensions().get::<Scope>().cloned();
+        // The success path: one atomic load and one relaxed add, no clock, no deadline lookup;
+        // the body is kept (a handle) to find the scope only if the server pushes back.
         if self.shared.store.admit_unrestricted() {
+            let scope = match explicit {
+                Some(scope) => ScopeSource::Known(scope),
+                None => published::body().map_or(ScopeSource::Global, ScopeSource::Body),
+            };
             return RateLimitFuture::sent(
                 self.inner.call(request),
                 self.shared.clone(),
@@ -67,18 +68,11 @@ where
         let now = Instant::now();
         let deadline = Deadline::of(&request);
         // The body is read once: its model (unless a scope was given) and its token estimate.
-        let (scope, tokens) = match scope {
-            ScopeSource::Body(body) => {
-                let shape = RequestShape::read(&body);
-                let tokens = shape.estimated_tokens();
-                (Scope::from_model(shape.model), tokens)
-            }
-            other => {
-                let tokens = published::body()
-                    .map_or(0, |body| RequestShape::read(&body).estimated_tokens());
-                (other.resolve(), tokens)
-            }
-        };
+        let shape = published::body()
+            .map(|body| RequestShape::read(&body))
+            .unwrap_or_default();
+        let tokens = shape.estimated_tokens();
+        let scope = explicit.unwrap_or_else(|| Scope::from_model(shape.model));
         match self.shared.store.admit_in(
             now,
             &scope,
