@@ -311,9 +311,7 @@ where
                             )
                         }
                     };
-                    let body = this.tracker.replay.as_ref().and_then(|r| r.data.as_ref());
-                    let service = &mut *this.service;
-                    let future = published::with_body(body, || service.call(request));
+                    let future = this.tracker.send(this.service, request);
                     this.tracker.in_flight = true;
                     this.state.set(State::Attempting { future });
                 }
@@ -400,9 +398,7 @@ where
                             "retry without a replayable request",
                         )));
                     };
-                    let body = this.tracker.replay.as_ref().and_then(|r| r.data.as_ref());
-                    let service = &mut *this.service;
-                    let future = published::with_body(body, || service.call(request));
+                    let future = this.tracker.send(this.service, request);
                     this.state.set(State::Attempting { future });
                 }
                 StateProj::Failed { error } => {
@@ -426,10 +422,20 @@ impl Tracker {
         cx: &mut Context<'_>,
     ) -> Poll<F::Output> {
         if self.attempt > 1 {
-            let body = self.replay.as_ref().and_then(|r| r.data.as_ref());
-            return published::with_body(body, || future.poll(cx));
+            return published::with_body(self.replayed_body(), || future.poll(cx));
         }
         future.poll(cx)
+    }
+
+    /// The buffered request body every attempt replays, if it is replayable.
+    fn replayed_body(&self) -> Option<&Bytes> {
+        self.replay.as_ref().and_then(|r| r.data.as_ref())
+    }
+
+    /// Hands `request` to `service` with its body published to the layers inside (the
+    /// rate-limit gate reads the request's model from it).
+    fn send<S: Service<R>, R>(&self, service: &mut S, request: R) -> S::Future {
+        published::with_body(self.replayed_body(), || service.call(request))
     }
 
     /// A response arrived: hand it back (`Ok`), or keep its parts for a retry (`Err`).
