@@ -100,19 +100,17 @@ async fn the_breaker_never_sends_before_a_hinted_time() {
     assert!(!store.breaker_engaged());
 }
 
-/// Hung attempts (no response at all, no per-attempt timeout) cut by the deadline are
-/// failures: an outage where connections hang trips the breaker.
-#[tokio::test(start_paused = true)]
-async fn attempts_cut_by_the_deadline_count_as_failures() {
-    let store = Arc::new(LocalStore::default());
+/// 30 callers whose attempts hang (no response at all, no per-attempt timeout) until `deadline`
+/// cuts them, through the gate of `store`: each gets a timeout.
+async fn hung_callers(store: &Arc<LocalStore>, deadline: Duration) {
     let mock = Mock::always(Step::Delay(Duration::from_secs(3600), Box::new(Step::ok())));
     let svc = ServiceBuilder::new()
-        .layer(TimeoutByWorkload::new(Workload::Interactive).profile(
-            Workload::Interactive,
-            TimeoutProfile::new(Duration::from_secs(2)),
-        ))
+        .layer(
+            TimeoutByWorkload::new(Workload::Interactive)
+                .profile(Workload::Interactive, TimeoutProfile::new(deadline)),
+        )
         .layer(RateLimitAware::with_store(store.clone()))
-        .service(mock.clone());
+        .service(mock);
     let callers: Vec<_> = (0..30)
         .map(|_| {
             let mut svc = svc.clone();
@@ -123,6 +121,14 @@ async fn attempts_cut_by_the_deadline_count_as_failures() {
         let error = caller.await.unwrap().unwrap_err();
         assert!(error.is_timeout(), "{error}");
     }
+}
+
+/// Hung attempts (no response at all, no per-attempt timeout) cut by the deadline are
+/// failures: an outage where connections hang trips the breaker.
+#[tokio::test(start_paused = true)]
+async fn attempts_cut_by_the_deadline_count_as_failures() {
+    let store = Arc::new(LocalStore::default());
+    hung_callers(&store, Duration::from_secs(2)).await;
     assert!(
         store.breaker_engaged(),
         "30 hung attempts cut by their deadline tripped nothing"
@@ -277,23 +283,6 @@ async fn requests_never_sent_are_not_hung_attempts() {
 #[tokio::test(start_paused = true)]
 async fn attempts_cut_soon_after_they_were_sent_are_not_failures() {
     let store = Arc::new(LocalStore::default());
-    let mock = Mock::always(Step::Delay(Duration::from_secs(3600), Box::new(Step::ok())));
-    let short = tower_reliability::rate_limit::HUNG_AFTER / 2;
-    let svc = ServiceBuilder::new()
-        .layer(
-            TimeoutByWorkload::new(Workload::Interactive)
-                .profile(Workload::Interactive, TimeoutProfile::new(short)),
-        )
-        .layer(RateLimitAware::with_store(store.clone()))
-        .service(mock.clone());
-    let callers: Vec<_> = (0..30)
-        .map(|_| {
-            let mut svc = svc.clone();
-            tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|_| ()) })
-        })
-        .collect();
-    for caller in callers {
-        assert!(caller.await.unwrap().unwrap_err().is_timeout());
-    }
+    hung_callers(&store, tower_reliability::rate_limit::HUNG_AFTER / 2).await;
     assert!(!store.breaker_engaged());
 }
