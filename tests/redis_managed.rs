@@ -7,12 +7,10 @@ mod eventually;
 mod redis_support;
 mod tracing_capture;
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use eventually::eventually;
+use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
 use redis_support::{
     cluster::start_cluster_or_skip,
     tls::{start_tls_or_skip, start_with_user_or_skip, User},
@@ -26,23 +24,6 @@ const USER: User<'static> = User {
     name: "fleet",
     password: PASSWORD,
 };
-
-/// A prefix no other test (or earlier run) uses.
-fn prefix(test: &str) -> String {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "tower-reliability-test:{test}:{}:{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn config(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig::new(url, prefix)
-        .sync_interval(Duration::from_millis(20))
-        .timeout(Duration::from_millis(200))
-        .fallback_after(Duration::from_millis(300))
-}
 
 async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
     eventually(Duration::from_secs(3), || {

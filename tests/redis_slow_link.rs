@@ -5,13 +5,10 @@
 mod eventually;
 mod redis_support;
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use eventually::eventually;
-use redis_support::start_or_skip;
+use redis_support::{fleet::unique_prefix, start_or_skip};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -70,15 +67,6 @@ async fn delaying_proxy(target: std::net::SocketAddr, delay: Duration) -> std::n
     addr
 }
 
-fn prefix() -> String {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "tower-reliability-test:slow-link:{}:{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn config(url: &str, prefix: &str) -> RedisConfig {
     RedisConfig::new(url, prefix)
         .sync_interval(Duration::from_millis(50))
@@ -93,7 +81,7 @@ async fn a_sync_retried_after_its_timeout_does_not_restamp_the_cut() {
     else {
         return;
     };
-    let prefix = prefix();
+    let prefix = unique_prefix("slow-link");
     // A's replies come 400 ms late: every sync of A times out after its script ran.
     let proxy = delaying_proxy(redis.addr(), Duration::from_millis(400)).await;
     let slow = RedisStore::spawn(config(&format!("redis://{proxy}/0"), &prefix)).unwrap();

@@ -8,15 +8,10 @@ mod eventually;
 mod redis_support;
 mod tracing_capture;
 
-use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use eventually::eventually;
+use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
 use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;
 use tower_reliability::{
@@ -24,23 +19,6 @@ use tower_reliability::{
     RateLimitAware,
 };
 use tracing_capture::global_capture;
-
-/// A prefix no other test (or earlier run) uses.
-fn prefix(test: &str) -> String {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "tower-reliability-test:{test}:{}:{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn config(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig::new(url, prefix)
-        .sync_interval(Duration::from_millis(20))
-        .timeout(Duration::from_millis(200))
-        .fallback_after(Duration::from_millis(300))
-}
 
 /// Two processes of one fleet: two stores with one fresh prefix on `redis`.
 fn two_processes(redis: &RedisServer, test: &str) -> (RedisStore, RedisStore) {

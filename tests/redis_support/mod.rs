@@ -28,6 +28,8 @@
 #![allow(dead_code)] // each including test uses some of the helpers only
 
 pub mod cluster;
+#[cfg(feature = "redis")]
+pub mod fleet;
 pub mod tls;
 
 use std::{
