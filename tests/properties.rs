@@ -535,6 +535,7 @@ fn gate_config() -> impl Strategy<Value = GateConfig> {
                 sampling_duration,
                 probe_base,
                 probe_max,
+                ..GateConfig::default()
             },
         )
 }

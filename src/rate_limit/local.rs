@@ -70,6 +70,10 @@ pub struct GateConfig {
     pub probe_base: Duration,
     /// The cap on the time between probes (default 2 s): recovery is noticed within it.
     pub probe_max: Duration,
+    /// Whether a response saying the token allowance runs low makes the scope's gate mirror
+    /// the server's token bucket and charge each request its estimated tokens (default
+    /// `true`). Off, the gate paces requests only, as before token pacing.
+    pub token_pacing: bool,
 }
 
 impl Default for GateConfig {
@@ -88,6 +92,7 @@ impl Default for GateConfig {
             sampling_duration: Duration::from_secs(10),
             probe_base: Duration::from_millis(500),
             probe_max: Duration::from_secs(2),
+            token_pacing: true,
         }
     }
 }
@@ -838,6 +843,7 @@ impl LocalStore {
             Signal::Healthy => gate.throttle_streak = 0,
             // The quota is a continuously refilling bucket: mirror it and pace by it, rather
             // than closing until it is full again.
+            Signal::TokensLow(_) if !cfg.token_pacing => {}
             Signal::TokensLow(quota) => match &mut gate.tokens {
                 Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
                 None => {
