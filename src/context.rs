@@ -35,10 +35,39 @@ use std::{
 use http::StatusCode;
 use tokio::time::Instant;
 
-use crate::error::ErrorKind;
+use crate::{error::ErrorKind, workload::Workload};
 
 tokio::task_local! {
-    static AMBIENT_DEADLINE: Deadline;
+    static AMBIENT: Ambient;
+}
+
+/// What an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload) publishes to the layers
+/// inside it while they run in its future: the deadline, and the request's workload (which
+/// [`RateLimitAware`](crate::RateLimitAware) reads for its priority).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ambient {
+    pub(crate) deadline: Deadline,
+    pub(crate) workload: Option<Workload>,
+}
+
+impl Ambient {
+    /// Runs `f` with this published: the earlier of its deadline and any enclosing one, and
+    /// its workload (else the enclosing one).
+    pub(crate) fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let effective = match AMBIENT.try_with(|a| *a) {
+            Ok(outer) => Ambient {
+                deadline: self.deadline.min(outer.deadline),
+                workload: self.workload.or(outer.workload),
+            },
+            Err(_) => self,
+        };
+        AMBIENT.sync_scope(effective, f)
+    }
+
+    /// The workload published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload).
+    pub(crate) fn workload() -> Option<Workload> {
+        AMBIENT.try_with(|a| a.workload).ok().flatten()
+    }
 }
 
 /// The instant by which a request must be done (every attempt and every wait included).
@@ -76,16 +105,16 @@ impl Deadline {
     /// The deadline published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload),
     /// if this code runs inside one.
     pub fn ambient() -> Option<Deadline> {
-        AMBIENT_DEADLINE.try_with(|d| *d).ok()
+        AMBIENT.try_with(|a| a.deadline).ok()
     }
 
     /// Runs `f` with this deadline published ambiently (the earlier of it and any enclosing one).
     pub(crate) fn scope<R>(self, f: impl FnOnce() -> R) -> R {
-        let effective = match Deadline::ambient() {
-            Some(outer) if outer < self => outer,
-            _ => self,
-        };
-        AMBIENT_DEADLINE.sync_scope(effective, f)
+        Ambient {
+            deadline: self,
+            workload: None,
+        }
+        .scope(f)
     }
 
     /// The earlier of two optional deadlines.

@@ -61,6 +61,18 @@ impl Workload {
         Workload::BatchSubmit,
     ];
 
+    /// The workload of a request: its `Workload` extension, else the one an enclosing
+    /// [`TimeoutByWorkload`](crate::TimeoutByWorkload) resolved for it (its default), else
+    /// [`Interactive`](Self::Interactive). [`RateLimitAware`](crate::RateLimitAware) queues by it.
+    pub fn of<B>(request: &http::Request<B>) -> Workload {
+        request
+            .extensions()
+            .get::<Workload>()
+            .copied()
+            .or_else(crate::context::Ambient::workload)
+            .unwrap_or_default()
+    }
+
     /// The default timeout profile of this workload (see the module docs for the reasons).
     pub const fn profile(self) -> TimeoutProfile {
         const MIN: u64 = 60;

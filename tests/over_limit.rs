@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 use tokio::time::Instant;
 use tower_reliability::{
-    rate_limit::{Admission, LocalStore, RateLimitStore, Scope, Signal, Ticket},
+    rate_limit::{Admission, Demand, LocalStore, RateLimitStore, Scope, Signal, Ticket},
     testing::{FireworksHeaders, ModelLimits, DEFAULT_MODEL},
 };
 
@@ -37,10 +37,8 @@ fn over_the_limit_the_rate_is_trimmed_once_and_nobody_is_held() {
     for i in 0..50 {
         store.admit_in(
             t0 + Duration::from_millis(20 * i),
-            &model,
-            0,
+            &Demand::new(&model).tokens(0),
             Ticket::New,
-            None,
         );
     }
     let t1 = t0 + Duration::from_secs(1);
@@ -52,7 +50,7 @@ fn over_the_limit_the_rate_is_trimmed_once_and_nobody_is_held() {
     store.record_in(t1, &model, Signal::OverLimit, None, Some(t0));
     assert_eq!(store.paced_rate_in(&model, t1), Some(rate));
     assert!(matches!(
-        store.admit_in(t1, &model, 0, Ticket::New, None),
+        store.admit_in(t1, &Demand::new(&model).tokens(0), Ticket::New),
         Admission::Go | Admission::Wait(_)
     ));
 }

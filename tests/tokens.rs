@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 use tokio::time::Instant;
 use tower_reliability::{
-    rate_limit::{Admission, LocalStore, Quota, RateLimitStore, Scope, Signal, Ticket},
+    rate_limit::{Admission, Demand, LocalStore, Quota, RateLimitStore, Scope, Signal, Ticket},
     testing::{FireworksHeaders, ModelLimits, DEFAULT_MODEL},
 };
 
@@ -71,27 +71,31 @@ fn requests_are_charged_their_tokens_and_a_huge_one_waits_for_a_full_bucket() {
     let low = Signal::TokensLow(Quota::new(Some(1000), 100, Some(Duration::from_secs(54))));
     store.record_in(t0, &model, low, None, None);
     assert_eq!(
-        store.admit_in(t0, &model, 50, Ticket::New, None),
+        store.admit_in(t0, &Demand::new(&model).tokens(50), Ticket::New),
         Admission::Go
     );
     assert_eq!(
-        store.admit_in(t0, &model, 50, Ticket::New, None),
+        store.admit_in(t0, &Demand::new(&model).tokens(50), Ticket::New),
         Admission::Go
     );
     // Empty now: the next 50 tokens take 3 s to come back.
-    match store.admit_in(t0, &model, 50, Ticket::New, None) {
+    match store.admit_in(t0, &Demand::new(&model).tokens(50), Ticket::New) {
         Admission::Wait(r) => assert_eq!(r.at - t0, Duration::from_secs(3)),
         other => panic!("{other:?}"),
     }
     // Another model's requests are not charged here.
     assert_eq!(
-        store.admit_in(t0, &Scope::named("other"), 50, Ticket::New, None),
+        store.admit_in(
+            t0,
+            &Demand::new(&Scope::named("other")).tokens(50),
+            Ticket::New
+        ),
         Admission::Go
     );
     // A request larger than the whole bucket waits for it to be full, then goes alone.
     let store = LocalStore::default();
     store.record_in(t0, &model, low, None, None);
-    match store.admit_in(t0, &model, 5000, Ticket::New, None) {
+    match store.admit_in(t0, &Demand::new(&model).tokens(5000), Ticket::New) {
         Admission::Wait(r) => assert_eq!(r.at - t0, Duration::from_secs(54)),
         other => panic!("{other:?}"),
     }

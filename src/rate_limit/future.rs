@@ -14,11 +14,13 @@ use tokio::{
 };
 use tower_service::Service;
 
-use super::{layer::Shared, Admission, Probe, Reservation, Scope, ScopeSource, Signal, Ticket};
+use super::{
+    layer::Shared, Admission, Demand, Probe, Reservation, Scope, ScopeSource, Signal, Ticket,
+};
 use crate::{
     context::{Deadline, WaitGuard},
     error::{BoxError, Error},
-    observe,
+    observe, Workload,
 };
 
 pin_project! {
@@ -79,6 +81,8 @@ struct Place {
     scope: Scope,
     /// The request's estimated tokens, charged when it goes.
     tokens: u64,
+    /// The request's workload: its priority in the queue.
+    workload: Workload,
     /// `None` once sent or refused (the store took the place back itself).
     slot: Option<Reservation>,
 }
@@ -129,8 +133,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         service: S,
         request: R,
         shared: Arc<Shared>,
-        scope: Scope,
-        tokens: u64,
+        (scope, tokens, workload): (Scope, u64, Workload),
         admission: Admission,
         deadline: Option<Deadline>,
         guard: Option<WaitGuard>,
@@ -152,6 +155,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
                         shared,
                         scope,
                         tokens,
+                        workload,
                         slot,
                     },
                     service,
@@ -239,10 +243,11 @@ impl<S: Service<R>, R> Held<S, R> {
             notified.set(Some(shared.notify.clone().notified_owned()));
             let ticket = place.slot.map_or(Ticket::New, Ticket::Reserved);
             let limit = deadline.map(Deadline::instant);
-            match shared
-                .store
-                .admit_in(now, &place.scope, place.tokens, ticket, limit)
-            {
+            let demand = Demand::new(&place.scope)
+                .tokens(place.tokens)
+                .workload(place.workload)
+                .deadline(limit);
+            match shared.store.admit_in(now, &demand, ticket) {
                 admission @ (Admission::Go | Admission::Probe(_)) => {
                     // Sent: the store has taken the place back.
                     place.slot = None;

@@ -16,8 +16,8 @@ use super::{
     bucket::RequestBucket,
     queue::Queue,
     ramp::Ramp,
-    Admission, Probe, RateControl, RateLimitStore, Reservation, Scope, Signal, Ticket, Wake,
-    WakeHandle,
+    Admission, Demand, Priority, Probe, RateControl, RateLimitStore, Reservation, Scope, Signal,
+    Ticket, Wake, WakeHandle,
 };
 use crate::{observe, time};
 
@@ -74,6 +74,9 @@ pub struct GateConfig {
     /// the server's token bucket and charge each request its estimated tokens (default
     /// `true`). Off, the gate paces requests only, as before token pacing.
     pub token_pacing: bool,
+    /// The order of the waiting queue when the limit binds (default
+    /// [`Priority::default`]: weighted by workload, interactive first; see [`Priority`]).
+    pub priority: Priority,
 }
 
 impl Default for GateConfig {
@@ -93,6 +96,7 @@ impl Default for GateConfig {
             probe_base: Duration::from_millis(500),
             probe_max: Duration::from_secs(2),
             token_pacing: true,
+            priority: Priority::default(),
         }
     }
 }
@@ -428,18 +432,11 @@ impl LocalStore {
         self.sent.load(Ordering::Relaxed)
     }
 
-    fn decide(
-        &self,
-        now: Instant,
-        scope: &Scope,
-        tokens: u64,
-        ticket: Ticket,
-        deadline: Option<Instant>,
-    ) -> Admission {
+    fn decide(&self, now: Instant, demand: &Demand<'_>, ticket: Ticket) -> Admission {
         let mut state = self.lock();
         let sent = self.sent();
         self.sample(&mut state, now, sent);
-        let admission = self.admission(&mut state, now, scope, tokens, ticket, deadline);
+        let admission = self.admission(&mut state, now, demand, ticket);
         if matches!(admission, Admission::Wait(_)) {
             // Someone waits: newcomers must see the queue, not the lock-free fast path.
             self.restricted.store(true, Ordering::Release);
@@ -452,11 +449,10 @@ impl LocalStore {
         &self,
         state: &mut State,
         now: Instant,
-        scope: &Scope,
-        tokens: u64,
+        demand: &Demand<'_>,
         ticket: Ticket,
-        deadline: Option<Instant>,
     ) -> Admission {
+        let scope = demand.scope;
         let ramp = state.ramp;
         let engaged = state.breaker.is_engaged();
         // Probes and holds are the breaker's; a scope with nothing of its own and no place
@@ -473,20 +469,19 @@ impl LocalStore {
             }
             Ticket::New => None,
         };
-        self.admission_in_gate(state, now, scope, tokens, place, ramp, deadline)
+        self.admission_in_gate(state, now, demand, place, ramp)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn admission_in_gate(
         &self,
         state: &mut State,
         now: Instant,
-        scope: &Scope,
-        tokens: u64,
+        demand: &Demand<'_>,
         place: Option<u64>,
         ramp: Option<Ramp>,
-        deadline: Option<Instant>,
     ) -> Admission {
+        let (scope, tokens, deadline) = (demand.scope, demand.tokens, demand.deadline);
+        let lane = self.config.priority.lane(demand.workload);
         let State {
             breaker,
             gates,
@@ -511,7 +506,7 @@ impl LocalStore {
                 let newest = place.is_none_or(|p| gate.queue.is_last(p));
                 let grace = time::after(since, PROBE_GRACE);
                 if !newest && now < grace {
-                    let place = place.unwrap_or_else(|| gate.queue.join(spacing));
+                    let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing));
                     return Admission::Wait(Reservation { at: grace, place });
                 }
                 if let Some(place) = place {
@@ -522,7 +517,7 @@ impl LocalStore {
             // Held by the breaker: wait in line (no deadline check: a wake-up may come at any
             // time; the request gives up at its deadline).
             Verdict::Hold { until } => {
-                let place = place.unwrap_or_else(|| gate.queue.join(spacing));
+                let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing));
                 return Admission::Wait(Reservation { at: until, place });
             }
             Verdict::Pass => {}
@@ -537,9 +532,10 @@ impl LocalStore {
             gate.charge(now, tokens);
             return Admission::Go;
         }
-        let rank = place
-            .and_then(|p| gate.queue.rank(p))
-            .unwrap_or(gate.queue.len());
+        let rank = match place {
+            Some(place) => gate.queue.rank(place).unwrap_or(gate.queue.len()),
+            None => gate.queue.rank_of_newcomer(lane),
+        };
         let at = gate.queue.slot(rank, open_at, now, spacing);
         if at <= now {
             gate.queue.release(place, now, spacing);
@@ -557,7 +553,7 @@ impl LocalStore {
                 gate.queue.quote(spacing);
                 place
             }
-            None => gate.queue.join(spacing),
+            None => gate.queue.join(lane, spacing),
         };
         Admission::Wait(Reservation { at, place })
     }
@@ -623,22 +619,16 @@ impl LocalStore {
 
 impl RateLimitStore for LocalStore {
     fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
-        self.admit_in(now, &Scope::global(), 0, ticket, deadline)
+        let global = Scope::global();
+        self.admit_in(now, &Demand::new(&global).deadline(deadline), ticket)
     }
 
-    fn admit_in(
-        &self,
-        now: Instant,
-        scope: &Scope,
-        tokens: u64,
-        ticket: Ticket,
-        deadline: Option<Instant>,
-    ) -> Admission {
+    fn admit_in(&self, now: Instant, demand: &Demand<'_>, ticket: Ticket) -> Admission {
         if ticket == Ticket::New && !self.restricted.load(Ordering::Acquire) {
             self.count_send(Some(now));
             return Admission::Go;
         }
-        let admission = self.decide(now, scope, tokens, ticket, deadline);
+        let admission = self.decide(now, demand, ticket);
         if matches!(admission, Admission::Go | Admission::Probe(_)) {
             self.count_send(Some(now));
         }

@@ -1,6 +1,10 @@
-//! The waiting queue: first come, first served, released one per spacing.
+//! The waiting queue: in priority order, released one per spacing.
 //!
-//! Every request that may not go at once takes a *place*. A place is not a time: a waiter's
+//! Every request that may not go at once takes a *place*. A place is the request's virtual
+//! finish tag under weighted fair queueing (see [`Priority`](super::Priority)), with an arrival
+//! number below it: within one workload, and under [`Priority::Fifo`](super::Priority::Fifo),
+//! places are first come, first served; a request of a heavier workload takes a place ahead of
+//! the lighter ones that wait. A place is not a time: a waiter's
 //! send time follows from how many live places are ahead of it, when the gate opens, and the
 //! pace at that moment. So
 //!
@@ -12,14 +16,24 @@
 //!   after any reopening is paced, because a release is only ever granted to a waiter whose
 //!   computed time has come, and each release pushes the next one a spacing later.
 //!
-//! Places are handed out in increasing order and kept sorted, so a waiter's rank is a binary
-//! search; releases come mostly from the front.
+//! Places are kept sorted, so a waiter's rank is a binary search; releases come mostly from
+//! the front.
 
 use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
+use super::priority::Lane;
 use crate::time;
+
+/// The low bits of a place: its arrival number, so places with one tag stay distinct and in
+/// arrival order.
+const ARRIVAL_BITS: u32 = 20;
+const ARRIVAL_MASK: u64 = (1 << ARRIVAL_BITS) - 1;
+/// The largest tag a place can carry (2^36 releases of the lightest weight).
+const MAX_TAG: u64 = u64::MAX >> ARRIVAL_BITS;
+/// The lanes a queue tracks (one per workload).
+const LANES: usize = 4;
 
 /// How much faster the pace must get, relative to the one waiters were quoted, before they are
 /// woken to be re-paced (15 %: the old pace would hold the sending rate back noticeably).
@@ -28,7 +42,12 @@ const REPACE_BELOW: f64 = 0.87;
 /// The queue of waiting requests.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Queue {
-    next_place: u64,
+    /// Arrivals so far (the low bits of the next place).
+    arrivals: u64,
+    /// The virtual time: the tag of the last waiter released.
+    virtual_time: u64,
+    /// Each lane's last tag handed out.
+    last_tag: [u64; LANES],
     /// Live places, ascending.
     places: VecDeque<u64>,
     /// The earliest the next release may happen (a spacing after the last one).
@@ -72,11 +91,36 @@ impl Queue {
         time::after(start, spacing.saturating_mul(ahead))
     }
 
-    /// Takes the last place, quoting `spacing`.
-    pub(crate) fn join(&mut self, spacing: Duration) -> u64 {
-        let place = self.next_place;
-        self.next_place += 1;
-        self.places.push_back(place);
+    /// The tag a newcomer of `lane` would get: its lane's last tag, or the virtual time if
+    /// later, plus its step.
+    fn tag_for(&self, lane: Lane) -> u64 {
+        let last = self.last_tag[lane.class % LANES];
+        last.max(self.virtual_time)
+            .saturating_add(lane.step)
+            .min(MAX_TAG)
+    }
+
+    /// How many live places would be ahead of a newcomer of `lane`.
+    pub(crate) fn rank_of_newcomer(&self, lane: Lane) -> usize {
+        let tag = self.tag_for(lane);
+        self.places.partition_point(|&p| p >> ARRIVAL_BITS <= tag)
+    }
+
+    /// Takes a place for a newcomer of `lane` (behind every place of its lane and every place
+    /// with a lower tag), quoting `spacing`.
+    pub(crate) fn join(&mut self, lane: Lane, spacing: Duration) -> u64 {
+        let tag = self.tag_for(lane);
+        let mut place = (tag << ARRIVAL_BITS) | (self.arrivals & ARRIVAL_MASK);
+        self.arrivals = self.arrivals.wrapping_add(1);
+        // Arrival numbers wrap after a million: a place still live (a waiter that old) is
+        // never handed out twice.
+        let mut index = self.places.partition_point(|&p| p < place);
+        while self.places.get(index) == Some(&place) && place < u64::MAX {
+            place += 1;
+            index += 1;
+        }
+        self.places.insert(index, place);
+        self.last_tag[lane.class % LANES] = tag;
         self.quote(spacing);
         place
     }
@@ -105,6 +149,7 @@ impl Queue {
     pub(crate) fn release(&mut self, place: Option<u64>, now: Instant, spacing: Duration) {
         if let Some(place) = place {
             self.leave(place);
+            self.virtual_time = self.virtual_time.max(place >> ARRIVAL_BITS);
         }
         let scheduled = match self.next_release {
             Some(t) if t >= now => t,
@@ -154,7 +199,7 @@ mod tests {
     #[test]
     fn ranks_follow_live_places_in_order() {
         let mut q = Queue::default();
-        let places: Vec<u64> = (0..5).map(|_| q.join(ms(20))).collect();
+        let places: Vec<u64> = (0..5).map(|_| q.join(Lane::FIFO, ms(20))).collect();
         assert_eq!(q.rank(places[3]), Some(3));
         assert_eq!(q.leave(places[1]), Some(true));
         assert_eq!(q.rank(places[3]), Some(2), "moved up");
@@ -167,8 +212,8 @@ mod tests {
     fn releases_are_a_spacing_apart_whoever_asks() {
         let mut q = Queue::default();
         let t0 = Instant::now();
-        let a = q.join(ms(20));
-        let b = q.join(ms(20));
+        let a = q.join(Lane::FIFO, ms(20));
+        let b = q.join(Lane::FIFO, ms(20));
         assert_eq!(q.slot(0, t0 + ms(100), t0, ms(20)), t0 + ms(100));
         assert_eq!(q.slot(1, t0 + ms(100), t0, ms(20)), t0 + ms(120));
         q.release(Some(a), t0 + ms(100), ms(20));
@@ -196,10 +241,74 @@ mod tests {
     #[test]
     fn a_faster_pace_wakes_the_queue_once() {
         let mut q = Queue::default();
-        q.join(ms(200));
+        q.join(Lane::FIFO, ms(200));
         assert!(!q.repace(ms(180)));
         assert!(q.repace(ms(100)));
         assert!(!q.repace(ms(100)), "already quoted");
+    }
+
+    fn lanes() -> (Lane, Lane) {
+        let p = super::super::Priority::default();
+        (
+            p.lane(crate::Workload::Interactive),
+            p.lane(crate::Workload::BatchSubmit),
+        )
+    }
+
+    #[test]
+    fn a_heavier_workload_goes_ahead_of_a_lighter_backlog_but_not_all_of_it() {
+        let (interactive, batch) = lanes();
+        let mut q = Queue::default();
+        let t0 = Instant::now();
+        let backlog: Vec<u64> = (0..100).map(|_| q.join(batch, ms(20))).collect();
+        assert_eq!(
+            q.rank_of_newcomer(interactive),
+            0,
+            "ahead of the whole backlog"
+        );
+        let chat: Vec<u64> = (0..20).map(|_| q.join(interactive, ms(20))).collect();
+        // Sixteen interactive places per batch place: the 17th goes behind the first batch one.
+        assert_eq!(q.rank(chat[0]), Some(0));
+        assert_eq!(q.rank(chat[14]), Some(14));
+        assert_eq!(q.rank(chat[15]), Some(16), "one batch request in between");
+        assert_eq!(q.rank(backlog[0]), Some(15));
+        // Releasing in order keeps each lane first come, first served.
+        let mut order = Vec::new();
+        while let Some(&front) = q.places.front() {
+            order.push(front);
+            q.release(Some(front), t0, ms(20));
+        }
+        let batch_order: Vec<u64> = order
+            .iter()
+            .copied()
+            .filter(|p| backlog.contains(p))
+            .collect();
+        assert_eq!(batch_order, backlog);
+    }
+
+    #[test]
+    fn a_newcomer_after_releases_starts_from_the_virtual_time() {
+        let (interactive, batch) = lanes();
+        let mut q = Queue::default();
+        let t0 = Instant::now();
+        let first: Vec<u64> = (0..3).map(|_| q.join(batch, ms(20))).collect();
+        q.release(Some(first[0]), t0, ms(20));
+        q.release(Some(first[1]), t0, ms(20));
+        // Interactive was idle: it does not get credit for the time it did not wait, but
+        // it goes ahead of the remaining batch request.
+        assert_eq!(q.rank_of_newcomer(interactive), 0);
+        let late = q.join(batch, ms(20));
+        assert_eq!(q.rank(late), Some(1));
+    }
+
+    #[test]
+    fn fifo_keeps_arrival_order_and_places_stay_distinct() {
+        let mut q = Queue::default();
+        let places: Vec<u64> = (0..1000).map(|_| q.join(Lane::FIFO, ms(1))).collect();
+        let mut sorted = places.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, places);
     }
 
     #[test]

@@ -8,12 +8,13 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::{
-    layer::Shared, published, Admission, RateLimitFuture, RequestShape, Scope, ScopeSource, Ticket,
+    layer::Shared, published, Admission, Demand, RateLimitFuture, RequestShape, Scope, ScopeSource,
+    Ticket,
 };
 use crate::{
     context::Deadline,
     error::{BoxError, Error},
-    observe,
+    observe, Workload,
 };
 
 /// The service made by [`RateLimitAware`](super::RateLimitAware).
@@ -73,13 +74,12 @@ where
             .unwrap_or_default();
         let tokens = shape.estimated_tokens();
         let scope = explicit.unwrap_or_else(|| Scope::from_model(shape.model));
-        match self.shared.store.admit_in(
-            now,
-            &scope,
-            tokens,
-            Ticket::New,
-            deadline.map(Deadline::instant),
-        ) {
+        let workload = Workload::of(&request);
+        let demand = Demand::new(&scope)
+            .tokens(tokens)
+            .workload(workload)
+            .deadline(deadline.map(Deadline::instant));
+        match self.shared.store.admit_in(now, &demand, Ticket::New) {
             admission @ (Admission::Go | Admission::Probe(_)) => {
                 let probe = match admission {
                     Admission::Probe(probe) => Some(probe),
@@ -109,8 +109,7 @@ where
                     crate::readiness::release(&mut self.inner),
                     request,
                     self.shared.clone(),
-                    scope,
-                    tokens,
+                    (scope, tokens, workload),
                     admission,
                     deadline,
                     guard,

@@ -6,6 +6,60 @@ use std::fmt::Debug;
 use tokio::time::Instant;
 
 use super::{Scope, Signal};
+use crate::Workload;
+
+/// What a request asks of the gate: its scope, its estimated cost, its workload (its
+/// priority in the queue) and its deadline.
+///
+/// ```
+/// use tower_reliability::{rate_limit::{Demand, Scope}, Workload};
+///
+/// let scope = Scope::named("accounts/fireworks/models/llama-v3p1-8b-instruct");
+/// let demand = Demand::new(&scope).tokens(1200).workload(Workload::BatchSubmit);
+/// assert_eq!(demand.tokens, 1200);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Demand<'a> {
+    /// The request's scope (its model, by default).
+    pub scope: &'a Scope,
+    /// Its estimated tokens (prompt and output cap); 0 when unknown.
+    pub tokens: u64,
+    /// Its workload, which orders the waiting queue (see [`Priority`](super::Priority)).
+    pub workload: Workload,
+    /// When it must be done: a slot after it is refused with [`Admission::TooLate`].
+    pub deadline: Option<Instant>,
+}
+
+impl<'a> Demand<'a> {
+    /// A request of `scope`, of unknown cost, interactive, without a deadline.
+    pub fn new(scope: &'a Scope) -> Self {
+        Demand {
+            scope,
+            tokens: 0,
+            workload: Workload::Interactive,
+            deadline: None,
+        }
+    }
+
+    /// With this estimated cost in tokens.
+    pub fn tokens(mut self, tokens: u64) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// With this workload.
+    pub fn workload(mut self, workload: Workload) -> Self {
+        self.workload = workload;
+        self
+    }
+
+    /// With this deadline.
+    pub fn deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
 
 /// Who is asking to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,19 +164,12 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
         Wake::No
     }
 
-    /// [`admit`](Self::admit) for a request of `scope` (its model, by default) estimated to
-    /// cost `tokens` (its prompt and output cap; 0 when unknown). A store that keeps one state
-    /// for every scope and paces requests only ignores both: the default does.
-    fn admit_in(
-        &self,
-        now: Instant,
-        scope: &Scope,
-        tokens: u64,
-        ticket: Ticket,
-        deadline: Option<Instant>,
-    ) -> Admission {
-        let _ = (scope, tokens);
-        self.admit(now, ticket, deadline)
+    /// [`admit`](Self::admit) for a request of `demand.scope` (its model, by default),
+    /// estimated to cost `demand.tokens`, queued by `demand.workload`. A store that keeps one
+    /// state for every scope and paces requests only, first come first served, ignores all
+    /// but the deadline: the default does.
+    fn admit_in(&self, now: Instant, demand: &Demand<'_>, ticket: Ticket) -> Admission {
+        self.admit(now, ticket, demand.deadline)
     }
 
     /// [`record_sent`](Self::record_sent) for a request of `scope`. The default ignores the

@@ -11,7 +11,7 @@ use tokio::time::Sleep;
 
 use super::TimeoutBody;
 use crate::{
-    context::Deadline,
+    context::Ambient,
     error::{BoxError, Error, TimeoutPhase},
 };
 
@@ -24,17 +24,17 @@ pin_project! {
         // timer wheel.
         #[pin]
         sleep: Option<Sleep>,
-        deadline: Deadline,
+        ambient: Ambient,
         idle_read: Duration,
     }
 }
 
 impl<F> TimeoutFuture<F> {
-    pub(super) fn new(inner: F, deadline: Deadline, idle_read: Duration) -> Self {
+    pub(super) fn new(inner: F, ambient: Ambient, idle_read: Duration) -> Self {
         TimeoutFuture {
             inner,
             sleep: None,
-            deadline,
+            ambient,
             idle_read,
         }
     }
@@ -53,7 +53,7 @@ where
         // retry layer inside hands back its last response when its next wait hits the
         // deadline).
         let inner = this.inner;
-        if let Poll::Ready(result) = this.deadline.scope(|| inner.poll(cx)) {
+        if let Poll::Ready(result) = this.ambient.scope(|| inner.poll(cx)) {
             let idle = *this.idle_read;
             return Poll::Ready(match result {
                 Ok(response) => Ok(response.map(|body| TimeoutBody::new(body, idle))),
@@ -62,7 +62,9 @@ where
         }
         let mut sleep = this.sleep;
         if sleep.is_none() {
-            sleep.set(Some(tokio::time::sleep_until(this.deadline.instant())));
+            sleep.set(Some(tokio::time::sleep_until(
+                this.ambient.deadline.instant(),
+            )));
         }
         let Some(sleep) = sleep.as_pin_mut() else {
             return Poll::Pending;

@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use super::{TimeoutBody, TimeoutByWorkload, TimeoutFuture};
 use crate::{
-    context::Deadline,
+    context::{Ambient, Deadline},
     error::{BoxError, Error},
     workload::Workload,
 };
@@ -56,7 +56,11 @@ where
             request.extensions_mut().insert(deadline);
         }
         let inner = &mut self.inner;
-        let future = deadline.scope(|| inner.call(request));
-        TimeoutFuture::new(future, deadline, profile.idle_read)
+        let ambient = Ambient {
+            deadline,
+            workload: Some(workload),
+        };
+        let future = ambient.scope(|| inner.call(request));
+        TimeoutFuture::new(future, ambient, profile.idle_read)
     }
 }
