@@ -45,6 +45,27 @@ impl RequestBucket {
         })
     }
 
+    /// A bucket of `capacity` refilling one every `interval`, full at `now` (a client-side
+    /// limit of its own, such as the ramp guard's).
+    pub(crate) fn full(now: Instant, capacity: f64, interval: Duration) -> Self {
+        let capacity = capacity.max(1.0);
+        RequestBucket {
+            capacity,
+            interval,
+            level: capacity,
+            at: now,
+        }
+    }
+
+    /// A new size and refill rate from `now` on, keeping the level (up to the new size).
+    pub(crate) fn resize(&mut self, now: Instant, capacity: f64, interval: Duration) {
+        let level = self.level(now);
+        self.capacity = capacity.max(1.0);
+        self.interval = interval;
+        self.level = level.min(self.capacity);
+        self.at = now;
+    }
+
     /// Takes in a newer reading: its size and refill rate, and its level if lower than the
     /// mirror's.
     pub(crate) fn learn(&mut self, now: Instant, quota: Quota, max_interval: Duration) {

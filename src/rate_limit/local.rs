@@ -16,8 +16,9 @@ use super::{
     bucket::RequestBucket,
     queue::Queue,
     ramp::Ramp,
-    Admission, Demand, Priority, Probe, RateControl, RateLimitStore, Reservation, Scope, Signal,
-    Ticket, Wake, WakeHandle,
+    ramp_guard::GuardState,
+    Admission, Demand, Priority, Probe, RampGuard, RateControl, RateLimitStore, Reservation, Scope,
+    Signal, Ticket, Wake, WakeHandle,
 };
 use crate::{observe, time};
 
@@ -77,6 +78,9 @@ pub struct GateConfig {
     /// The order of the waiting queue when the limit binds (default
     /// [`Priority::default`]: weighted by workload, interactive first; see [`Priority`]).
     pub priority: Priority,
+    /// An optional cap on how fast each scope's sending rate may grow (default `None`; see
+    /// [`RampGuard`]), for a provider whose limits punish a fast ramp.
+    pub ramp_guard: Option<RampGuard>,
 }
 
 impl Default for GateConfig {
@@ -97,6 +101,7 @@ impl Default for GateConfig {
             probe_max: Duration::from_secs(2),
             token_pacing: true,
             priority: Priority::default(),
+            ramp_guard: None,
         }
     }
 }
@@ -144,6 +149,8 @@ struct State {
     sampler: AdaptiveRate,
     /// The scopes with something to enforce or forget.
     gates: HashMap<Scope, Gate>,
+    /// The ramp guard every gate starts with, if configured.
+    guard: Option<RampGuard>,
 }
 
 /// One scope's gate: the server's closures, its waiting queue, its adaptive rate and its
@@ -159,10 +166,12 @@ struct Gate {
     /// The server's token allowance, mirrored while a response said it runs low: requests
     /// are charged their estimated tokens.
     tokens: Option<RequestBucket>,
+    /// The ramp guard's measurement and allowance, if configured.
+    guard: Option<GuardState>,
 }
 
 impl Gate {
-    fn new(sampler: &AdaptiveRate) -> Gate {
+    fn new(now: Instant, sampler: &AdaptiveRate, guard: Option<RampGuard>) -> Gate {
         Gate {
             closed_until: None,
             queue: Queue::default(),
@@ -170,6 +179,7 @@ impl Gate {
             adaptive: sampler.clone(),
             quota: None,
             tokens: None,
+            guard: guard.map(|g| GuardState::new(now, g)),
         }
     }
 
@@ -189,6 +199,7 @@ impl Gate {
         let shortfalls = [
             self.quota.as_ref().and_then(|q| q.shortfall(now, 1)),
             self.tokens.as_ref().and_then(|t| t.shortfall(now, tokens)),
+            self.guard.as_ref().and_then(|g| g.shortfall(now)),
         ];
         for (at, interval) in shortfalls.into_iter().flatten() {
             closed = closed.max(Some(at));
@@ -205,6 +216,9 @@ impl Gate {
         if let Some(bucket) = &mut self.tokens {
             bucket.take_n(now, tokens);
         }
+        if let Some(guard) = &mut self.guard {
+            guard.take(now);
+        }
     }
 
     /// Nothing to enforce or forget: the gate can go.
@@ -215,13 +229,14 @@ impl Gate {
             && self.queue.is_idle(now)
             && !self.adaptive.is_active()
             && self.throttle_streak == 0
+            && self.guard.is_none_or(|g| g.is_idle(now))
     }
 }
 
 impl State {
     /// The gate of `scope`, created if need be.
-    fn gate(&mut self, scope: &Scope) -> &mut Gate {
-        gate_of(&mut self.gates, &self.sampler, scope)
+    fn gate(&mut self, now: Instant, scope: &Scope) -> &mut Gate {
+        gate_of(&mut self.gates, &self.sampler, self.guard, now, scope)
     }
 }
 
@@ -230,6 +245,8 @@ impl State {
 fn gate_of<'a>(
     gates: &'a mut HashMap<Scope, Gate>,
     sampler: &AdaptiveRate,
+    guard: Option<RampGuard>,
+    now: Instant,
     scope: &Scope,
 ) -> &'a mut Gate {
     let key = if gates.contains_key(scope) || gates.len() < MAX_SCOPES {
@@ -237,7 +254,9 @@ fn gate_of<'a>(
     } else {
         Scope::global()
     };
-    gates.entry(key).or_insert_with(|| Gate::new(sampler))
+    gates
+        .entry(key)
+        .or_insert_with(|| Gate::new(now, sampler, guard))
 }
 
 impl Default for LocalStore {
@@ -252,7 +271,8 @@ impl LocalStore {
         let fallback_rate = 1.0 / config.release_spacing.as_secs_f64().max(1e-3);
         LocalStore {
             config,
-            restricted: AtomicBool::new(false),
+            // A ramp guard measures every scope's sending: no lock-free path.
+            restricted: AtomicBool::new(config.ramp_guard.is_some()),
             sent: AtomicU64::new(0),
             sample_start: AtomicU64::new(0),
             state: Mutex::new(State {
@@ -266,6 +286,7 @@ impl LocalStore {
                     Instant::now(),
                 ),
                 gates: HashMap::new(),
+                guard: config.ramp_guard,
             }),
             wakers: Mutex::new(Vec::new()),
         }
@@ -373,7 +394,10 @@ impl LocalStore {
         if drained {
             state.ramp = None;
         }
-        let idle = state.gates.is_empty() && state.ramp.is_none() && state.breaker.is_quiet(now);
+        let idle = state.gates.is_empty()
+            && state.ramp.is_none()
+            && state.breaker.is_quiet(now)
+            && state.guard.is_none();
         if idle {
             self.restricted.store(false, Ordering::Release);
         }
@@ -458,13 +482,13 @@ impl LocalStore {
         // Probes and holds are the breaker's; a scope with nothing of its own and no place
         // asks only the breaker (no gate is created for it).
         let has_gate = state.gates.contains_key(scope);
-        if !has_gate && ticket == Ticket::New && !engaged {
+        if !has_gate && ticket == Ticket::New && !engaged && state.guard.is_none() {
             return Admission::Go;
         }
         // A place that is no longer live (never, from this store's own futures) asks anew.
         let place = match ticket {
             Ticket::Reserved(r) => {
-                let gate = state.gate(scope);
+                let gate = state.gate(now, scope);
                 gate.queue.rank(r.place).map(|_| r.place)
             }
             Ticket::New => None,
@@ -486,9 +510,13 @@ impl LocalStore {
             breaker,
             gates,
             sampler,
+            guard,
             ..
         } = state;
-        let gate = gate_of(gates, sampler, scope);
+        let gate = gate_of(gates, sampler, *guard, now, scope);
+        if let Some(guard) = &mut gate.guard {
+            guard.roll(now);
+        }
         // The server's hint, and its spent request quota or low token allowance (the next
         // request when the mirror covers it, the queue spaced at the refill rate), are a floor
         // for every request, probes included.
@@ -573,7 +601,7 @@ impl LocalStore {
         state.sampler.adopt(now, None, share);
         let global = Scope::global();
         let ramp = state.ramp;
-        let gate = state.gate(&global);
+        let gate = state.gate(now, &global);
         if let Some(wait) = closed_for.filter(|w| !w.is_zero()) {
             let until = time::after(now, wait.min(self.config.max_hold));
             // The same closure read again lands a few milliseconds off: only a later one
@@ -788,7 +816,7 @@ impl LocalStore {
         }
         // The scope's part: a quiet outcome for a scope with no gate has nothing to teach it.
         if !quiet || state.gates.contains_key(scope) {
-            let gate = state.gate(scope);
+            let gate = state.gate(now, scope);
             self.learn_in_gate(gate, now, signal, sent_at, &mut learned);
         }
         // A faster pace (the ramp doubled, the adaptive rate grew) reaches every waiter.

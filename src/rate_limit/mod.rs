@@ -32,6 +32,7 @@ pub(crate) mod published;
 mod queue;
 mod quota;
 mod ramp;
+mod ramp_guard;
 #[cfg(feature = "redis")]
 mod redis;
 mod scope;
@@ -48,6 +49,7 @@ pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore, MAX_SCOPES};
 pub use priority::Priority;
 pub use quota::Quota;
+pub use ramp_guard::RampGuard;
 pub use scope::Scope;
 pub(crate) use scope::ScopeSource;
 pub use service::RateLimitService;
