@@ -32,6 +32,11 @@
 //!    arrival rate), time to success and when the last request was done; a plot of successes
 //!    and attempts over time.
 //!
+//! 5. **Priority** (in process): the `testing::FireworksServer` with a request quota (20 r/s,
+//!    burst 5), batch submissions at twice it and interactive requests at a tenth of it through
+//!    one preset; weighted fair queueing (the default) against first come, first served, and
+//!    the interactive traffic alone. Reported: interactive p50/p99, batch served per second.
+//!
 //! Run with `scripts/storm.sh` (starts and stops nginx), or
 //! `cargo bench --bench storm --features testing` (outage only, unless `STORM_NGINX_URL` is
 //! set). Arguments `nginx`, `adaptive`, `shedding` or `outage` run only those parts
@@ -54,11 +59,11 @@ use storm::{
     adaptive,
     config::StormConfig,
     nginx::{self, Variant},
-    outage, shedding,
+    outage, priority, shedding,
 };
 
 /// The parts, in the order they run.
-const PARTS: [&str; 4] = ["nginx", "adaptive", "shedding", "outage"];
+const PARTS: [&str; 5] = ["nginx", "adaptive", "shedding", "outage", "priority"];
 
 fn main() {
     // `cargo test --benches` runs this binary without `--bench`: a storm takes minutes, so it
@@ -148,6 +153,9 @@ fn main() {
         }
         if wants("outage") {
             outage::run(&config).await;
+        }
+        if wants("priority") {
+            priority::run(&config).await;
         }
     });
 }

@@ -59,6 +59,10 @@ pub struct StormConfig {
     pub adaptive_phase: Duration,
     /// Whether the adaptive part also runs the other three strategies, for context.
     pub adaptive_peers: bool,
+    /// The priority part's request quota, requests per second.
+    pub priority_rps: f64,
+    /// How long requests arrive in the priority part.
+    pub priority_window: Duration,
 }
 
 fn number(name: &str) -> Option<f64> {
@@ -112,6 +116,10 @@ impl StormConfig {
                     .as_deref()
                     .map(str::trim),
                 Ok("0" | "no" | "false")
+            ),
+            priority_rps: number("STORM_PRIORITY_RATE").unwrap_or(20.0),
+            priority_window: Duration::from_secs_f64(
+                number("STORM_PRIORITY_SECONDS").unwrap_or(window.min(30.0)),
             ),
         }
     }

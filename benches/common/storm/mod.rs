@@ -9,6 +9,7 @@ pub mod load;
 pub mod nginx;
 pub mod outage;
 pub mod plot;
+pub mod priority;
 pub mod shedding;
 pub mod strategies;
 pub mod summary;
