@@ -23,9 +23,10 @@ mod background;
 mod connection;
 
 use std::{
+    collections::HashMap,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -34,8 +35,8 @@ use std::{
 use tokio::{sync::Notify, time::Instant};
 
 use super::{
-    local::Learned, Admission, GateConfig, LocalStore, Probe, RateLimitStore, Reservation, Signal,
-    Ticket, Wake,
+    local::Learned, Admission, GateConfig, LocalStore, Probe, RateLimitStore, Reservation, Scope,
+    Signal, Ticket, Wake, MAX_SCOPES,
 };
 
 /// Where the fleet's state lives, and how often to sync it.
@@ -228,13 +229,61 @@ pub struct RedisStore {
 }
 
 /// What the request path hands the background task (what this process learned since the
-/// last sync), and what the task reports back.
-#[derive(Debug, Default)]
+/// last sync, per scope, and how many requests arrived), and what the task reports back.
+#[derive(Debug)]
 struct Link {
-    pending: Mutex<Learned>,
+    /// At most [`MAX_SCOPES`] scopes; news of more is told as the client-wide scope's.
+    pending: Mutex<HashMap<Scope, Learned>>,
     wake: Notify,
     shared: AtomicBool,
     members: AtomicU32,
+    /// New requests so far (the process's demand, sent or not): one relaxed add each.
+    arrivals: AtomicU64,
+    /// This process's share of the fleet's rate, as `f64` bits.
+    share: AtomicU64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            shared: AtomicBool::new(false),
+            members: AtomicU32::new(0),
+            arrivals: AtomicU64::new(0),
+            share: AtomicU64::new(1.0f64.to_bits()),
+        }
+    }
+}
+
+impl Link {
+    /// Takes what is pending, leaving nothing.
+    fn take(&self) -> HashMap<Scope, Learned> {
+        std::mem::take(&mut *self.pending())
+    }
+
+    /// Adds `learned` about `scope` to what is pending.
+    fn merge(&self, scope: &Scope, learned: Learned) {
+        let mut pending = self.pending();
+        let scope = if pending.contains_key(scope) || pending.len() < MAX_SCOPES {
+            scope.clone()
+        } else {
+            Scope::global()
+        };
+        pending.entry(scope).or_default().merge(learned);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, Learned>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn arrived(&self, ticket: Ticket) {
+        if ticket == Ticket::New {
+            self.arrivals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl RedisStore {
@@ -285,14 +334,14 @@ impl RedisStore {
         self.link.members.load(Ordering::Acquire)
     }
 
-    fn publish(&self, learned: Learned) {
-        let mut slot = self
-            .link
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.merge(learned);
-        drop(slot);
+    /// This process's part of the fleet's rate, as of the last sync: its demand over the
+    /// fleet's (see the [module docs](self)); 1 before the first sync and after a fallback.
+    pub fn share(&self) -> f64 {
+        f64::from_bits(self.link.share.load(Ordering::Acquire))
+    }
+
+    fn publish(&self, scope: &Scope, learned: Learned) {
+        self.link.merge(scope, learned);
         self.link.wake.notify_one();
     }
 }
@@ -315,7 +364,19 @@ impl Drop for RedisStore {
 
 impl RateLimitStore for RedisStore {
     fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
-        self.local.admit(now, ticket, deadline)
+        self.admit_in(now, &Scope::global(), 0, ticket, deadline)
+    }
+
+    fn admit_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        tokens: u64,
+        ticket: Ticket,
+        deadline: Option<Instant>,
+    ) -> Admission {
+        self.link.arrived(ticket);
+        self.local.admit_in(now, scope, tokens, ticket, deadline)
     }
 
     /// The background sync wakes the layer's waiters when a faster fleet rate re-paces them.
@@ -324,11 +385,15 @@ impl RateLimitStore for RedisStore {
     }
 
     fn admit_unrestricted(&self) -> bool {
-        self.local.admit_unrestricted()
+        if !self.local.admit_unrestricted() {
+            return false;
+        }
+        self.link.arrived(Ticket::New);
+        true
     }
 
     fn record(&self, now: Instant, signal: Signal, probe: Option<Probe>) -> Wake {
-        self.record_sent(now, signal, probe, None)
+        self.record_in(now, &Scope::global(), signal, probe, None)
     }
 
     fn record_sent(
@@ -338,11 +403,20 @@ impl RateLimitStore for RedisStore {
         probe: Option<Probe>,
         sent_at: Option<Instant>,
     ) -> Wake {
-        let (wake, learned) =
-            self.local
-                .learn(now, &super::Scope::global(), signal, probe, sent_at);
+        self.record_in(now, &Scope::global(), signal, probe, sent_at)
+    }
+
+    fn record_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Wake {
+        let (wake, learned) = self.local.learn(now, scope, signal, probe, sent_at);
         if !learned.is_empty() {
-            self.publish(learned);
+            self.publish(scope, learned);
         }
         wake
     }
@@ -353,6 +427,10 @@ impl RateLimitStore for RedisStore {
 
     fn leave(&self, now: Instant, slot: Reservation) -> Wake {
         self.local.leave(now, slot)
+    }
+
+    fn leave_in(&self, now: Instant, scope: &Scope, slot: Reservation) -> Wake {
+        self.local.leave_in(now, scope, slot)
     }
 
     fn is_unrestricted(&self) -> bool {
