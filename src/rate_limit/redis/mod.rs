@@ -1,10 +1,19 @@
 //! `RedisStore`: one rate limit shared by a fleet of processes on one API key.
 //!
-//! Fireworks limits an *account*. Ten replicas of a service each keeping their own gate each
-//! learn the limit alone, and each spends its own 429s doing it: the fleet as a whole sends
-//! about ten times what one careful client would. With this store, every process using the
-//! same key prefix shares the gate's closed-until time and the adaptive sending rate; each
-//! paces at its share of the fleet's rate (the rate over the number of live processes).
+//! Fireworks limits an *account*, per model. Ten replicas of a service each keeping their own
+//! gate each learn the limit alone, and each spends its own 429s doing it: the fleet as a whole
+//! sends about ten times what one careful client would. With this store, every process using
+//! the same key prefix shares, per [`Scope`] (model), the gate's closed-until time and the
+//! adaptive sending rate: a 429 for one model holds that model in every process, and no other
+//! model. Each process paces at its share of the fleet's rate.
+//!
+//! Shares follow demand. Each process publishes its demand with its membership: the new
+//! requests it was offered per second (sent, queued or refused alike), averaged over about a
+//! second. Its share is its demand over the fleet's, each process weighing at least a tenth
+//! of an even share (`1 / N`) so that an idle process can start at once (slowly) and gets
+//! its part within a sync or two of its traffic showing; the shares add up to one. A process
+//! offered 70 % of the fleet's traffic paces at 70 % of the fleet's rate instead of `1 / N`.
+//! One share per process covers all its scopes (the demand is not counted per model).
 //!
 //! Requests never wait on Redis. Every decision is made on the in-process [`LocalStore`], as
 //! without Redis; a background task syncs it with Redis every
@@ -14,10 +23,16 @@
 //! and the `tower_reliability_fleet_store_fallbacks_total` metric), and picks the shared state
 //! up again when Redis answers — a Redis restart included (the script is reloaded).
 //!
-//! What is shared: the gate's closure (a hinted 429, a spent allowance, a no-hint backoff)
-//! and the adaptive rate's curve (the fleet's rate at the last cut and when it was cut). What
-//! is not: the circuit breaker (each process notices an outage by itself, within a few
-//! requests) and the paced queue (each process paces its own requests at its share).
+//! What is shared, per scope: the gate's closure (a hinted 429, a no-hint backoff) and the
+//! adaptive rate's curve (the fleet's rate at the last cut, when it was cut, its identity and
+//! hinted plateau), for at most [`MAX_SCOPES`] scopes at once, in one hash (`{prefix}:gate`,
+//! fields `kind` for the client-wide scope and `kind:model` for a model); the members and
+//! their demands. A sync sends what this process learned for the scopes it has active and
+//! reads back every scope the fleet has something on, so its payload is bounded by
+//! [`MAX_SCOPES`] too. What is not shared: the circuit breaker (each process notices an outage
+//! by itself, within a few requests), the paced queue (each process paces its own requests at
+//! its share), and the mirrors of the server's request and token buckets (each process reads
+//! the headers of its own responses).
 
 mod background;
 mod connection;
@@ -58,7 +73,8 @@ pub struct RedisConfig {
     pub ca_cert: Option<Vec<u8>>,
     /// The key prefix: every process with the same prefix shares one state. Use one per API
     /// key (account), for example `"tower-reliability:fireworks:prod"`. The keys are
-    /// `{prefix}:gate` and `{prefix}:members`. Must not be empty nor contain `{` or `}`.
+    /// `{prefix}:gate` (every scope's state), `{prefix}:members` and `{prefix}:demand`, all in
+    /// the prefix's hash slot. Must not be empty nor contain `{` or `}`.
     pub prefix: String,
     /// How often the background task syncs (default 100 ms). A throttle seen by this process
     /// is published at once, not at the next tick.
@@ -205,6 +221,20 @@ impl std::error::Error for RedisStoreError {
 
 /// A [`RateLimitStore`] shared by every process with the same key prefix, through Redis.
 ///
+/// One state per [`Scope`] (model), as [`LocalStore`] keeps, each shared with the fleet: a
+/// closure (a hinted 429, a no-hint backoff) or a cut of the adaptive rate for one model holds
+/// that model in every process, and no other model. At most [`MAX_SCOPES`] scopes are shared
+/// at once. Not shared: the circuit breaker (each process notices an outage by itself), the
+/// paced queue, and the mirrors of the server's request and token buckets (each process reads
+/// its own responses' headers).
+///
+/// Each process paces at its [`share`](Self::share) of the fleet's rate, which follows its
+/// demand: each process publishes, with its membership, the new requests it was offered per
+/// second (sent, queued or refused alike, averaged over about a second), and its share is its
+/// demand over the fleet's. Every process weighs at least a tenth of an even share (`1 / N`),
+/// so an idle process can start at once (slowly) and gets its part within a sync or two of its
+/// traffic showing; the shares add up to one. One share per process covers all its scopes.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use tower_reliability::{fireworks, rate_limit::{RedisConfig, RedisStore}, RateLimitAware, Workload};
@@ -335,7 +365,7 @@ impl RedisStore {
     }
 
     /// This process's part of the fleet's rate, as of the last sync: its demand over the
-    /// fleet's (see the [module docs](self)); 1 before the first sync and after a fallback.
+    /// fleet's (see [`RedisStore`]); 1 before the first sync and after a fallback.
     pub fn share(&self) -> f64 {
         f64::from_bits(self.link.share.load(Ordering::Acquire))
     }
