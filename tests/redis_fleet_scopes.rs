@@ -12,9 +12,7 @@ use eventually::eventually;
 use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
 use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;
-use tower_reliability::rate_limit::{
-    Admission, RateLimitStore, RedisStore, Scope, Signal, Ticket,
-};
+use tower_reliability::rate_limit::{Admission, RateLimitStore, RedisStore, Scope, Signal, Ticket};
 
 /// Two processes of one fleet: two stores with one fresh prefix on `redis`.
 fn two_processes(redis: &RedisServer, test: &str) -> (Arc<RedisStore>, Arc<RedisStore>) {

@@ -76,7 +76,9 @@ struct Update {
 
 /// A scope's tag in the fleet's hash: `""` for the client-wide scope, `":name"` for `name`.
 fn tag(scope: &Scope) -> String {
-    scope.name().map_or_else(String::new, |name| format!(":{name}"))
+    scope
+        .name()
+        .map_or_else(String::new, |name| format!(":{name}"))
 }
 
 /// The scope of a tag, if it is one.
@@ -89,10 +91,7 @@ fn scope_of(tag: &str) -> Option<Scope> {
 
 /// What to tell the fleet: the closures learned per scope and every scope's own cut, at most
 /// [`MAX_SCOPES`] scopes (both come bounded).
-fn updates(
-    pending: &HashMap<Scope, Learned>,
-    own: Vec<(Scope, Curve)>,
-) -> HashMap<Scope, Update> {
+fn updates(pending: &HashMap<Scope, Learned>, own: Vec<(Scope, Curve)>) -> HashMap<Scope, Update> {
     let mut updates: HashMap<Scope, Update> = HashMap::new();
     for (scope, learned) in pending {
         if let Some(until) = learned.closed_until {
