@@ -10,6 +10,9 @@
 //! - `local`: every process its own `LocalStore` (what `RateLimitAware::new()` builds; adaptive
 //!   CUBIC rate on), the default without Redis;
 //! - `redis`: every process a `RedisStore` with one key prefix (unique to the run);
+//! - `cluster`: the same through a 3-master Redis Cluster;
+//! - `uneven`: as `redis`, the first process offered 70 % of the fleet's load and the others
+//!   the rest (each process's share of the fleet's rate follows its demand);
 //! - `off`: every process its own gate with `RateControl::Off`, for context;
 //! - `single` (only when asked): one process offered the whole fleet's load.
 //!
@@ -20,7 +23,8 @@
 //!
 //! Run with `scripts/fleet.sh` (starts and stops nginx and Redis), or
 //! `cargo bench --bench fleet --features testing,redis` with `STORM_NGINX_URL` (and
-//! `REDIS_URL`) set. Arguments `local`, `redis`, `off`, `single` run only those modes. Durations
+//! `REDIS_URL`) set. Arguments `local`, `redis`, `cluster`, `uneven`, `off`, `single` run only
+//! those modes. Durations
 //! and rates: see `common/fleet/config.rs` (`FLEET_SECONDS=8` is a quick run).
 
 #[path = "common/chat.rs"]

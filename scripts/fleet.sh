@@ -6,7 +6,9 @@
 #
 #   scripts/fleet.sh                     full run (about 2 minutes once built)
 #   FLEET_SECONDS=8 scripts/fleet.sh     quick run
-#   scripts/fleet.sh local redis         only those modes (local, redis, cluster, off, single)
+#   scripts/fleet.sh local redis         only those modes (local, redis, cluster, uneven, off, single)
+#   scripts/fleet.sh uneven              4 processes sharing through Redis, one offered 70 % of the
+#                                        load: each process's share follows its demand
 #
 # Durations and rates: see benches/common/fleet/config.rs (FLEET_SECONDS, STORM_RATE, ...).
 # The cluster mode runs on a 3-master Redis Cluster (scripts/redis.sh start-cluster).

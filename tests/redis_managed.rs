@@ -16,7 +16,7 @@ use redis_support::{
     tls::{start_tls_or_skip, start_with_user_or_skip, User},
 };
 use tokio::time::Instant;
-use tower_reliability::rate_limit::{RateLimitStore, RedisConfig, RedisStore, Signal};
+use tower_reliability::rate_limit::{RateLimitStore, RedisConfig, RedisStore, Scope, Signal};
 use tracing_capture::global_capture;
 
 const PASSWORD: &str = "pw-7f3c9d1e-never-printed";
@@ -68,13 +68,14 @@ async fn rediss_with_the_servers_authority_shares_the_fleet_state() {
     let (a, b) = (spawn(), spawn());
     assert!(both_counted(&a, &b).await, "over TLS: {a:?} {b:?}");
     assert!(closure_travels(&a, &b, 3000).await);
-    // The state is in this server (through its TLS port).
+    // The state is in this server (through its TLS port): the scopes' gates, the members
+    // and their demands.
     let keys = redis
         .command(&["KEYS", &format!("{{{prefix}}}:*")])
         .await
         .unwrap();
     assert!(
-        matches!(keys, redis_support::Reply::Array(Some(ref k)) if k.len() == 2),
+        matches!(keys, redis_support::Reply::Array(Some(ref k)) if k.len() == 3),
         "{keys:?}"
     );
 }
@@ -189,11 +190,13 @@ async fn a_cluster_shares_the_fleet_state_and_survives_a_node_restart() {
     let prefix = prefix("cluster");
     let gate_key = format!("{{{prefix}}}:gate");
     let home = cluster.node_of(&gate_key);
-    assert_eq!(
-        home,
-        cluster.node_of(&format!("{{{prefix}}}:members")),
-        "one slot"
-    );
+    for key in ["members", "demand"] {
+        assert_eq!(
+            home,
+            cluster.node_of(&format!("{{{prefix}}}:{key}")),
+            "one slot"
+        );
+    }
     // A seeds from the node that will restart, B from another: each must find the slot.
     let other = (home + 1) % 3;
     let a = RedisStore::spawn(config(&cluster.url(home), &prefix).cluster(true)).unwrap();
@@ -208,6 +211,25 @@ async fn a_cluster_shares_the_fleet_state_and_survives_a_node_restart() {
         .await
         .unwrap();
     assert!(stored.text().is_some(), "the state is on its slot's node");
+    // A model's closure travels under its scope, through the same slot.
+    let model = Scope::named("m-fast");
+    a.record_in(
+        Instant::now(),
+        &model,
+        Signal::Throttled {
+            hint: Some(Duration::from_millis(2000)),
+        },
+        None,
+        None,
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || b
+            .local()
+            .closed_until_in(&model, Instant::now())
+            .is_some())
+        .await,
+        "a model's closure through the cluster: {b:?}"
+    );
 
     // The node holding the slot restarts (empty: no persistence) mid-run.
     cluster.stop(home).await;

@@ -82,10 +82,12 @@ async fn the_adaptive_rate_is_the_fleets_and_each_process_paces_at_its_share() {
     };
     let (a, b) = two_processes(&redis, "curve");
     assert!(both_counted(&a, &b).await);
-    // A sends 60 requests over 600 ms (100/s) and is throttled without a hint.
+    // Each sends 60 requests over 600 ms (100/s: one demand each, so one share each); A is
+    // throttled without a hint.
     let start = Instant::now();
     for i in 0..60 {
         let _ = a.admit(start + Duration::from_millis(10 * i), Ticket::New, None);
+        let _ = b.admit(start + Duration::from_millis(10 * i), Ticket::New, None);
     }
     let cut = start + Duration::from_millis(600);
     a.record(cut, Signal::Throttled { hint: None }, None);

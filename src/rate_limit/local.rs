@@ -586,44 +586,52 @@ impl LocalStore {
         Admission::Wait(Reservation { at, place })
     }
 
-    /// Adopts what a fleet store read: the client-wide gate closed for `closed_for` more (if
-    /// longer than here), the fleet's adaptive curve, and this process's share of its rate.
+    /// Adopts what a fleet store read: this process's `share` of the fleet's rate (for every
+    /// scope), and for each scope in `news` its closure (`closed_for` more, if longer than
+    /// here) and the fleet's adaptive curve.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn adopt(
-        &self,
-        now: Instant,
-        closed_for: Option<Duration>,
-        curve: Option<Curve>,
-        share: f64,
-    ) {
+    pub(crate) fn adopt(&self, now: Instant, share: f64, news: &[FleetNews]) {
         let mut state = self.lock();
-        // Gates created from now on start from this share (a fleet's cut is scaled by it).
+        // Gates created from now on start from this share (a fleet's cut is scaled by it), and
+        // every gate paces at it.
         state.sampler.adopt(now, None, share);
-        let global = Scope::global();
-        let ramp = state.ramp;
-        let gate = state.gate(now, &global);
-        if let Some(wait) = closed_for.filter(|w| !w.is_zero()) {
-            let until = time::after(now, wait.min(self.config.max_hold));
-            // The same closure read again lands a few milliseconds off: only a later one
-            // closes.
-            let known = gate
-                .closed_until
-                .is_some_and(|t| t > now && until <= time::after(t, ADOPT_TOLERANCE));
-            if !known {
-                self.close(gate, until);
+        for gate in state.gates.values_mut() {
+            gate.adaptive.adopt(now, None, share);
+        }
+        for news in news {
+            // A scope past the bound is not folded into the client-wide one: that would hold
+            // every model for one model's news.
+            if !state.gates.contains_key(&news.scope) && state.gates.len() >= MAX_SCOPES {
+                continue;
+            }
+            let gate = state.gate(now, &news.scope);
+            if let Some(wait) = news.closed_for.filter(|w| !w.is_zero()) {
+                let until = time::after(now, wait.min(self.config.max_hold));
+                // The same closure read again lands a few milliseconds off: only a later one
+                // closes.
+                let known = gate
+                    .closed_until
+                    .is_some_and(|t| t > now && until <= time::after(t, ADOPT_TOLERANCE));
+                if !known {
+                    self.close(gate, until);
+                }
+            }
+            let was_active = gate.adaptive.is_active();
+            gate.adaptive.adopt(now, news.curve, share);
+            if gate.adaptive.is_active() {
+                self.restricted.store(true, Ordering::Release);
+            }
+            if !was_active && gate.adaptive.is_active() {
+                let w_max = news.curve.map_or(0.0, |c| c.w_max);
+                observe::rate_cut(w_max, gate.adaptive.rate(now));
             }
         }
-        let was_active = gate.adaptive.is_active();
-        gate.adaptive.adopt(now, curve, share);
-        if gate.adaptive.is_active() {
-            self.restricted.store(true, Ordering::Release);
-        }
-        if !was_active && gate.adaptive.is_active() {
-            observe::rate_cut(curve.map_or(0.0, |c| c.w_max), gate.adaptive.rate(now));
-        }
         // A faster shared rate reaches the waiters at once, as a local one does.
-        let spacing = self.spacing(ramp, gate, now);
-        let repaced = gate.queue.repace(spacing);
+        let ramp = state.ramp;
+        let mut repaced = false;
+        for gate in state.gates.values_mut() {
+            repaced |= gate.queue.repace(self.spacing(ramp, gate, now));
+        }
         self.settle(&mut state, now);
         drop(state);
         if repaced {
@@ -633,15 +641,27 @@ impl LocalStore {
     }
 }
 
+/// What a fleet store read about one scope.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FleetNews {
+    pub(crate) scope: Scope,
+    /// The scope is closed fleet-wide for this much longer.
+    pub(crate) closed_for: Option<Duration>,
+    /// The fleet's adaptive curve for the scope.
+    pub(crate) curve: Option<Curve>,
+}
+
 impl LocalStore {
-    /// The client-wide scope's adaptive curve, if this process cut it (what a fleet store
-    /// publishes at every sync, with its age and identity: a retried sync is the same cut).
+    /// Every scope's adaptive curve that this process cut (what a fleet store publishes at
+    /// every sync, with its age and identity: a retried sync is the same cut).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn own_curve(&self, now: Instant) -> Option<Curve> {
+    pub(crate) fn own_curves(&self, now: Instant) -> Vec<(Scope, Curve)> {
         self.lock()
             .gates
-            .get(&Scope::global())
-            .and_then(|gate| gate.adaptive.own_curve(now))
+            .iter()
+            .filter_map(|(scope, gate)| Some((scope.clone(), gate.adaptive.own_curve(now)?)))
+            .collect()
     }
 }
 
@@ -1389,7 +1409,15 @@ mod tests {
             plateau: Duration::ZERO,
             id: 7,
         };
-        s.adopt(t2, None, Some(fleet), 1.0);
+        s.adopt(
+            t2,
+            1.0,
+            &[FleetNews {
+                scope: Scope::global(),
+                closed_for: None,
+                curve: Some(fleet),
+            }],
+        );
         assert!(notified.now_or_never().is_some(), "the waiters were woken");
     }
 

@@ -27,7 +27,7 @@ pub struct Scope(Option<Arc<str>>);
 
 impl Scope {
     /// The client-wide scope: requests that name no model, and every request of a store that
-    /// does not scope (a [`RedisStore`](super::RedisStore) shares one state for all models).
+    /// does not scope.
     pub const fn global() -> Scope {
         Scope(None)
     }

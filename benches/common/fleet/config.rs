@@ -4,7 +4,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `STORM_NGINX_URL` | unset | base URL of `scripts/nginx.sh`; unset: nothing runs |
-//! | `REDIS_URL` | unset | a Redis for the `redis` mode; unset: that mode is skipped |
+//! | `REDIS_URL` | unset | a Redis for the `redis` and `uneven` modes; unset: they are skipped |
 //! | `REDIS_CLUSTER_URL` | unset | a node of a Redis Cluster for the `cluster` mode; unset: skipped |
 //! | `STORM_RATE` | 50 | nginx's limit in requests per second (must match the nginx config) |
 //! | `FLEET_OFFERED_FACTOR` | 2 | the fleet's total offered load as a multiple of the limit |
@@ -137,6 +137,9 @@ pub enum Mode {
     Redis,
     /// The same through a 3-master Redis Cluster.
     Cluster,
+    /// `FLEET_WORKERS` processes sharing one state through Redis, uneven: the first offered
+    /// [`HEAVY_PART`] of the fleet's load, the others the rest in equal parts.
+    Uneven,
     /// `FLEET_WORKERS` processes, each with its own gate and no adaptive rate.
     Off,
     /// One process offered the whole fleet's load (what one client on the key achieves).
@@ -145,15 +148,22 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in run and table order.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Local,
         Mode::Redis,
         Mode::Cluster,
+        Mode::Uneven,
         Mode::Off,
         Mode::Single,
     ];
     /// The modes run when no argument picks any.
-    pub const DEFAULT: [Mode; 4] = [Mode::Local, Mode::Redis, Mode::Cluster, Mode::Off];
+    pub const DEFAULT: [Mode; 5] = [
+        Mode::Local,
+        Mode::Redis,
+        Mode::Cluster,
+        Mode::Uneven,
+        Mode::Off,
+    ];
 
     /// The argument that picks the mode, and its nginx path segment.
     pub fn slug(self) -> &'static str {
@@ -161,6 +171,7 @@ impl Mode {
             Mode::Local => "local",
             Mode::Redis => "redis",
             Mode::Cluster => "cluster",
+            Mode::Uneven => "uneven",
             Mode::Off => "off",
             Mode::Single => "single",
         }
@@ -172,6 +183,7 @@ impl Mode {
             Mode::Local => "per-process state (`RateLimitAware::new()`, CUBIC)",
             Mode::Redis => "shared through Redis (`RedisStore`)",
             Mode::Cluster => "shared through a 3-master Redis Cluster",
+            Mode::Uneven => "shared through Redis, uneven load (70 % on one process)",
             Mode::Off => "per-process gate, `RateControl::Off`",
             Mode::Single => "one process alone, whole load (reference)",
         }
@@ -180,7 +192,7 @@ impl Mode {
     pub fn store(self) -> Store {
         match self {
             Mode::Local | Mode::Single => Store::Local,
-            Mode::Redis => Store::Redis,
+            Mode::Redis | Mode::Uneven => Store::Redis,
             Mode::Cluster => Store::Cluster,
             Mode::Off => Store::Off,
         }
@@ -193,7 +205,27 @@ impl Mode {
             _ => config.workers,
         }
     }
+
+    /// The load offered to worker `index`, requests per second: the fleet's load in equal
+    /// parts, or for [`Mode::Uneven`] [`HEAVY_PART`] of it to the first worker.
+    pub fn offered_rps(self, config: &FleetConfig, index: usize) -> f64 {
+        let total = config.limit_rps * config.offered_factor;
+        let count = self.workers(config);
+        match self {
+            Mode::Uneven if count > 1 => {
+                if index == 0 {
+                    total * HEAVY_PART
+                } else {
+                    total * (1.0 - HEAVY_PART) / (count - 1) as f64
+                }
+            }
+            _ => total / count as f64,
+        }
+    }
 }
+
+/// The part of the fleet's load the first process of the `uneven` mode is offered.
+pub const HEAVY_PART: f64 = 0.7;
 
 /// What one worker process is told to do (passed as `key=value` arguments).
 #[derive(Debug, Clone, PartialEq)]

@@ -109,11 +109,20 @@ pub fn run(config: &FleetConfig, modes: &[Mode]) {
         config.window.as_secs_f64(),
         config.idle.as_secs_f64()
     );
+    if modes.contains(&Mode::Uneven) {
+        println!(
+            "In the `uneven` mode the first process is offered {:.0} % of the fleet's load \
+             ({:.1}/s) and the others {:.1}/s each.\n",
+            100.0 * super::config::HEAVY_PART,
+            Mode::Uneven.offered_rps(config, 0),
+            Mode::Uneven.offered_rps(config, 1),
+        );
+    }
     let run_id = unix_ms();
     let mut runs = Vec::new();
     for (i, &mode) in modes.iter().enumerate() {
         let needs = match mode {
-            Mode::Redis => Some(&redis),
+            Mode::Redis | Mode::Uneven => Some(&redis),
             Mode::Cluster => Some(&cluster),
             _ => None,
         };
@@ -188,7 +197,6 @@ fn spawn_mode(
 ) -> Vec<(usize, std::io::Result<Child>)> {
     let exe = std::env::current_exe().expect("the path of this benchmark binary");
     let count = mode.workers(config);
-    let offered = config.limit_rps * config.offered_factor / count as f64;
     // Time to start the processes (and connect to Redis), and the idle time asked for.
     let lead = config.idle.max(Duration::from_millis(500)) + Duration::from_millis(500);
     let start_unix_ms = unix_ms() + u64::try_from(lead.as_millis()).unwrap_or(1000);
@@ -198,7 +206,7 @@ fn spawn_mode(
                 store: mode.store(),
                 index,
                 url: url.to_owned(),
-                offered_rps: offered,
+                offered_rps: mode.offered_rps(config, index),
                 window: config.window,
                 deadline: config.deadline,
                 seed: config.seed + index as u64,

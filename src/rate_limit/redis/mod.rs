@@ -1,10 +1,19 @@
 //! `RedisStore`: one rate limit shared by a fleet of processes on one API key.
 //!
-//! Fireworks limits an *account*. Ten replicas of a service each keeping their own gate each
-//! learn the limit alone, and each spends its own 429s doing it: the fleet as a whole sends
-//! about ten times what one careful client would. With this store, every process using the
-//! same key prefix shares the gate's closed-until time and the adaptive sending rate; each
-//! paces at its share of the fleet's rate (the rate over the number of live processes).
+//! Fireworks limits an *account*, per model. Ten replicas of a service each keeping their own
+//! gate each learn the limit alone, and each spends its own 429s doing it: the fleet as a whole
+//! sends about ten times what one careful client would. With this store, every process using
+//! the same key prefix shares, per [`Scope`] (model), the gate's closed-until time and the
+//! adaptive sending rate: a 429 for one model holds that model in every process, and no other
+//! model. Each process paces at its share of the fleet's rate.
+//!
+//! Shares follow demand. Each process publishes its demand with its membership: the new
+//! requests it was offered per second (sent, queued or refused alike), averaged over about a
+//! second. Its share is its demand over the fleet's, each process weighing at least a tenth
+//! of an even share (`1 / N`) so that an idle process can start at once (slowly) and gets
+//! its part within a sync or two of its traffic showing; the shares add up to one. A process
+//! offered 70 % of the fleet's traffic paces at 70 % of the fleet's rate instead of `1 / N`.
+//! One share per process covers all its scopes (the demand is not counted per model).
 //!
 //! Requests never wait on Redis. Every decision is made on the in-process [`LocalStore`], as
 //! without Redis; a background task syncs it with Redis every
@@ -14,18 +23,25 @@
 //! and the `tower_reliability_fleet_store_fallbacks_total` metric), and picks the shared state
 //! up again when Redis answers — a Redis restart included (the script is reloaded).
 //!
-//! What is shared: the gate's closure (a hinted 429, a spent allowance, a no-hint backoff)
-//! and the adaptive rate's curve (the fleet's rate at the last cut and when it was cut). What
-//! is not: the circuit breaker (each process notices an outage by itself, within a few
-//! requests) and the paced queue (each process paces its own requests at its share).
+//! What is shared, per scope: the gate's closure (a hinted 429, a no-hint backoff) and the
+//! adaptive rate's curve (the fleet's rate at the last cut, when it was cut, its identity and
+//! hinted plateau), for at most [`MAX_SCOPES`] scopes at once, in one hash (`{prefix}:gate`,
+//! fields `kind` for the client-wide scope and `kind:model` for a model); the members and
+//! their demands. A sync sends what this process learned for the scopes it has active and
+//! reads back every scope the fleet has something on, so its payload is bounded by
+//! [`MAX_SCOPES`] too. What is not shared: the circuit breaker (each process notices an outage
+//! by itself, within a few requests), the paced queue (each process paces its own requests at
+//! its share), and the mirrors of the server's request and token buckets (each process reads
+//! the headers of its own responses).
 
 mod background;
 mod connection;
 
 use std::{
+    collections::HashMap,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -34,8 +50,8 @@ use std::{
 use tokio::{sync::Notify, time::Instant};
 
 use super::{
-    local::Learned, Admission, GateConfig, LocalStore, Probe, RateLimitStore, Reservation, Signal,
-    Ticket, Wake,
+    local::Learned, Admission, Demand, GateConfig, LocalStore, Probe, RateLimitStore, Reservation,
+    Scope, Signal, Ticket, Wake, MAX_SCOPES,
 };
 
 /// Where the fleet's state lives, and how often to sync it.
@@ -57,7 +73,8 @@ pub struct RedisConfig {
     pub ca_cert: Option<Vec<u8>>,
     /// The key prefix: every process with the same prefix shares one state. Use one per API
     /// key (account), for example `"tower-reliability:fireworks:prod"`. The keys are
-    /// `{prefix}:gate` and `{prefix}:members`. Must not be empty nor contain `{` or `}`.
+    /// `{prefix}:gate` (every scope's state), `{prefix}:members` and `{prefix}:demand`, all in
+    /// the prefix's hash slot. Must not be empty nor contain `{` or `}`.
     pub prefix: String,
     /// How often the background task syncs (default 100 ms). A throttle seen by this process
     /// is published at once, not at the next tick.
@@ -204,6 +221,20 @@ impl std::error::Error for RedisStoreError {
 
 /// A [`RateLimitStore`] shared by every process with the same key prefix, through Redis.
 ///
+/// One state per [`Scope`] (model), as [`LocalStore`] keeps, each shared with the fleet: a
+/// closure (a hinted 429, a no-hint backoff) or a cut of the adaptive rate for one model holds
+/// that model in every process, and no other model. At most [`MAX_SCOPES`] scopes are shared
+/// at once. Not shared: the circuit breaker (each process notices an outage by itself), the
+/// paced queue, and the mirrors of the server's request and token buckets (each process reads
+/// its own responses' headers).
+///
+/// Each process paces at its [`share`](Self::share) of the fleet's rate, which follows its
+/// demand: each process publishes, with its membership, the new requests it was offered per
+/// second (sent, queued or refused alike, averaged over about a second), and its share is its
+/// demand over the fleet's. Every process weighs at least a tenth of an even share (`1 / N`),
+/// so an idle process can start at once (slowly) and gets its part within a sync or two of its
+/// traffic showing; the shares add up to one. One share per process covers all its scopes.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use tower_reliability::{fireworks, rate_limit::{RedisConfig, RedisStore}, RateLimitAware, Workload};
@@ -228,13 +259,61 @@ pub struct RedisStore {
 }
 
 /// What the request path hands the background task (what this process learned since the
-/// last sync), and what the task reports back.
-#[derive(Debug, Default)]
+/// last sync, per scope, and how many requests arrived), and what the task reports back.
+#[derive(Debug)]
 struct Link {
-    pending: Mutex<Learned>,
+    /// At most [`MAX_SCOPES`] scopes; news of more is told as the client-wide scope's.
+    pending: Mutex<HashMap<Scope, Learned>>,
     wake: Notify,
     shared: AtomicBool,
     members: AtomicU32,
+    /// New requests so far (the process's demand, sent or not): one relaxed add each.
+    arrivals: AtomicU64,
+    /// This process's share of the fleet's rate, as `f64` bits.
+    share: AtomicU64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            shared: AtomicBool::new(false),
+            members: AtomicU32::new(0),
+            arrivals: AtomicU64::new(0),
+            share: AtomicU64::new(1.0f64.to_bits()),
+        }
+    }
+}
+
+impl Link {
+    /// Takes what is pending, leaving nothing.
+    fn take(&self) -> HashMap<Scope, Learned> {
+        std::mem::take(&mut *self.pending())
+    }
+
+    /// Adds `learned` about `scope` to what is pending.
+    fn merge(&self, scope: &Scope, learned: Learned) {
+        let mut pending = self.pending();
+        let scope = if pending.contains_key(scope) || pending.len() < MAX_SCOPES {
+            scope.clone()
+        } else {
+            Scope::global()
+        };
+        pending.entry(scope).or_default().merge(learned);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, Learned>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn arrived(&self, ticket: Ticket) {
+        if ticket == Ticket::New {
+            self.arrivals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl RedisStore {
@@ -285,14 +364,14 @@ impl RedisStore {
         self.link.members.load(Ordering::Acquire)
     }
 
-    fn publish(&self, learned: Learned) {
-        let mut slot = self
-            .link
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.merge(learned);
-        drop(slot);
+    /// This process's part of the fleet's rate, as of the last sync: its demand over the
+    /// fleet's (see [`RedisStore`]); 1 before the first sync and after a fallback.
+    pub fn share(&self) -> f64 {
+        f64::from_bits(self.link.share.load(Ordering::Acquire))
+    }
+
+    fn publish(&self, scope: &Scope, learned: Learned) {
+        self.link.merge(scope, learned);
         self.link.wake.notify_one();
     }
 }
@@ -315,7 +394,13 @@ impl Drop for RedisStore {
 
 impl RateLimitStore for RedisStore {
     fn admit(&self, now: Instant, ticket: Ticket, deadline: Option<Instant>) -> Admission {
-        self.local.admit(now, ticket, deadline)
+        let global = Scope::global();
+        self.admit_in(now, &Demand::new(&global).deadline(deadline), ticket)
+    }
+
+    fn admit_in(&self, now: Instant, demand: &Demand<'_>, ticket: Ticket) -> Admission {
+        self.link.arrived(ticket);
+        self.local.admit_in(now, demand, ticket)
     }
 
     /// The background sync wakes the layer's waiters when a faster fleet rate re-paces them.
@@ -324,11 +409,15 @@ impl RateLimitStore for RedisStore {
     }
 
     fn admit_unrestricted(&self) -> bool {
-        self.local.admit_unrestricted()
+        if !self.local.admit_unrestricted() {
+            return false;
+        }
+        self.link.arrived(Ticket::New);
+        true
     }
 
     fn record(&self, now: Instant, signal: Signal, probe: Option<Probe>) -> Wake {
-        self.record_sent(now, signal, probe, None)
+        self.record_in(now, &Scope::global(), signal, probe, None)
     }
 
     fn record_sent(
@@ -338,11 +427,20 @@ impl RateLimitStore for RedisStore {
         probe: Option<Probe>,
         sent_at: Option<Instant>,
     ) -> Wake {
-        let (wake, learned) =
-            self.local
-                .learn(now, &super::Scope::global(), signal, probe, sent_at);
+        self.record_in(now, &Scope::global(), signal, probe, sent_at)
+    }
+
+    fn record_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        signal: Signal,
+        probe: Option<Probe>,
+        sent_at: Option<Instant>,
+    ) -> Wake {
+        let (wake, learned) = self.local.learn(now, scope, signal, probe, sent_at);
         if !learned.is_empty() {
-            self.publish(learned);
+            self.publish(scope, learned);
         }
         wake
     }
@@ -353,6 +451,10 @@ impl RateLimitStore for RedisStore {
 
     fn leave(&self, now: Instant, slot: Reservation) -> Wake {
         self.local.leave(now, slot)
+    }
+
+    fn leave_in(&self, now: Instant, scope: &Scope, slot: Reservation) -> Wake {
+        self.local.leave_in(now, scope, slot)
     }
 
     fn is_unrestricted(&self) -> bool {
