@@ -21,6 +21,7 @@ use super::{
     load::steady_arrivals,
     mix::{chat_body, drain, drive, latency, ClassStats, Job, MixLane, API_KEY},
     strategies::Fireworks,
+    summary::print_failure_reasons,
 };
 use crate::traffic::{arrivals::poisson_arrivals, record::RunLog};
 
@@ -167,7 +168,16 @@ pub async fn run(config: &StormConfig) {
         "\nServed/s: successes that ended within the {window:.0} s of arrivals. A's attempts: \
          as the server counted them."
     );
-    println!("\nTarget: B's goodput, p50 and p99 within 5 % of B alone:");
+    let reasons: Vec<_> = lanes
+        .iter()
+        .map(|lane| (lane.name, lane.log.failures()))
+        .collect();
+    print_failure_reasons(&reasons);
+    println!(
+        "\nTarget: B's goodput, p50 and p99 within 5 % of B alone (latencies: or within \
+         {:.0} ms, below which the in-process server's answers are scheduling noise):",
+        NOISE * 1000.0
+    );
     for (name, (met, detail)) in verdicts {
         println!(
             "- {name}: {detail} — {}",
@@ -176,15 +186,19 @@ pub async fn run(config: &StormConfig) {
     }
 }
 
-/// Whether B's goodput, p50 and p99 in a lane are within 5 % of B alone, and the figures.
+/// Latency differences below this many seconds are noise (the local server answers B in well
+/// under a millisecond; the runtime's timers and two shared cores move it by as much).
+const NOISE: f64 = 0.001;
+
+/// Whether B's goodput, p50 and p99 in a lane are within 5 % of B alone (a latency also when
+/// within [`NOISE`] of it), and the figures.
 fn within(rate: f64, b_rate: f64, alone: &ClassStats, b: &ClassStats) -> (bool, String) {
-    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
-        (Some(x), Some(y)) if y > 0.0 => x / y,
-        _ => f64::INFINITY,
+    let close = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => x <= 1.05 * y || x - y <= NOISE,
+        _ => false,
     };
     let goodput = b_rate / rate.max(f64::MIN_POSITIVE);
-    let (p50, p99) = (ratio(b.p50, alone.p50), ratio(b.p99, alone.p99));
-    let met = goodput >= 0.95 && p50 <= 1.05 && p99 <= 1.05;
+    let met = goodput >= 0.95 && close(b.p50, alone.p50) && close(b.p99, alone.p99);
     let detail = format!(
         "goodput {:.1} %, p50 {} vs {}, p99 {} vs {}",
         100.0 * goodput,

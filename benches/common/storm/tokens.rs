@@ -30,6 +30,7 @@ use super::{
     openai_sdk::OpenAiSdk,
     plot::{rate_series, write_svg, Panel, Series},
     strategies::{Fireworks, Kind, Strategy},
+    summary::print_failure_reasons,
 };
 use crate::traffic::{arrivals::poisson_arrivals, record::RunLog};
 
@@ -240,6 +241,11 @@ async fn run_form(config: &StormConfig, form: Form) {
          the deadline.",
         jobs.len()
     );
+    let reasons: Vec<_> = lanes
+        .iter()
+        .map(|lane| (lane.name, lane.log.failures()))
+        .collect();
+    print_failure_reasons(&reasons);
     if let Some((served, share, lost, large)) = ours {
         print_targets(served, share, lost, allowed, large);
     }
