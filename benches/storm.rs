@@ -1,5 +1,6 @@
 //! Goodput in bad weather: four ways of calling an LLM API compared under a real rate limiter,
-//! against a server shedding load, and through an outage.
+//! against a server shedding load, through an outage, under a token limit, and with two models
+//! on one client.
 //!
 //! Strategies (see `common/storm/strategies.rs`): the Fireworks guide's own retry loop over a
 //! hyper-util client; reqwest + reqwest-middleware + reqwest-retry with its documented setup;
@@ -31,16 +32,32 @@
 //!    recovery goodput is back (the first one-second window with successes at 90 % of the
 //!    arrival rate), time to success and when the last request was done; a plot of successes
 //!    and attempts over time.
+//! 5. **Token mix** (in process): `testing::FireworksServer` limits one model to 600,000 tokens
+//!    a minute, its bucket emptied first; Poisson arrivals offer 3 × that for 30 s (80 % of
+//!    prompts ~300 tokens, 20 % ~5000, `max_tokens` 50), 60 s deadline; once with OpenAI's
+//!    token headers and `retry-after-ms`, once with Fireworks' per-minute prompt-token headers
+//!    and no hint. Lanes: the guide's loop, the OpenAI SDK's default policy
+//!    (`common/storm/openai_sdk.rs`), `fireworks::layer` with request pacing only
+//!    (`GateConfig::token_pacing: false`) and with token pacing. Reported per lane: tokens
+//!    served per second against the limit, the share of attempts answered 429, requests lost,
+//!    time to success (p50, p99) for small and large prompts apart, how many large prompts were
+//!    served; a plot of tokens served and 429s over time.
+//! 6. **Two models** (in process): one preset client sends to model A, limited hard (worth 10
+//!    requests a second, offered 3 ×), and to unlimited model B (20 requests a second,
+//!    steady). Lanes: B alone; A and B with per-model scopes (the default); A and B with every
+//!    request in `Scope::global()` (one client-wide gate). Reported: B's goodput, p50 and p99
+//!    against B alone (goal: within 5 %), A's goodput and 429 share.
 //!
-//! 5. **Priority** (in process): the `testing::FireworksServer` with a request quota (20 r/s,
+//! 7. **Priority** (in process): the `testing::FireworksServer` with a request quota (20 r/s,
 //!    burst 5), batch submissions at twice it and interactive requests at a tenth of it through
 //!    one preset; weighted fair queueing (the default) against first come, first served, and
 //!    the interactive traffic alone. Reported: interactive p50/p99, batch served per second.
 //!
 //! Run with `scripts/storm.sh` (starts and stops nginx), or
-//! `cargo bench --bench storm --features testing` (outage only, unless `STORM_NGINX_URL` is
-//! set). Arguments `nginx`, `adaptive`, `shedding` or `outage` run only those parts
-//! (`scripts/storm.sh shedding outage`: the two parts with server faults). Durations and rates
+//! `cargo bench --bench storm --features testing` (the in-process parts only, unless
+//! `STORM_NGINX_URL` is set). Arguments `nginx`, `adaptive`, `shedding`, `outage`, `tokens`,
+//! `models` or `priority` run only those parts (`scripts/storm.sh shedding outage`: the two
+//! parts with server faults; `scripts/storm.sh tokens models priority` needs no nginx). Durations and rates
 //! come from environment variables: see `common/storm/config.rs` (`STORM_SECONDS=3` is a smoke
 //! run).
 
@@ -58,12 +75,15 @@ mod traffic;
 use storm::{
     adaptive,
     config::StormConfig,
+    models,
     nginx::{self, Variant},
-    outage, priority, shedding,
+    outage, priority, shedding, tokens,
 };
 
 /// The parts, in the order they run.
-const PARTS: [&str; 5] = ["nginx", "adaptive", "shedding", "outage", "priority"];
+const PARTS: [&str; 7] = [
+    "nginx", "adaptive", "shedding", "outage", "tokens", "models", "priority",
+];
 
 fn main() {
     // `cargo test --benches` runs this binary without `--bench`: a storm takes minutes, so it
@@ -153,6 +173,12 @@ fn main() {
         }
         if wants("outage") {
             outage::run(&config).await;
+        }
+        if wants("tokens") {
+            tokens::run(&config).await;
+        }
+        if wants("models") {
+            models::run(&config).await;
         }
         if wants("priority") {
             priority::run(&config).await;

@@ -9,6 +9,8 @@
 #                                        those parts only, any of them (not published)
 #   scripts/storm.sh shedding outage     the two parts with server faults (load shedding, an
 #                                        outage): about 2.5 minutes
+#   scripts/storm.sh tokens models       the token mix and two models on one client: in
+#                                        process, no nginx started (about 5 minutes)
 #   scripts/storm.sh --src REV|DIR shedding outage
 #                                        this checkout's benchmark and scripts over another
 #                                        branch's library: src/ from git revision REV (a branch
@@ -59,11 +61,24 @@ if [ "${1:-}" = --src ]; then
     exit "$status"
 fi
 
-nginx_env=$(scripts/nginx.sh start)
-eval "$nginx_env"
-export STORM_NGINX_URL STORM_NGINX_DIR STORM_RATE STORM_ADAPTIVE_RATE STORM_ADAPTIVE_BURST \
-    STORM_SHED_PERCENT
-trap 'scripts/nginx.sh stop "$STORM_NGINX_DIR"' EXIT
+# nginx only for the parts that use it (every part when none is named).
+needs_nginx=yes
+if [ "$#" -gt 0 ]; then
+    needs_nginx=no
+    for part in "$@"; do
+        case "$part" in
+            outage | tokens | models | priority) ;;
+            *) needs_nginx=yes ;;
+        esac
+    done
+fi
+if [ "$needs_nginx" = yes ]; then
+    nginx_env=$(scripts/nginx.sh start)
+    eval "$nginx_env"
+    export STORM_NGINX_URL STORM_NGINX_DIR STORM_RATE STORM_ADAPTIVE_RATE STORM_ADAPTIVE_BURST \
+        STORM_SHED_PERCENT
+    trap 'scripts/nginx.sh stop "$STORM_NGINX_DIR"' EXIT
+fi
 
 out_dir=${STORM_OUT_DIR:-${CARGO_TARGET_DIR:-target}/storm}
 mkdir -p "$out_dir"
@@ -73,12 +88,14 @@ cargo bench --bench storm --features "${STORM_FEATURES:-testing}" -- "$@" | tee 
 full=yes
 for knob in STORM_SECONDS STORM_DEADLINE_SECONDS STORM_OUTAGE_SECONDS STORM_OUTAGE_RATE \
     STORM_OFFERED_FACTOR STORM_SEED STORM_ADAPTIVE_SECONDS STORM_ADAPTIVE_PEERS \
-    STORM_SHED_SECONDS STORM_SHED_RATE STORM_FAULT_DEADLINE_SECONDS; do
+    STORM_SHED_SECONDS STORM_SHED_RATE STORM_FAULT_DEADLINE_SECONDS STORM_TOKEN_LIMIT \
+    STORM_TOKEN_FACTOR STORM_TOKEN_SECONDS STORM_TOKEN_DEADLINE_SECONDS STORM_MODELS_A_RATE \
+    STORM_MODELS_B_RATE STORM_MODELS_SECONDS; do
     if [ -n "${!knob:-}" ]; then
         full=no
     fi
 done
-if [ "$#" -gt 0 ] || [ "${STORM_RATE}" != 50 ] || [ "${STORM_ADAPTIVE_RATE}" != 40 ] ||
+if [ "$#" -gt 0 ] || [ "${STORM_RATE:-}" != 50 ] || [ "${STORM_ADAPTIVE_RATE}" != 40 ] ||
     [ "${STORM_ADAPTIVE_BURST}" != 5 ] || [ "${STORM_SHED_PERCENT}" != 30 ]; then
     full=no
 fi

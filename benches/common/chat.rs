@@ -15,8 +15,15 @@ use http_body_util::{BodyExt, Full};
 pub const REQUEST_JSON: &[u8] = br#"{"model":"accounts/fireworks/models/llama-v3p1-8b-instruct","messages":[{"role":"user","content":"Name three prime numbers, please."}],"max_tokens":32,"temperature":0.2,"stream":false,"n":1,"top_p":1}"#;
 
 /// `POST uri` with [`REQUEST_JSON`] and three headers (authorization, content type, accept).
+#[allow(dead_code)] // The storm sends bodies of its own.
 pub fn chat_request(uri: &Uri) -> Request<Full<Bytes>> {
-    let mut request = Request::new(Full::new(Bytes::from_static(REQUEST_JSON)));
+    chat_request_with(uri, Bytes::from_static(REQUEST_JSON))
+}
+
+/// `POST uri` with this JSON `body` and the headers of [`chat_request`].
+#[allow(dead_code)] // Only the storm sends bodies of its own.
+pub fn chat_request_with(uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(body));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri.clone();
     let headers = request.headers_mut();

@@ -18,6 +18,13 @@
 //! | `STORM_ADAPTIVE_RATE` | 40 | the adaptive part's first limit, r/s; halved mid-run |
 //! | `STORM_ADAPTIVE_SECONDS` | 20 | each of the adaptive part's two phases |
 //! | `STORM_ADAPTIVE_PEERS` | 1 | 0: the adaptive part runs the `fireworks::layer` lanes only |
+//! | `STORM_TOKEN_LIMIT` | 600000 | the token part's limit, tokens per minute (10,000 a second) |
+//! | `STORM_TOKEN_FACTOR` | 3 | the token part's offered tokens as a multiple of its limit |
+//! | `STORM_TOKEN_SECONDS` | 30, or `STORM_SECONDS` if shorter | how long requests arrive in the token part, per variant |
+//! | `STORM_TOKEN_DEADLINE_SECONDS` | 60, or 3 × `STORM_SECONDS` if shorter | every request's deadline in the token and two-model parts |
+//! | `STORM_MODELS_A_RATE` | 10 | model A's limit in the two-model part, requests (of 400 tokens) per second |
+//! | `STORM_MODELS_B_RATE` | 20 | model B's steady arrivals in the two-model part, requests per second |
+//! | `STORM_MODELS_SECONDS` | 30, or `STORM_SECONDS` if shorter | how long requests arrive in the two-model part |
 //! | `STORM_OUT_DIR` | `$CARGO_TARGET_DIR/storm` or `target/storm` | where the SVG plots go |
 
 use std::{path::PathBuf, time::Duration};
@@ -63,6 +70,20 @@ pub struct StormConfig {
     pub priority_rps: f64,
     /// How long requests arrive in the priority part.
     pub priority_window: Duration,
+    /// The token part's limit, tokens per minute.
+    pub token_limit: f64,
+    /// The token part's offered tokens as a multiple of its limit.
+    pub token_factor: f64,
+    /// How long requests arrive in each variant of the token part.
+    pub token_window: Duration,
+    /// Every request's deadline in the token and two-model parts.
+    pub token_deadline: Duration,
+    /// Model A's limit in the two-model part, requests per second (of 400 tokens each).
+    pub models_a_rps: f64,
+    /// Model B's steady arrival rate in the two-model part, requests per second.
+    pub models_b_rps: f64,
+    /// How long requests arrive in the two-model part.
+    pub models_window: Duration,
 }
 
 fn number(name: &str) -> Option<f64> {
@@ -120,6 +141,19 @@ impl StormConfig {
             priority_rps: number("STORM_PRIORITY_RATE").unwrap_or(20.0),
             priority_window: Duration::from_secs_f64(
                 number("STORM_PRIORITY_SECONDS").unwrap_or(window.min(30.0)),
+            ),
+            token_limit: number("STORM_TOKEN_LIMIT").unwrap_or(600_000.0),
+            token_factor: number("STORM_TOKEN_FACTOR").unwrap_or(3.0),
+            token_window: Duration::from_secs_f64(
+                number("STORM_TOKEN_SECONDS").unwrap_or(window.min(30.0)),
+            ),
+            token_deadline: Duration::from_secs_f64(
+                number("STORM_TOKEN_DEADLINE_SECONDS").unwrap_or((3.0 * window).min(60.0)),
+            ),
+            models_a_rps: number("STORM_MODELS_A_RATE").unwrap_or(10.0),
+            models_b_rps: number("STORM_MODELS_B_RATE").unwrap_or(20.0),
+            models_window: Duration::from_secs_f64(
+                number("STORM_MODELS_SECONDS").unwrap_or(window.min(30.0)),
             ),
         }
     }

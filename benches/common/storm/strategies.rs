@@ -1,7 +1,7 @@
 //! The four ways of calling a rate-limited, sometimes failing API that the storm compares.
-//! Each sends [`REQUEST_JSON`](crate::chat::REQUEST_JSON) as a POST, reads the whole response
-//! body, and reports an [`Outcome`]; every attempt on the wire is recorded in the strategy's
-//! [`RunLog`]. Network errors are outcomes, never panics.
+//! Each sends [`REQUEST_JSON`](crate::chat::REQUEST_JSON) (or a body of the caller's) as a
+//! POST, reads the whole response body, and reports an [`Outcome`]; every attempt on the wire
+//! is recorded in the strategy's [`RunLog`]. Network errors are outcomes, never panics.
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -15,10 +15,10 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
 use tower::ServiceExt;
-use tower_reliability::rate_limit::RateLimitAware;
+use tower_reliability::rate_limit::{RateLimitAware, Scope};
 
 use crate::{
-    chat::{chat_request, drain_body, REQUEST_JSON},
+    chat::{chat_request_with, drain_body, REQUEST_JSON},
     tower_retry::{is_retryable_status, tower_retry_stack},
     traffic::{
         preset::{self, hyper_client, Preset, Wording},
@@ -31,8 +31,14 @@ pub type PendingOutcome = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// A client strategy: sends one logical request, retries included.
 pub trait Strategy: Send + Sync {
-    /// Sends one logical request. The caller enforces the deadline by dropping the future.
-    fn send(&self) -> PendingOutcome;
+    /// Sends one logical request with this JSON body. The caller enforces the deadline by
+    /// dropping the future.
+    fn send_body(&self, body: Bytes) -> PendingOutcome;
+
+    /// Sends one logical request with [`REQUEST_JSON`].
+    fn send(&self) -> PendingOutcome {
+        self.send_body(Bytes::from_static(REQUEST_JSON))
+    }
 }
 
 /// The strategies compared.
@@ -114,14 +120,15 @@ struct GuideLoop {
 }
 
 impl Strategy for GuideLoop {
-    fn send(&self) -> PendingOutcome {
+    fn send_body(&self, body: Bytes) -> PendingOutcome {
         let (client, uri, log) = (self.client.clone(), self.uri.clone(), self.log.clone());
         Box::pin(async move {
             const ATTEMPTS: u32 = 5;
             let mut attempt = 0;
             loop {
                 // The guide's loop catches only HTTP errors: a connection error ends it.
-                let response = match client.clone().oneshot(chat_request(&uri)).await {
+                let request = chat_request_with(&uri, body.clone());
+                let response = match client.clone().oneshot(request).await {
                     Ok(response) => response,
                     Err(error) => return log.failed(format!("client error: {error}")),
                 };
@@ -162,14 +169,14 @@ impl ReqwestRetry {
 }
 
 impl Strategy for ReqwestRetry {
-    fn send(&self) -> PendingOutcome {
+    fn send_body(&self, body: Bytes) -> PendingOutcome {
         let request = self
             .client
             .post(&*self.url)
             .header(AUTHORIZATION, "Bearer bench-key")
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
-            .body(Bytes::from_static(REQUEST_JSON));
+            .body(body);
         let log = self.log.clone();
         Box::pin(async move {
             match request.send().await {
@@ -214,10 +221,10 @@ struct TowerRetry {
 }
 
 impl Strategy for TowerRetry {
-    fn send(&self) -> PendingOutcome {
+    fn send_body(&self, body: Bytes) -> PendingOutcome {
         let (service, uri, log) = (self.service.clone(), self.uri.clone(), self.log.clone());
         Box::pin(async move {
-            match service.oneshot(chat_request(&uri)).await {
+            match service.oneshot(chat_request_with(&uri, body)).await {
                 Ok(response) => {
                     let status = response.status();
                     let read = drain_body(response.into_body()).await;
@@ -231,11 +238,13 @@ impl Strategy for TowerRetry {
 }
 
 /// [`Kind::Fireworks`] (with a fresh default gate), or with a gate of the caller's (the
-/// adaptive part's lanes).
+/// adaptive and token parts' lanes).
 pub struct Fireworks {
     service: Preset,
     uri: Uri,
     log: Arc<RunLog>,
+    /// The rate-limit scope every request is put in, if not the default (its model).
+    scope: Option<Scope>,
 }
 
 impl Fireworks {
@@ -245,7 +254,14 @@ impl Fireworks {
             service: preset::preset(deadline, rate_limit, log.clone()),
             uri,
             log,
+            scope: None,
         }
+    }
+
+    /// Puts every request in `scope` (a request extension) instead of its model's.
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
     }
 }
 
@@ -256,8 +272,12 @@ const WORDING: Wording = Wording {
 };
 
 impl Strategy for Fireworks {
-    fn send(&self) -> PendingOutcome {
-        let (service, uri, log) = (self.service.clone(), self.uri.clone(), self.log.clone());
-        Box::pin(async move { preset::send(service, &uri, &log, WORDING).await })
+    fn send_body(&self, body: Bytes) -> PendingOutcome {
+        let (service, log) = (self.service.clone(), self.log.clone());
+        let mut request = chat_request_with(&self.uri, body);
+        if let Some(scope) = &self.scope {
+            request.extensions_mut().insert(scope.clone());
+        }
+        Box::pin(async move { preset::send_request(service, request, &log, WORDING).await })
     }
 }

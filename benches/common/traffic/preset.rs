@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::Uri;
+use http::{Request, Uri};
 use http_body_util::Full;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -59,8 +59,19 @@ pub struct Wording {
 
 /// Sends one logical request to `uri` through `service` and reads the response to its end;
 /// why it failed, if it did, goes to `log`.
+#[allow(dead_code)] // The fleet's; the storm sends requests of its own.
 pub async fn send(service: Preset, uri: &Uri, log: &RunLog, wording: Wording) -> Outcome {
-    match service.oneshot(chat_request(uri)).await {
+    send_request(service, chat_request(uri), log, wording).await
+}
+
+/// [`send`] with a request of the caller's (its own body, a rate-limit scope).
+pub async fn send_request(
+    service: Preset,
+    request: Request<Full<Bytes>>,
+    log: &RunLog,
+    wording: Wording,
+) -> Outcome {
+    match service.oneshot(request).await {
         Ok(response) => {
             let status = response.status();
             // Why retrying stopped, when it stopped on a retryable answer.
