@@ -68,7 +68,10 @@ type Body = ReplayBody<Full<Bytes>>;
 fn preset(priority: Priority) -> fireworks::FireworksLayer {
     let mut timeouts = TimeoutByWorkload::new(Workload::BatchSubmit);
     for workload in [Workload::Interactive, Workload::BatchSubmit] {
-        timeouts = timeouts.profile(workload, Workload::Interactive.profile().with_total(secs(600)));
+        timeouts = timeouts.profile(
+            workload,
+            Workload::Interactive.profile().with_total(secs(600)),
+        );
     }
     fireworks::layer(Workload::BatchSubmit)
         .timeouts(timeouts)
@@ -157,7 +160,13 @@ async fn flood(priority: Priority, seconds: u64) -> Run {
 async fn under_a_batch_flood_interactive_requests_wait_about_one_pacing_interval() {
     let weighted = flood(Priority::default(), 60).await;
     let fifo = flood(Priority::Fifo, 60).await;
-    let worst = |run: &Run| run.interactive.iter().max().copied().unwrap_or(Duration::MAX);
+    let worst = |run: &Run| {
+        run.interactive
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(Duration::MAX)
+    };
     println!(
         "weighted: interactive worst {:?} ({} served, {} failed), batch served {}; \
          fifo: interactive worst {:?}, batch served {}",

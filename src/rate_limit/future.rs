@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use super::{
     layer::Shared, Admission, Demand, Probe, Reservation, Scope, ScopeSource, Signal, Ticket,
+    TokenCharge, TokenLimits,
 };
 use crate::{
     context::{Deadline, WaitGuard},
@@ -81,6 +82,8 @@ struct Place {
     scope: Scope,
     /// The request's estimated tokens, charged when it goes.
     tokens: u64,
+    /// The same per dimension (prompt estimate, output reservation).
+    charge: TokenCharge,
     /// The request's workload: its priority in the queue.
     workload: Workload,
     /// `None` once sent or refused (the store took the place back itself).
@@ -133,7 +136,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         service: S,
         request: R,
         shared: Arc<Shared>,
-        (scope, tokens, workload): (Scope, u64, Workload),
+        (scope, tokens, charge, workload): (Scope, u64, TokenCharge, Workload),
         admission: Admission,
         deadline: Option<Deadline>,
         guard: Option<WaitGuard>,
@@ -155,6 +158,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
                         shared,
                         scope,
                         tokens,
+                        charge,
                         workload,
                         slot,
                     },
@@ -245,6 +249,7 @@ impl<S: Service<R>, R> Held<S, R> {
             let limit = deadline.map(Deadline::instant);
             let demand = Demand::new(&place.scope)
                 .tokens(place.tokens)
+                .per_dimension(place.charge)
                 .workload(place.workload)
                 .deadline(limit);
             match shared.store.admit_in(now, &demand, ticket) {
@@ -371,13 +376,20 @@ impl Observer {
                 if quiet && self.probe.is_none() && shared.store.is_unrestricted() {
                     return Ok(response);
                 }
-                shared.wake(shared.store.record_in(
-                    Instant::now(),
-                    &self.scope.resolve(),
-                    signal,
-                    self.probe,
-                    self.sent_at,
-                ));
+                let now = Instant::now();
+                let scope = self.scope.resolve();
+                shared.wake(
+                    shared
+                        .store
+                        .record_in(now, &scope, signal, self.probe, self.sent_at),
+                );
+                // Restricted: the token limits the answer states size the scope's buckets
+                // (three lookups; never on the healthy path).
+                if !shared.store.is_unrestricted() {
+                    if let Some(limits) = TokenLimits::from_headers(response.headers()) {
+                        shared.store.learn_limits_in(now, &scope, limits);
+                    }
+                }
                 Ok(response)
             }
             Err(e) => {

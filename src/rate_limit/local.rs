@@ -14,10 +14,11 @@ use super::{
     adaptive::{AdaptiveRate, Curve},
     breaker::{Breaker, Verdict},
     bucket::RequestBucket,
+    dimensions::TokenModel,
     queue::Queue,
     ramp::Ramp,
     Admission, Demand, Priority, Probe, RateControl, RateLimitStore, Reservation, Scope, Signal,
-    Ticket, Wake, WakeHandle,
+    Ticket, TokenCharge, TokenLimits, Usage, Wake, WakeHandle,
 };
 use crate::{observe, time};
 
@@ -129,6 +130,8 @@ pub struct LocalStore {
     /// The send count the adaptive rate's open sample started at (mirrored for the lock-free
     /// path: the send after it samples, so the end of an idle spell is noticed).
     sample_start: AtomicU64,
+    /// Whether some scope has a token model: its requests' usage is read to settle them.
+    metering: AtomicBool,
     state: Mutex<State>,
     /// The layers this store serves: woken when a fleet's news re-paces the queue.
     wakers: Mutex<Vec<WakeHandle>>,
@@ -159,6 +162,9 @@ struct Gate {
     /// The server's token allowance, mirrored while a response said it runs low: requests
     /// are charged their estimated tokens.
     tokens: Option<RequestBucket>,
+    /// The scope's token buckets per dimension, sized from the limits its responses state,
+    /// once it was throttled: requests are charged per dimension and settled.
+    dims: Option<TokenModel>,
 }
 
 impl Gate {
@@ -170,6 +176,7 @@ impl Gate {
             adaptive: sampler.clone(),
             quota: None,
             tokens: None,
+            dims: None,
         }
     }
 
@@ -183,12 +190,22 @@ impl Gate {
     /// When the next request (costing `tokens`) may go at the earliest, if not now, and the
     /// queue's spacing (`spacing` at least): the server's closure, and the mirrors of its
     /// request quota and token allowance while they do not cover a request.
-    fn floor(&self, now: Instant, tokens: u64, spacing: Duration) -> (Option<Instant>, Duration) {
+    fn floor(
+        &self,
+        now: Instant,
+        demand: &Demand<'_>,
+        spacing: Duration,
+    ) -> (Option<Instant>, Duration) {
         let mut closed = self.closed_until.filter(|&t| t > now);
         let mut spacing = spacing;
         let shortfalls = [
             self.quota.as_ref().and_then(|q| q.shortfall(now, 1)),
-            self.tokens.as_ref().and_then(|t| t.shortfall(now, tokens)),
+            self.tokens
+                .as_ref()
+                .and_then(|t| t.shortfall(now, demand.tokens)),
+            self.dims
+                .as_ref()
+                .and_then(|d| d.shortfall(now, demand.charge())),
         ];
         for (at, interval) in shortfalls.into_iter().flatten() {
             closed = closed.max(Some(at));
@@ -198,12 +215,15 @@ impl Gate {
     }
 
     /// A request goes: charge the mirrors of the server's allowances.
-    fn charge(&mut self, now: Instant, tokens: u64) {
+    fn charge(&mut self, now: Instant, demand: &Demand<'_>) {
         if let Some(quota) = &mut self.quota {
             quota.take(now);
         }
         if let Some(bucket) = &mut self.tokens {
-            bucket.take_n(now, tokens);
+            bucket.take_n(now, demand.tokens);
+        }
+        if let Some(dims) = &mut self.dims {
+            dims.charge(now, demand.charge());
         }
     }
 
@@ -212,6 +232,7 @@ impl Gate {
         self.closed_until.is_none()
             && self.quota.is_none()
             && self.tokens.is_none()
+            && self.dims.as_ref().is_none_or(|d| d.is_full(now))
             && self.queue.is_idle(now)
             && !self.adaptive.is_active()
             && self.throttle_streak == 0
@@ -255,6 +276,7 @@ impl LocalStore {
             restricted: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             sample_start: AtomicU64::new(0),
+            metering: AtomicBool::new(false),
             state: Mutex::new(State {
                 breaker: Breaker::new(&config),
                 ramp: None,
@@ -353,6 +375,7 @@ impl LocalStore {
     /// nothing is left to enforce or forget anywhere.
     fn settle(&self, state: &mut State, now: Instant) {
         let mut drained = true;
+        let mut metering = false;
         state.gates.retain(|_, gate| {
             if gate.closed_until.is_some_and(|t| t <= now) {
                 gate.closed_until = None;
@@ -368,8 +391,11 @@ impl LocalStore {
             if gate.tokens.is_some_and(|t| t.is_full(now)) {
                 gate.tokens = None;
             }
-            !gate.is_idle(now)
+            let keep = !gate.is_idle(now);
+            metering |= keep && gate.dims.is_some();
+            keep
         });
+        self.metering.store(metering, Ordering::Relaxed);
         if drained {
             state.ramp = None;
         }
@@ -480,7 +506,7 @@ impl LocalStore {
         place: Option<u64>,
         ramp: Option<Ramp>,
     ) -> Admission {
-        let (scope, tokens, deadline) = (demand.scope, demand.tokens, demand.deadline);
+        let (scope, deadline) = (demand.scope, demand.deadline);
         let lane = self.config.priority.lane(demand.workload);
         let State {
             breaker,
@@ -492,7 +518,7 @@ impl LocalStore {
         // The server's hint, and its spent request quota or low token allowance (the next
         // request when the mirror covers it, the queue spaced at the refill rate), are a floor
         // for every request, probes included.
-        let (closed, spacing) = gate.floor(now, tokens, self.spacing(ramp, gate, now));
+        let (closed, spacing) = gate.floor(now, demand, self.spacing(ramp, gate, now));
         let verdict = match closed {
             Some(until) if breaker.is_engaged() => Verdict::Hold { until },
             Some(_) => Verdict::Pass,
@@ -529,7 +555,7 @@ impl LocalStore {
             && !gate.adaptive.is_active()
         {
             // Nothing restricts sending (a failure or two under watch, a throttle streak).
-            gate.charge(now, tokens);
+            gate.charge(now, demand);
             return Admission::Go;
         }
         let rank = match place {
@@ -539,7 +565,7 @@ impl LocalStore {
         let at = gate.queue.slot(rank, open_at, now, spacing);
         if at <= now {
             gate.queue.release(place, now, spacing);
-            gate.charge(now, tokens);
+            gate.charge(now, demand);
             return Admission::Go;
         }
         if deadline.is_some_and(|d| d < at) {
@@ -670,6 +696,66 @@ impl RateLimitStore for LocalStore {
 
     fn is_unrestricted(&self) -> bool {
         !self.restricted.load(Ordering::Acquire)
+    }
+
+    fn learn_limits_in(&self, now: Instant, scope: &Scope, limits: TokenLimits) {
+        if !self.config.token_pacing || self.is_unrestricted() {
+            return;
+        }
+        let mut state = self.lock();
+        let Some(gate) = state.gates.get_mut(scope) else {
+            return;
+        };
+        let max = self.config.max_hold;
+        match &mut gate.dims {
+            Some(dims) => dims.learn(now, limits, max),
+            // Only a throttled scope (a 429, the over-limit flag) pays for token accounting.
+            None if gate.throttle_streak > 0
+                || gate.adaptive.is_active()
+                || gate.closed_until.is_some_and(|t| t > now) =>
+            {
+                gate.dims = TokenModel::new(now, limits, max);
+                if gate.dims.is_some() {
+                    self.metering.store(true, Ordering::Relaxed);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn meters_in(&self, scope: &Scope) -> bool {
+        self.metering.load(Ordering::Relaxed)
+            && self
+                .lock()
+                .gates
+                .get(scope)
+                .is_some_and(|gate| gate.dims.is_some())
+    }
+
+    fn settle_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        sent_at: Instant,
+        charged: TokenCharge,
+        usage: Usage,
+    ) -> Wake {
+        let mut state = self.lock();
+        let refunded = state
+            .gates
+            .get_mut(scope)
+            .and_then(|gate| gate.dims.as_mut())
+            .is_some_and(|dims| dims.settle(now, sent_at, charged, usage));
+        let waiting = state
+            .gates
+            .get(scope)
+            .is_some_and(|g| !g.queue.is_idle(now));
+        self.settle(&mut state, now);
+        // Tokens came back: the waiters' slots may be sooner.
+        if refunded && waiting {
+            return Wake::All;
+        }
+        Wake::No
     }
 
     fn attach(&self, wake: WakeHandle) {

@@ -73,10 +73,12 @@ where
             .map(|body| RequestShape::read(&body))
             .unwrap_or_default();
         let tokens = shape.estimated_tokens();
+        let charge = shape.charge();
         let scope = explicit.unwrap_or_else(|| Scope::from_model(shape.model));
         let workload = Workload::of(&request);
         let demand = Demand::new(&scope)
             .tokens(tokens)
+            .per_dimension(charge)
             .workload(workload)
             .deadline(deadline.map(Deadline::instant));
         match self.shared.store.admit_in(now, &demand, Ticket::New) {
@@ -109,7 +111,7 @@ where
                     crate::readiness::release(&mut self.inner),
                     request,
                     self.shared.clone(),
-                    (scope, tokens, workload),
+                    (scope, tokens, charge, workload),
                     admission,
                     deadline,
                     guard,
