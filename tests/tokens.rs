@@ -213,3 +213,31 @@ fn a_throttled_scope_models_its_stated_limits_and_settles_usage() {
         Admission::Go
     );
 }
+
+/// The generated reservation is settled with the answer's `usage`: requests capping their
+/// output at 100 tokens but producing 10 are paced by what they produce (the JSON body's
+/// `usage`, read from the response body's tail), not by their cap.
+#[tokio::test(start_paused = true)]
+async fn the_output_reservation_is_settled_with_the_usage_of_the_answer() {
+    let limits = ModelLimits::new()
+        .generated_tokens_per_minute(600)
+        .over_limit_below(0.0)
+        .fireworks_headers(FireworksHeaders::Current);
+    let server = limits_support::server(limits, 10).await;
+    let body = json!({
+        "model": DEFAULT_MODEL,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+    })
+    .to_string();
+    // 3 a second producing 10 tokens each (3 × the limit), each reserving 100 (30 ×).
+    let ok = limits_support::offer(&server, &body, 120, Duration::from_millis(333)).await;
+    let model = server.stats().model(DEFAULT_MODEL);
+    let (attempts, throttled) = (model.requests, model.rate_limited);
+    assert!(
+        throttled * 20 <= attempts,
+        "{throttled} of {attempts} attempts answered 429 ({ok} served)"
+    );
+    // Paced by its caps (one request per 10 s once throttled) most would miss their deadline.
+    assert!(ok >= 100, "{ok} of 120 served");
+}

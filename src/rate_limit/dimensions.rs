@@ -171,17 +171,14 @@ impl TokenModel {
         ]
     }
 
-    /// When the buckets do not all cover `charge` at `now`: when they will, and the spacing
-    /// that keeps a queue of such requests at the slowest refill. `None` when they do.
-    pub(crate) fn shortfall(
-        &self,
-        now: Instant,
-        charge: TokenCharge,
-    ) -> Option<(Instant, Duration)> {
+    /// When the buckets do not all cover `charge` at `now`: when they will. `None` when they
+    /// do. (No queue spacing: a charge is a reservation that settlement mostly gives back, so
+    /// the waiters behind ask again when it does rather than being spaced by it.)
+    pub(crate) fn shortfall(&self, now: Instant, charge: TokenCharge) -> Option<Instant> {
         self.buckets()
             .into_iter()
-            .filter_map(|(b, dim)| b?.shortfall(now, dim.of(charge)))
-            .reduce(|(a, x), (b, y)| (a.max(b), x.max(y)))
+            .filter_map(|(b, dim)| Some(b?.shortfall(now, dim.of(charge))?.0))
+            .max()
     }
 
     /// A request goes now: charge it.
@@ -315,7 +312,7 @@ mod tests {
         let mut m = TokenModel::new(t0, generated(10.0), max).expect("a model");
         let charge = TokenCharge::new(5000, 50);
         // The prompt is free here; 50 generated tokens take 5 s.
-        assert_eq!(m.shortfall(t0, charge), Some((t0 + ms(5000), ms(5000))));
+        assert_eq!(m.shortfall(t0, charge), Some(t0 + ms(5000)));
         let t1 = t0 + ms(5000);
         assert_eq!(m.shortfall(t1, charge), None);
         m.charge(t1, charge);
@@ -328,7 +325,7 @@ mod tests {
         assert!(!m.settle(t1, t1 + ms(1), TokenCharge::new(0, 40), usage(0, 80)));
         assert_eq!(
             m.shortfall(t1, TokenCharge::new(0, 10)),
-            Some((t1 + ms(5000), ms(1000)))
+            Some(t1 + ms(5000))
         );
         // A request sent before the model was made was never charged.
         assert!(!m.settle(t1, t0, charge, usage(0, 0)));
@@ -349,7 +346,7 @@ mod tests {
         m.learn(t0, both, max);
         assert_eq!(
             m.shortfall(t0, TokenCharge::new(6000, 20)),
-            Some((t0 + ms(1000), ms(1000))),
+            Some(t0 + ms(1000)),
             "the prompt bucket is full (6000); 20 generated at 20/s"
         );
         assert!(TokenModel::new(t0, TokenLimits::default(), max).is_none());

@@ -203,14 +203,13 @@ impl Gate {
             self.tokens
                 .as_ref()
                 .and_then(|t| t.shortfall(now, demand.tokens)),
-            self.dims
-                .as_ref()
-                .and_then(|d| d.shortfall(now, demand.charge())),
         ];
         for (at, interval) in shortfalls.into_iter().flatten() {
             closed = closed.max(Some(at));
             spacing = spacing.max(interval);
         }
+        let dims = self.dims.as_ref();
+        closed = closed.max(dims.and_then(|d| d.shortfall(now, demand.charge())));
         (closed, spacing)
     }
 

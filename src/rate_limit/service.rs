@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::{
-    layer::Shared, published, Admission, Demand, RateLimitFuture, RequestShape, Scope, ScopeSource,
-    Ticket,
+    layer::Shared, published, Admission, Demand, Metered, RateLimitFuture, RequestShape, Scope,
+    ScopeSource, Ticket,
 };
 use crate::{
     context::Deadline,
@@ -40,7 +40,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Response = Response<ResB>;
+    type Response = Response<Metered<ResB>>;
     type Error = Error;
     type Future = RateLimitFuture<S, Request<B>>;
 
@@ -62,6 +62,7 @@ where
                 self.inner.call(request),
                 self.shared.clone(),
                 scope,
+                None,
                 None,
                 None,
             );
@@ -93,6 +94,7 @@ where
                     ScopeSource::Known(scope),
                     probe,
                     Some(now),
+                    Some(charge),
                 )
             }
             Admission::TooLate { wait } => {
