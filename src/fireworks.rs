@@ -31,7 +31,7 @@ use tower_layer::Layer;
 
 use crate::{
     backoff::{BackoffService, JitteredBackoff},
-    rate_limit::{RateLimitAware, RateLimitService},
+    rate_limit::{Metered, RateLimitAware, RateLimitService},
     retry::{ReplayBody, RetryOnStatus, RetryService},
     timeout::{
         AttemptTimeout, AttemptTimeoutService, TimeoutBody, TimeoutByWorkload, TimeoutService,
@@ -72,7 +72,7 @@ pub type FireworksService<S> =
     TimeoutService<RetryService<BackoffService<RateLimitService<AttemptTimeoutService<S>>>>>;
 
 /// The response body the preset hands back around the client's body `B`.
-pub type ResponseBody<B> = TimeoutBody<ReplayBody<B>>;
+pub type ResponseBody<B> = TimeoutBody<ReplayBody<Metered<B>>>;
 
 impl FireworksLayer {
     /// Replaces the timeouts layer. The per-attempt limits follow its profiles' `attempt`

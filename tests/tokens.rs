@@ -128,3 +128,116 @@ async fn twice_a_token_limit_is_paced_with_few_429s() {
     // worth in 60 s plus the deadline; most callers are served.
     assert!(ok >= 40, "{ok} of 60 served");
 }
+
+/// Fireworks' current headers say only the limits, per second, with no `remaining`: once the
+/// scope is throttled, the gate models the generated-tokens bucket from them (a minute's worth,
+/// refilled at the stated rate), charges each request its `max_tokens` and settles it with the
+/// `usage` of its answer. Offered three times a generated-tokens limit (and no over-limit flag
+/// to warn), the client is paced by tokens instead of finding the limit with 429s.
+#[tokio::test(start_paused = true)]
+async fn three_times_a_generated_limit_in_current_headers_is_paced_with_few_429s() {
+    let limits = ModelLimits::new()
+        .generated_tokens_per_minute(600)
+        .over_limit_below(0.0)
+        .fireworks_headers(FireworksHeaders::Current);
+    let server = limits_support::server(limits, 10).await;
+    let body = json!({
+        "model": DEFAULT_MODEL,
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+    })
+    .to_string();
+    // 10 generated tokens each, 3 a second: 30 tokens/s against a limit of 10/s, for 40 s.
+    // The limit allows 600 + 10/s: the last caller is served about 20 s after it came.
+    let ok = limits_support::offer(&server, &body, 120, Duration::from_millis(333)).await;
+    let model = server.stats().model(DEFAULT_MODEL);
+    let (attempts, throttled) = (model.requests, model.rate_limited);
+    assert!(
+        throttled * 20 <= attempts,
+        "{throttled} of {attempts} attempts answered 429 ({ok} served)"
+    );
+    assert!(ok >= 100, "{ok} of 120 served");
+}
+
+/// The per-dimension model is made only for a throttled scope, charges `max_tokens` to the
+/// generated bucket and is settled with the answer's `usage`.
+#[test]
+fn a_throttled_scope_models_its_stated_limits_and_settles_usage() {
+    use tower_reliability::rate_limit::{TokenCharge, TokenLimits, Usage, Wake};
+    let store = LocalStore::default();
+    let model = Scope::named("m");
+    let t0 = Instant::now();
+    let mut stated = HeaderMap::new();
+    stated.insert(
+        "x-ratelimit-limit-tokens-generated",
+        HeaderValue::from_static("10"),
+    );
+    let limits = TokenLimits::from_headers(&stated).expect("stated");
+    // Healthy: nothing is modelled, nothing metered.
+    store.learn_limits_in(t0, &model, limits);
+    assert!(!store.meters_in(&model));
+    // Throttled: a minute of 10 tokens a second, empty.
+    store.record_in(
+        t0,
+        &model,
+        Signal::Throttled {
+            hint: Some(Duration::from_millis(1)),
+        },
+        None,
+        Some(t0),
+    );
+    store.learn_limits_in(t0, &model, limits);
+    assert!(store.meters_in(&model));
+    assert!(!store.meters_in(&Scope::named("other")));
+    let t1 = t0 + Duration::from_secs(10);
+    let demand = |out| Demand::new(&model).per_dimension(TokenCharge::new(3, out));
+    // 100 tokens came back in 10 s: one request reserving 100 goes, the next waits 10 s.
+    assert_eq!(store.admit_in(t1, &demand(100), Ticket::New), Admission::Go);
+    let Admission::Wait(slot) = store.admit_in(t1, &demand(100), Ticket::New) else {
+        panic!("the generated bucket is empty")
+    };
+    assert_eq!(slot.at - t1, Duration::from_secs(10));
+    // The first produced 20 tokens: 80 come back, and the waiter is woken to go at once.
+    let usage = Usage {
+        prompt_tokens: 3,
+        completion_tokens: 20,
+    };
+    let sent = t1;
+    let t2 = t1 + Duration::from_secs(2);
+    assert_eq!(
+        store.settle_in(t2, &model, sent, TokenCharge::new(3, 100), usage),
+        Wake::All
+    );
+    assert_eq!(
+        store.admit_in(t2, &demand(100), Ticket::Reserved(slot)),
+        Admission::Go
+    );
+}
+
+/// The generated reservation is settled with the answer's `usage`: requests capping their
+/// output at 100 tokens but producing 10 are paced by what they produce (the JSON body's
+/// `usage`, read from the response body's tail), not by their cap.
+#[tokio::test(start_paused = true)]
+async fn the_output_reservation_is_settled_with_the_usage_of_the_answer() {
+    let limits = ModelLimits::new()
+        .generated_tokens_per_minute(600)
+        .over_limit_below(0.0)
+        .fireworks_headers(FireworksHeaders::Current);
+    let server = limits_support::server(limits, 10).await;
+    let body = json!({
+        "model": DEFAULT_MODEL,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+    })
+    .to_string();
+    // 3 a second producing 10 tokens each (3 × the limit), each reserving 100 (30 ×).
+    let ok = limits_support::offer(&server, &body, 120, Duration::from_millis(333)).await;
+    let model = server.stats().model(DEFAULT_MODEL);
+    let (attempts, throttled) = (model.requests, model.rate_limited);
+    assert!(
+        throttled * 20 <= attempts,
+        "{throttled} of {attempts} attempts answered 429 ({ok} served)"
+    );
+    // Paced by its caps (one request per 10 s once throttled) most would miss their deadline.
+    assert!(ok >= 100, "{ok} of 120 served");
+}

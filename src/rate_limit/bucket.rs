@@ -126,6 +126,19 @@ impl RequestBucket {
         self.at = now;
     }
 
+    /// A request charged `charged` turned out to cost `actual`: charge the difference, or
+    /// refund it (up to a full bucket). Returns whether anything came back.
+    pub(crate) fn settle(&mut self, now: Instant, charged: u64, actual: u64) -> bool {
+        let level = self.level(now);
+        self.at = now;
+        if actual >= charged {
+            self.level = level - (actual - charged) as f64;
+            return false;
+        }
+        self.level = (level + (charged - actual) as f64).min(self.capacity);
+        true
+    }
+
     /// When the bucket does not cover `cost` at `now`: when it will, and the spacing that
     /// keeps a queue of such requests at the refill rate. `None` when it covers it now.
     pub(crate) fn shortfall(&self, now: Instant, cost: u64) -> Option<(Instant, Duration)> {

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use super::TokenCharge;
 use crate::json::Cursor;
 
 /// What the gate needs to know of a request before it goes.
@@ -84,6 +85,23 @@ impl RequestShape {
     pub fn estimated_tokens(&self) -> u64 {
         let prompt = self.body_bytes.div_ceil(Self::BYTES_PER_TOKEN) as u64;
         prompt.saturating_add(u64::from(self.max_output.unwrap_or(0)))
+    }
+}
+
+impl RequestShape {
+    /// The output reservation of a request that sets no `max_tokens`: a typical completion
+    /// until one is learned (its settlement with the answer's `usage` corrects it).
+    pub const DEFAULT_OUTPUT_RESERVE: u64 = 256;
+
+    /// Its charge per dimension, for a scope whose token buckets are modelled: its prompt
+    /// estimate (as in [`estimated_tokens`](Self::estimated_tokens)) and its output cap, or
+    /// [`DEFAULT_OUTPUT_RESERVE`](Self::DEFAULT_OUTPUT_RESERVE) without one.
+    pub fn charge(&self) -> TokenCharge {
+        let prompt = self.body_bytes.div_ceil(Self::BYTES_PER_TOKEN) as u64;
+        let output = self
+            .max_output
+            .map_or(Self::DEFAULT_OUTPUT_RESERVE, u64::from);
+        TokenCharge::new(prompt, output)
     }
 }
 

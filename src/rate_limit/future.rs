@@ -15,7 +15,10 @@ use tokio::{
 use tower_service::Service;
 
 use super::{
-    layer::Shared, Admission, Demand, Probe, Reservation, Scope, ScopeSource, Signal, Ticket,
+    layer::Shared,
+    metered::{Metered, Tap},
+    Admission, Demand, Probe, Reservation, Scope, ScopeSource, Signal, Ticket, TokenCharge,
+    TokenLimits,
 };
 use crate::{
     context::{Deadline, WaitGuard},
@@ -81,6 +84,8 @@ struct Place {
     scope: Scope,
     /// The request's estimated tokens, charged when it goes.
     tokens: u64,
+    /// The same per dimension (prompt estimate, output reservation).
+    charge: TokenCharge,
     /// The request's workload: its priority in the queue.
     workload: Workload,
     /// `None` once sent or refused (the store took the place back itself).
@@ -112,12 +117,12 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         scope: ScopeSource,
         probe: Option<Probe>,
         sent_at: Option<Instant>,
+        charge: Option<TokenCharge>,
     ) -> Self {
+        let mut outcome = Observer::new(shared, scope, probe, sent_at, None);
+        outcome.charge = charge;
         RateLimitFuture {
-            state: State::Sent {
-                future,
-                outcome: Observer::new(shared, scope, probe, sent_at, None),
-            },
+            state: State::Sent { future, outcome },
         }
     }
 
@@ -133,7 +138,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
         service: S,
         request: R,
         shared: Arc<Shared>,
-        (scope, tokens, workload): (Scope, u64, Workload),
+        (scope, tokens, charge, workload): (Scope, u64, TokenCharge, Workload),
         admission: Admission,
         deadline: Option<Deadline>,
         guard: Option<WaitGuard>,
@@ -155,6 +160,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
                         shared,
                         scope,
                         tokens,
+                        charge,
                         workload,
                         slot,
                     },
@@ -179,7 +185,7 @@ where
     S: Service<R, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
-    type Output = Result<Response<ResB>, Error>;
+    type Output = Result<Response<Metered<ResB>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
@@ -245,6 +251,7 @@ impl<S: Service<R>, R> Held<S, R> {
             let limit = deadline.map(Deadline::instant);
             let demand = Demand::new(&place.scope)
                 .tokens(place.tokens)
+                .per_dimension(place.charge)
                 .workload(place.workload)
                 .deadline(limit);
             match shared.store.admit_in(now, &demand, ticket) {
@@ -259,7 +266,9 @@ impl<S: Service<R>, R> Held<S, R> {
                     // Not sent yet (the service may not get ready): no deadline to count a
                     // hung attempt against until it is.
                     let scope = ScopeSource::Known(place.scope.clone());
-                    *admitted = Some(Observer::new(shared, scope, probe, Some(now), Some(None)));
+                    let mut outcome = Observer::new(shared, scope, probe, Some(now), Some(None));
+                    outcome.charge = Some(place.charge);
+                    *admitted = Some(outcome);
                 }
                 Admission::TooLate { wait } => {
                     place.slot = None;
@@ -315,6 +324,9 @@ pub struct Observer {
     deadline_known: bool,
     /// When the attempt was first seen in flight (with a deadline to be cut by).
     in_flight_since: Option<Instant>,
+    /// What the request was charged per dimension, if it went by the gate's slow path: its
+    /// body is tapped to settle it when its scope's tokens are modelled.
+    charge: Option<TokenCharge>,
 }
 
 /// How long an attempt must have been in flight, with no answer, for a cut by its deadline to
@@ -339,6 +351,7 @@ impl Observer {
             deadline: deadline.flatten(),
             deadline_known: deadline.is_some(),
             in_flight_since: sent_at,
+            charge: None,
         }
     }
 
@@ -359,9 +372,11 @@ impl Observer {
     fn observe<ResB, E: Into<BoxError>>(
         &mut self,
         result: Result<Response<ResB>, E>,
-    ) -> Result<Response<ResB>, Error> {
+    ) -> Result<Response<Metered<ResB>>, Error> {
         let Some(shared) = self.shared.take() else {
-            return result.map_err(Error::from_inner);
+            return result
+                .map(|r| r.map(Metered::new))
+                .map_err(Error::from_inner);
         };
         match result {
             Ok(response) => {
@@ -369,16 +384,32 @@ impl Observer {
                 let signal = Signal::read(response.status(), response.headers(), early);
                 let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
                 if quiet && self.probe.is_none() && shared.store.is_unrestricted() {
-                    return Ok(response);
+                    return Ok(response.map(Metered::new));
                 }
-                shared.wake(shared.store.record_in(
-                    Instant::now(),
-                    &self.scope.resolve(),
-                    signal,
-                    self.probe,
-                    self.sent_at,
-                ));
-                Ok(response)
+                let now = Instant::now();
+                let scope = self.scope.resolve();
+                shared.wake(
+                    shared
+                        .store
+                        .record_in(now, &scope, signal, self.probe, self.sent_at),
+                );
+                // Restricted: the token limits the answer states size the scope's buckets
+                // (three lookups; never on the healthy path).
+                if !shared.store.is_unrestricted() {
+                    if let Some(limits) = TokenLimits::from_headers(response.headers()) {
+                        shared.store.learn_limits_in(now, &scope, limits);
+                    }
+                }
+                // Charged tokens in a modelled scope: settle with the answer's usage.
+                let tap = match (self.charge, self.sent_at) {
+                    (Some(charge), Some(sent_at))
+                        if response.status().is_success() && shared.store.meters_in(&scope) =>
+                    {
+                        Some(Tap::new(shared.clone(), scope, sent_at, charge))
+                    }
+                    _ => None,
+                };
+                Ok(response.map(|body| Metered::tapped(body, tap)))
             }
             Err(e) => {
                 let error = Error::from_inner(e);

@@ -14,11 +14,12 @@ use super::{
     adaptive::{AdaptiveRate, Curve},
     breaker::{Breaker, Verdict},
     bucket::RequestBucket,
+    dimensions::TokenModel,
     queue::Queue,
     ramp::Ramp,
     ramp_guard::GuardState,
     Admission, Demand, Priority, Probe, RampGuard, RateControl, RateLimitStore, Reservation, Scope,
-    Signal, Ticket, Wake, WakeHandle,
+    Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, WakeHandle,
 };
 use crate::{observe, time};
 
@@ -134,6 +135,8 @@ pub struct LocalStore {
     /// The send count the adaptive rate's open sample started at (mirrored for the lock-free
     /// path: the send after it samples, so the end of an idle spell is noticed).
     sample_start: AtomicU64,
+    /// Whether some scope has a token model: its requests' usage is read to settle them.
+    metering: AtomicBool,
     state: Mutex<State>,
     /// The layers this store serves: woken when a fleet's news re-paces the queue.
     wakers: Mutex<Vec<WakeHandle>>,
@@ -168,6 +171,9 @@ struct Gate {
     tokens: Option<RequestBucket>,
     /// The ramp guard's measurement and allowance, if configured.
     guard: Option<GuardState>,
+    /// The scope's token buckets per dimension, sized from the limits its responses state,
+    /// once it was throttled: requests are charged per dimension and settled.
+    dims: Option<TokenModel>,
 }
 
 impl Gate {
@@ -180,6 +186,7 @@ impl Gate {
             quota: None,
             tokens: None,
             guard: guard.map(|g| GuardState::new(now, g)),
+            dims: None,
         }
     }
 
@@ -193,28 +200,40 @@ impl Gate {
     /// When the next request (costing `tokens`) may go at the earliest, if not now, and the
     /// queue's spacing (`spacing` at least): the server's closure, and the mirrors of its
     /// request quota and token allowance while they do not cover a request.
-    fn floor(&self, now: Instant, tokens: u64, spacing: Duration) -> (Option<Instant>, Duration) {
+    fn floor(
+        &self,
+        now: Instant,
+        demand: &Demand<'_>,
+        spacing: Duration,
+    ) -> (Option<Instant>, Duration) {
         let mut closed = self.closed_until.filter(|&t| t > now);
         let mut spacing = spacing;
         let shortfalls = [
             self.quota.as_ref().and_then(|q| q.shortfall(now, 1)),
-            self.tokens.as_ref().and_then(|t| t.shortfall(now, tokens)),
+            self.tokens
+                .as_ref()
+                .and_then(|t| t.shortfall(now, demand.tokens)),
             self.guard.as_ref().and_then(|g| g.shortfall(now)),
         ];
         for (at, interval) in shortfalls.into_iter().flatten() {
             closed = closed.max(Some(at));
             spacing = spacing.max(interval);
         }
+        let dims = self.dims.as_ref();
+        closed = closed.max(dims.and_then(|d| d.shortfall(now, demand.charge())));
         (closed, spacing)
     }
 
     /// A request goes: charge the mirrors of the server's allowances.
-    fn charge(&mut self, now: Instant, tokens: u64) {
+    fn charge(&mut self, now: Instant, demand: &Demand<'_>) {
         if let Some(quota) = &mut self.quota {
             quota.take(now);
         }
         if let Some(bucket) = &mut self.tokens {
-            bucket.take_n(now, tokens);
+            bucket.take_n(now, demand.tokens);
+        }
+        if let Some(dims) = &mut self.dims {
+            dims.charge(now, demand.charge());
         }
         if let Some(guard) = &mut self.guard {
             guard.take(now);
@@ -226,6 +245,7 @@ impl Gate {
         self.closed_until.is_none()
             && self.quota.is_none()
             && self.tokens.is_none()
+            && self.dims.as_ref().is_none_or(|d| d.is_full(now))
             && self.queue.is_idle(now)
             && !self.adaptive.is_active()
             && self.throttle_streak == 0
@@ -275,6 +295,7 @@ impl LocalStore {
             restricted: AtomicBool::new(config.ramp_guard.is_some()),
             sent: AtomicU64::new(0),
             sample_start: AtomicU64::new(0),
+            metering: AtomicBool::new(false),
             state: Mutex::new(State {
                 breaker: Breaker::new(&config),
                 ramp: None,
@@ -374,6 +395,7 @@ impl LocalStore {
     /// nothing is left to enforce or forget anywhere.
     fn settle(&self, state: &mut State, now: Instant) {
         let mut drained = true;
+        let mut metering = false;
         state.gates.retain(|_, gate| {
             if gate.closed_until.is_some_and(|t| t <= now) {
                 gate.closed_until = None;
@@ -389,8 +411,11 @@ impl LocalStore {
             if gate.tokens.is_some_and(|t| t.is_full(now)) {
                 gate.tokens = None;
             }
-            !gate.is_idle(now)
+            let keep = !gate.is_idle(now);
+            metering |= keep && gate.dims.is_some();
+            keep
         });
+        self.metering.store(metering, Ordering::Relaxed);
         if drained {
             state.ramp = None;
         }
@@ -504,7 +529,7 @@ impl LocalStore {
         place: Option<u64>,
         ramp: Option<Ramp>,
     ) -> Admission {
-        let (scope, tokens, deadline) = (demand.scope, demand.tokens, demand.deadline);
+        let (scope, deadline) = (demand.scope, demand.deadline);
         let lane = self.config.priority.lane(demand.workload);
         let State {
             breaker,
@@ -520,7 +545,7 @@ impl LocalStore {
         // The server's hint, and its spent request quota or low token allowance (the next
         // request when the mirror covers it, the queue spaced at the refill rate), are a floor
         // for every request, probes included.
-        let (closed, spacing) = gate.floor(now, tokens, self.spacing(ramp, gate, now));
+        let (closed, spacing) = gate.floor(now, demand, self.spacing(ramp, gate, now));
         let verdict = match closed {
             Some(until) if breaker.is_engaged() => Verdict::Hold { until },
             Some(_) => Verdict::Pass,
@@ -557,7 +582,7 @@ impl LocalStore {
             && !gate.adaptive.is_active()
         {
             // Nothing restricts sending (a failure or two under watch, a throttle streak).
-            gate.charge(now, tokens);
+            gate.charge(now, demand);
             return Admission::Go;
         }
         let rank = match place {
@@ -567,7 +592,7 @@ impl LocalStore {
         let at = gate.queue.slot(rank, open_at, now, spacing);
         if at <= now {
             gate.queue.release(place, now, spacing);
-            gate.charge(now, tokens);
+            gate.charge(now, demand);
             return Admission::Go;
         }
         if deadline.is_some_and(|d| d < at) {
@@ -718,6 +743,66 @@ impl RateLimitStore for LocalStore {
 
     fn is_unrestricted(&self) -> bool {
         !self.restricted.load(Ordering::Acquire)
+    }
+
+    fn learn_limits_in(&self, now: Instant, scope: &Scope, limits: TokenLimits) {
+        if !self.config.token_pacing || self.is_unrestricted() {
+            return;
+        }
+        let mut state = self.lock();
+        let Some(gate) = state.gates.get_mut(scope) else {
+            return;
+        };
+        let max = self.config.max_hold;
+        match &mut gate.dims {
+            Some(dims) => dims.learn(now, limits, max),
+            // Only a throttled scope (a 429, the over-limit flag) pays for token accounting.
+            None if gate.throttle_streak > 0
+                || gate.adaptive.is_active()
+                || gate.closed_until.is_some_and(|t| t > now) =>
+            {
+                gate.dims = TokenModel::new(now, limits, max);
+                if gate.dims.is_some() {
+                    self.metering.store(true, Ordering::Relaxed);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn meters_in(&self, scope: &Scope) -> bool {
+        self.metering.load(Ordering::Relaxed)
+            && self
+                .lock()
+                .gates
+                .get(scope)
+                .is_some_and(|gate| gate.dims.is_some())
+    }
+
+    fn settle_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        sent_at: Instant,
+        charged: TokenCharge,
+        usage: Usage,
+    ) -> Wake {
+        let mut state = self.lock();
+        let refunded = state
+            .gates
+            .get_mut(scope)
+            .and_then(|gate| gate.dims.as_mut())
+            .is_some_and(|dims| dims.settle(now, sent_at, charged, usage));
+        let waiting = state
+            .gates
+            .get(scope)
+            .is_some_and(|g| !g.queue.is_idle(now));
+        self.settle(&mut state, now);
+        // Tokens came back: the waiters' slots may be sooner.
+        if refunded && waiting {
+            return Wake::All;
+        }
+        Wake::No
     }
 
     fn attach(&self, wake: WakeHandle) {

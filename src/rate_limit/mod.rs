@@ -16,6 +16,24 @@
 //! refilling request bucket ([`Quota`]) and send one request per refill interval
 //! (`reset / limit`) while the quota is spent, instead of waiting for it to be full again.
 //!
+//! # Tokens: what is charged, when, and how it is settled
+//!
+//! Providers limit tokens per minute, per model. Once a scope has been throttled (a 429 or
+//! `x-ratelimit-over-limit: yes` on it) and its answers state their token limits
+//! ([`TokenLimits`]: Fireworks' `x-ratelimit-limit-tokens-{prompt,cache-adjusted-prompt,
+//! generated}` in tokens per second), the scope gets one continuously refilling bucket per
+//! dimension, each holding a minute of its stated rate (enforcement is per minute) and
+//! starting empty. From then on every request of the scope that goes by the gate is
+//! **charged** when it goes ([`TokenCharge`]): its prompt estimate (body bytes / 4) to the
+//! prompt buckets, its output reservation (`max_completion_tokens` / `max_tokens`, else
+//! [`RequestShape::DEFAULT_OUTPUT_RESERVE`]) to the generated one; it goes when every bucket
+//! covers its charge. When its answer's body ends, the [`Metered`] body reads the answer's
+//! `usage` (a JSON body's, or the last SSE chunk's) and **settles** the charge: the difference
+//! is refunded (waking the waiters) or charged. A request larger than a whole bucket waits for
+//! a full bucket and goes alone; the queue's fairness rule (weighted by workload, see
+//! [`Priority`]) is unchanged. Until a scope is throttled nothing is read, charged or tapped:
+//! the healthy path pays nothing.
+//!
 //! The state sits behind [`RateLimitStore`]: the in-memory [`LocalStore`], or (feature
 //! `redis`) a `RedisStore` that shares it with every process on the same API key. Its
 //! policy is plain synchronous code, tested without a socket.
@@ -24,9 +42,11 @@ mod adaptive;
 mod breaker;
 mod bucket;
 mod cost;
+mod dimensions;
 mod future;
 mod layer;
 mod local;
+mod metered;
 mod priority;
 pub(crate) mod published;
 mod queue;
@@ -44,9 +64,11 @@ mod store;
 pub use self::redis::{RedisConfig, RedisStore, RedisStoreError};
 pub use adaptive::RateControl;
 pub use cost::{RequestShape, Usage};
+pub use dimensions::{TokenCharge, TokenLimits};
 pub use future::{Observer, RateLimitFuture, HUNG_AFTER};
 pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore, MAX_SCOPES};
+pub use metered::Metered;
 pub use priority::Priority;
 pub use quota::Quota;
 pub use ramp_guard::RampGuard;

@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::{
-    layer::Shared, published, Admission, Demand, RateLimitFuture, RequestShape, Scope, ScopeSource,
-    Ticket,
+    layer::Shared, published, Admission, Demand, Metered, RateLimitFuture, RequestShape, Scope,
+    ScopeSource, Ticket,
 };
 use crate::{
     context::Deadline,
@@ -40,7 +40,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Response = Response<ResB>;
+    type Response = Response<Metered<ResB>>;
     type Error = Error;
     type Future = RateLimitFuture<S, Request<B>>;
 
@@ -64,6 +64,7 @@ where
                 scope,
                 None,
                 None,
+                None,
             );
         }
         let now = Instant::now();
@@ -73,10 +74,12 @@ where
             .map(|body| RequestShape::read(&body))
             .unwrap_or_default();
         let tokens = shape.estimated_tokens();
+        let charge = shape.charge();
         let scope = explicit.unwrap_or_else(|| Scope::from_model(shape.model));
         let workload = Workload::of(&request);
         let demand = Demand::new(&scope)
             .tokens(tokens)
+            .per_dimension(charge)
             .workload(workload)
             .deadline(deadline.map(Deadline::instant));
         match self.shared.store.admit_in(now, &demand, Ticket::New) {
@@ -91,6 +94,7 @@ where
                     ScopeSource::Known(scope),
                     probe,
                     Some(now),
+                    Some(charge),
                 )
             }
             Admission::TooLate { wait } => {
@@ -109,7 +113,7 @@ where
                     crate::readiness::release(&mut self.inner),
                     request,
                     self.shared.clone(),
-                    (scope, tokens, workload),
+                    (scope, tokens, charge, workload),
                     admission,
                     deadline,
                     guard,

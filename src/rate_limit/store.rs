@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use tokio::time::Instant;
 
-use super::{Scope, Signal};
+use super::{Scope, Signal, TokenCharge, TokenLimits, Usage};
 use crate::Workload;
 
 /// What a request asks of the gate: its scope, its estimated cost, its workload (its
@@ -25,6 +25,9 @@ pub struct Demand<'a> {
     pub scope: &'a Scope,
     /// Its estimated tokens (prompt and output cap); 0 when unknown.
     pub tokens: u64,
+    /// Its charge per dimension (prompt estimate, output reservation), when known apart;
+    /// `None`: all of `tokens` counts as prompt.
+    pub per_dimension: Option<TokenCharge>,
     /// Its workload, which orders the waiting queue (see [`Priority`](super::Priority)).
     pub workload: Workload,
     /// When it must be done: a slot after it is refused with [`Admission::TooLate`].
@@ -37,6 +40,7 @@ impl<'a> Demand<'a> {
         Demand {
             scope,
             tokens: 0,
+            per_dimension: None,
             workload: Workload::Interactive,
             deadline: None,
         }
@@ -46,6 +50,20 @@ impl<'a> Demand<'a> {
     pub fn tokens(mut self, tokens: u64) -> Self {
         self.tokens = tokens;
         self
+    }
+
+    /// With this charge per dimension: its prompt estimate and its output reservation
+    /// (`max_tokens`, or a typical completion when the request sets none).
+    pub fn per_dimension(mut self, charge: TokenCharge) -> Self {
+        self.per_dimension = Some(charge);
+        self
+    }
+
+    /// What it is charged per dimension: [`per_dimension`](Self::per_dimension), else all of
+    /// `tokens` as prompt.
+    pub fn charge(&self) -> TokenCharge {
+        self.per_dimension
+            .unwrap_or_else(|| TokenCharge::new(self.tokens, 0))
     }
 
     /// With this workload.
@@ -170,6 +188,35 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
     /// but the deadline: the default does.
     fn admit_in(&self, now: Instant, demand: &Demand<'_>, ticket: Ticket) -> Admission {
         self.admit(now, ticket, demand.deadline)
+    }
+
+    /// A response for `scope` stated its token limits (recorded after its signal): a store
+    /// that models tokens per dimension sizes its buckets from them once the scope is
+    /// throttled. The default ignores them.
+    fn learn_limits_in(&self, now: Instant, scope: &Scope, limits: TokenLimits) {
+        let _ = (now, scope, limits);
+    }
+
+    /// Whether requests of `scope` are charged tokens now, so that their answers' `usage`
+    /// should be read to [settle](Self::settle_in) them. Cheap (a lock-free check first); the
+    /// default is `false`.
+    fn meters_in(&self, scope: &Scope) -> bool {
+        let _ = scope;
+        false
+    }
+
+    /// A request of `scope` sent at `sent_at` and charged `charged` ended, and its answer said
+    /// it cost `usage`: refund or charge the difference. The default does nothing.
+    fn settle_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        sent_at: Instant,
+        charged: TokenCharge,
+        usage: Usage,
+    ) -> Wake {
+        let _ = (now, scope, sent_at, charged, usage);
+        Wake::No
     }
 
     /// [`record_sent`](Self::record_sent) for a request of `scope`. The default ignores the
