@@ -241,3 +241,33 @@ async fn the_output_reservation_is_settled_with_the_usage_of_the_answer() {
     // Paced by its caps (one request per 10 s once throttled) most would miss their deadline.
     assert!(ok >= 100, "{ok} of 120 served");
 }
+
+/// A large prompt behind a queue of small ones is quoted what the ones ahead cost, not its own
+/// cost for every place ahead (which refused it as too late for its deadline).
+#[test]
+fn a_large_request_behind_small_ones_is_quoted_what_they_cost() {
+    let store = LocalStore::default();
+    let model = Scope::named("m");
+    let t0 = Instant::now();
+    // 6000 a minute, none left: 100 tokens a second come back.
+    let low = Signal::TokensLow(Quota::new(Some(6000), 0, Some(Duration::from_secs(60))));
+    store.record_in(t0, &model, low, None, None);
+    for _ in 0..10 {
+        let small = Demand::new(&model).tokens(100);
+        assert!(matches!(
+            store.admit_in(t0, &small, Ticket::New),
+            Admission::Wait(_)
+        ));
+    }
+    // Ten small ones ahead (1000 tokens) and its own 2000: about 30 s, within a 60 s deadline.
+    let large = Demand::new(&model)
+        .tokens(2000)
+        .deadline(Some(t0 + Duration::from_secs(60)));
+    match store.admit_in(t0, &large, Ticket::New) {
+        Admission::Wait(r) => {
+            let wait = r.at - t0;
+            assert!(wait <= Duration::from_secs(40), "quoted {wait:?}");
+        }
+        other => panic!("the large request is refused: {other:?}"),
+    }
+}

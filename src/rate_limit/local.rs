@@ -204,15 +204,19 @@ impl Gate {
         &self,
         now: Instant,
         demand: &Demand<'_>,
+        typical: u64,
         spacing: Duration,
     ) -> (Option<Instant>, Duration) {
         let mut closed = self.closed_until.filter(|&t| t > now);
         let mut spacing = spacing;
         let shortfalls = [
             self.quota.as_ref().and_then(|q| q.shortfall(now, 1)),
-            self.tokens
-                .as_ref()
-                .and_then(|t| t.shortfall(now, demand.tokens)),
+            // The token mirror: the queue moves at the typical request's cost; what this
+            // request costs beyond it is added to its own slot (`after_own_cost`).
+            self.tokens.as_ref().and_then(|t| {
+                let (at, _) = t.shortfall(now, demand.tokens.min(typical))?;
+                Some((at, t.interval_for(typical)))
+            }),
             self.guard.as_ref().and_then(|g| g.shortfall(now)),
         ];
         for (at, interval) in shortfalls.into_iter().flatten() {
@@ -224,6 +228,35 @@ impl Gate {
         (closed, spacing)
     }
 
+    /// The cost that spaces the queue: the mean of the waiters' (what a place ahead costs on
+    /// average), or `own` when nobody waits. So a large request behind small ones is quoted
+    /// what they cost, not its own cost for every place ahead.
+    fn typical_tokens(&self, own: u64) -> u64 {
+        self.queue.mean_tokens().unwrap_or(own)
+    }
+
+    /// A slot `at` from the queue, for a request costing `own` tokens where the queue moves at
+    /// `typical`: with `waiters_ahead`, later by what it costs beyond the typical request; and
+    /// never before the token mirror covers it.
+    fn after_own_cost(
+        &self,
+        now: Instant,
+        (own, typical): (u64, u64),
+        at: Instant,
+        waiters_ahead: bool,
+    ) -> Instant {
+        let Some(tokens) = &self.tokens else {
+            return at;
+        };
+        let excess = own.saturating_sub(typical);
+        let at = if excess > 0 && waiters_ahead {
+            time::after(at, tokens.interval_for(excess))
+        } else {
+            at
+        };
+        at.max(tokens.ready_for(now, own))
+    }
+
     /// A request goes: charge the mirrors of the server's allowances.
     fn charge(&mut self, now: Instant, demand: &Demand<'_>) {
         if let Some(quota) = &mut self.quota {
@@ -232,6 +265,7 @@ impl Gate {
         if let Some(bucket) = &mut self.tokens {
             bucket.take_n(now, demand.tokens);
         }
+
         if let Some(dims) = &mut self.dims {
             dims.charge(now, demand.charge());
         }
@@ -545,7 +579,8 @@ impl LocalStore {
         // The server's hint, and its spent request quota or low token allowance (the next
         // request when the mirror covers it, the queue spaced at the refill rate), are a floor
         // for every request, probes included.
-        let (closed, spacing) = gate.floor(now, demand, self.spacing(ramp, gate, now));
+        let typical = gate.typical_tokens(demand.tokens);
+        let (closed, spacing) = gate.floor(now, demand, typical, self.spacing(ramp, gate, now));
         let verdict = match closed {
             Some(until) if breaker.is_engaged() => Verdict::Hold { until },
             Some(_) => Verdict::Pass,
@@ -559,7 +594,8 @@ impl LocalStore {
                 let newest = place.is_none_or(|p| gate.queue.is_last(p));
                 let grace = time::after(since, PROBE_GRACE);
                 if !newest && now < grace {
-                    let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing));
+                    let place =
+                        place.unwrap_or_else(|| gate.queue.join(lane, spacing, demand.tokens));
                     return Admission::Wait(Reservation { at: grace, place });
                 }
                 if let Some(place) = place {
@@ -570,7 +606,7 @@ impl LocalStore {
             // Held by the breaker: wait in line (no deadline check: a wake-up may come at any
             // time; the request gives up at its deadline).
             Verdict::Hold { until } => {
-                let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing));
+                let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing, demand.tokens));
                 return Admission::Wait(Reservation { at: until, place });
             }
             Verdict::Pass => {}
@@ -580,6 +616,7 @@ impl LocalStore {
             && closed.is_none()
             && gate.queue.is_idle(now)
             && !gate.adaptive.is_active()
+            && gate.after_own_cost(now, (demand.tokens, typical), now, false) <= now
         {
             // Nothing restricts sending (a failure or two under watch, a throttle streak).
             gate.charge(now, demand);
@@ -590,6 +627,7 @@ impl LocalStore {
             None => gate.queue.rank_of_newcomer(lane),
         };
         let at = gate.queue.slot(rank, open_at, now, spacing);
+        let at = gate.after_own_cost(now, (demand.tokens, typical), at, rank > 0);
         if at <= now {
             gate.queue.release(place, now, spacing);
             gate.charge(now, demand);
@@ -606,7 +644,7 @@ impl LocalStore {
                 gate.queue.quote(spacing);
                 place
             }
-            None => gate.queue.join(lane, spacing),
+            None => gate.queue.join(lane, spacing, demand.tokens),
         };
         Admission::Wait(Reservation { at, place })
     }

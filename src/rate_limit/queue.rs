@@ -50,6 +50,10 @@ pub(crate) struct Queue {
     last_tag: [u64; LANES],
     /// Live places, ascending.
     places: VecDeque<u64>,
+    /// Each live place's estimated tokens, in the same order.
+    costs: VecDeque<u64>,
+    /// The sum of `costs`.
+    queued_tokens: u64,
     /// The earliest the next release may happen (a spacing after the last one).
     next_release: Option<Instant>,
     /// The widest spacing quoted to waiters since they were last woken.
@@ -65,6 +69,13 @@ impl Queue {
     /// Nobody waits and no paced release is pending at `now`.
     pub(crate) fn is_idle(&self, now: Instant) -> bool {
         self.places.is_empty() && self.next_release.is_none_or(|t| t <= now)
+    }
+
+    /// The mean estimated tokens of the waiters, if any wait: what a place ahead costs on
+    /// average, which spaces the queue while the gate paces by tokens.
+    pub(crate) fn mean_tokens(&self) -> Option<u64> {
+        let len = self.places.len() as u64;
+        (len > 0).then(|| self.queued_tokens / len)
     }
 
     /// How many live places are ahead of `place`, if it is live.
@@ -108,7 +119,7 @@ impl Queue {
 
     /// Takes a place for a newcomer of `lane` (behind every place of its lane and every place
     /// with a lower tag), quoting `spacing`.
-    pub(crate) fn join(&mut self, lane: Lane, spacing: Duration) -> u64 {
+    pub(crate) fn join(&mut self, lane: Lane, spacing: Duration, tokens: u64) -> u64 {
         let tag = self.tag_for(lane);
         let mut place = (tag << ARRIVAL_BITS) | (self.arrivals & ARRIVAL_MASK);
         self.arrivals = self.arrivals.wrapping_add(1);
@@ -120,6 +131,8 @@ impl Queue {
             index += 1;
         }
         self.places.insert(index, place);
+        self.costs.insert(index, tokens);
+        self.queued_tokens = self.queued_tokens.saturating_add(tokens);
         self.last_tag[lane.class % LANES] = tag;
         self.quote(spacing);
         place
@@ -135,10 +148,13 @@ impl Queue {
     pub(crate) fn leave(&mut self, place: u64) -> Option<bool> {
         let index = self.rank(place)?;
         self.places.remove(index);
+        let tokens = self.costs.remove(index).unwrap_or(0);
+        self.queued_tokens = self.queued_tokens.saturating_sub(tokens);
         // A crowd that went away gives its memory back.
         let (len, capacity) = (self.places.len(), self.places.capacity());
         if capacity > 64 && len < capacity / 4 {
             self.places.shrink_to(len * 2);
+            self.costs.shrink_to(len * 2);
         }
         Some(index < len)
     }
@@ -199,7 +215,7 @@ mod tests {
     #[test]
     fn ranks_follow_live_places_in_order() {
         let mut q = Queue::default();
-        let places: Vec<u64> = (0..5).map(|_| q.join(Lane::FIFO, ms(20))).collect();
+        let places: Vec<u64> = (0..5).map(|_| q.join(Lane::FIFO, ms(20), 0)).collect();
         assert_eq!(q.rank(places[3]), Some(3));
         assert_eq!(q.leave(places[1]), Some(true));
         assert_eq!(q.rank(places[3]), Some(2), "moved up");
@@ -212,8 +228,8 @@ mod tests {
     fn releases_are_a_spacing_apart_whoever_asks() {
         let mut q = Queue::default();
         let t0 = Instant::now();
-        let a = q.join(Lane::FIFO, ms(20));
-        let b = q.join(Lane::FIFO, ms(20));
+        let a = q.join(Lane::FIFO, ms(20), 0);
+        let b = q.join(Lane::FIFO, ms(20), 0);
         assert_eq!(q.slot(0, t0 + ms(100), t0, ms(20)), t0 + ms(100));
         assert_eq!(q.slot(1, t0 + ms(100), t0, ms(20)), t0 + ms(120));
         q.release(Some(a), t0 + ms(100), ms(20));
@@ -241,7 +257,7 @@ mod tests {
     #[test]
     fn a_faster_pace_wakes_the_queue_once() {
         let mut q = Queue::default();
-        q.join(Lane::FIFO, ms(200));
+        q.join(Lane::FIFO, ms(200), 0);
         assert!(!q.repace(ms(180)));
         assert!(q.repace(ms(100)));
         assert!(!q.repace(ms(100)), "already quoted");
@@ -260,13 +276,13 @@ mod tests {
         let (interactive, batch) = lanes();
         let mut q = Queue::default();
         let t0 = Instant::now();
-        let backlog: Vec<u64> = (0..100).map(|_| q.join(batch, ms(20))).collect();
+        let backlog: Vec<u64> = (0..100).map(|_| q.join(batch, ms(20), 0)).collect();
         assert_eq!(
             q.rank_of_newcomer(interactive),
             0,
             "ahead of the whole backlog"
         );
-        let chat: Vec<u64> = (0..20).map(|_| q.join(interactive, ms(20))).collect();
+        let chat: Vec<u64> = (0..20).map(|_| q.join(interactive, ms(20), 0)).collect();
         // Sixteen interactive places per batch place: the 17th goes behind the first batch one.
         assert_eq!(q.rank(chat[0]), Some(0));
         assert_eq!(q.rank(chat[14]), Some(14));
@@ -291,24 +307,37 @@ mod tests {
         let (interactive, batch) = lanes();
         let mut q = Queue::default();
         let t0 = Instant::now();
-        let first: Vec<u64> = (0..3).map(|_| q.join(batch, ms(20))).collect();
+        let first: Vec<u64> = (0..3).map(|_| q.join(batch, ms(20), 0)).collect();
         q.release(Some(first[0]), t0, ms(20));
         q.release(Some(first[1]), t0, ms(20));
         // Interactive was idle: it does not get credit for the time it did not wait, but
         // it goes ahead of the remaining batch request.
         assert_eq!(q.rank_of_newcomer(interactive), 0);
-        let late = q.join(batch, ms(20));
+        let late = q.join(batch, ms(20), 0);
         assert_eq!(q.rank(late), Some(1));
     }
 
     #[test]
     fn fifo_keeps_arrival_order_and_places_stay_distinct() {
         let mut q = Queue::default();
-        let places: Vec<u64> = (0..1000).map(|_| q.join(Lane::FIFO, ms(1))).collect();
+        let places: Vec<u64> = (0..1000).map(|_| q.join(Lane::FIFO, ms(1), 0)).collect();
         let mut sorted = places.clone();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted, places);
+    }
+
+    #[test]
+    fn the_mean_cost_follows_the_live_places() {
+        let mut q = Queue::default();
+        assert_eq!(q.mean_tokens(), None);
+        let small = q.join(Lane::FIFO, ms(1), 100);
+        let large = q.join(Lane::FIFO, ms(1), 5000);
+        assert_eq!(q.mean_tokens(), Some(2550));
+        q.leave(large);
+        assert_eq!(q.mean_tokens(), Some(100));
+        q.release(Some(small), Instant::now(), ms(1));
+        assert_eq!(q.mean_tokens(), None);
     }
 
     #[test]
