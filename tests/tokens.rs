@@ -42,9 +42,13 @@ fn a_low_token_allowance_is_read_from_either_header_form() {
         ("x-ratelimit-limit-tokens-prompt", "60000"),
         ("x-ratelimit-remaining-tokens-prompt", "9000"),
     ]);
+    let Signal::TokensLow(prompt) = Signal::from_response(StatusCode::OK, &fireworks_legacy)
+    else {
+        panic!("a low prompt-token allowance");
+    };
     assert_eq!(
-        Signal::from_response(StatusCode::OK, &fireworks_legacy),
-        Signal::TokensLow(Quota::new(Some(60000), 9000, None))
+        (prompt.limit, prompt.remaining, prompt.reset, prompt.prompt_only),
+        (Some(60000), 9000, None, true)
     );
     // Plenty left, or no limit to compare with: nothing to mirror.
     let plenty = headers(&[
@@ -270,4 +274,31 @@ fn a_large_request_behind_small_ones_is_quoted_what_they_cost() {
         }
         other => panic!("the large request is refused: {other:?}"),
     }
+}
+
+/// Fireworks' older headers count prompt tokens only: the mirror charges a request its prompt
+/// estimate, not its output cap too (which held requests back for tokens the server never
+/// counted against that allowance).
+#[test]
+fn a_prompt_token_allowance_charges_the_prompt_only() {
+    use tower_reliability::rate_limit::TokenCharge;
+    let store = LocalStore::default();
+    let model = Scope::named("m");
+    let t0 = Instant::now();
+    let prompt_low = headers(&[
+        ("x-ratelimit-limit-tokens-prompt", "60000"),
+        ("x-ratelimit-remaining-tokens-prompt", "1000"),
+    ]);
+    let signal = Signal::from_response(StatusCode::OK, &prompt_low);
+    store.record_in(t0, &model, signal, None, None);
+    // 400 prompt tokens and a 2000-token output cap: twice the prompt fits in the 1000 left.
+    let demand = Demand::new(&model)
+        .tokens(2400)
+        .per_dimension(TokenCharge::new(400, 2000));
+    assert_eq!(store.admit_in(t0, &demand, Ticket::New), Admission::Go);
+    assert_eq!(store.admit_in(t0, &demand, Ticket::New), Admission::Go);
+    assert!(matches!(
+        store.admit_in(t0, &demand, Ticket::New),
+        Admission::Wait(_)
+    ));
 }

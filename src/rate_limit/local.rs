@@ -171,6 +171,8 @@ struct Gate {
     tokens: Option<RequestBucket>,
     /// The ramp guard's measurement and allowance, if configured.
     guard: Option<GuardState>,
+    /// The token mirror counts prompt tokens only (Fireworks' `*-tokens-prompt`).
+    tokens_prompt_only: bool,
     /// The scope's token buckets per dimension, sized from the limits its responses state,
     /// once it was throttled: requests are charged per dimension and settled.
     dims: Option<TokenModel>,
@@ -186,6 +188,7 @@ impl Gate {
             quota: None,
             tokens: None,
             guard: guard.map(|g| GuardState::new(now, g)),
+            tokens_prompt_only: false,
             dims: None,
         }
     }
@@ -214,7 +217,7 @@ impl Gate {
             // The token mirror: the queue moves at the typical request's cost; what this
             // request costs beyond it is added to its own slot (`after_own_cost`).
             self.tokens.as_ref().and_then(|t| {
-                let (at, _) = t.shortfall(now, demand.tokens.min(typical))?;
+                let (at, _) = t.shortfall(now, self.mirror_cost(demand).min(typical))?;
                 Some((at, t.interval_for(typical)))
             }),
             self.guard.as_ref().and_then(|g| g.shortfall(now)),
@@ -226,6 +229,16 @@ impl Gate {
         let dims = self.dims.as_ref();
         closed = closed.max(dims.and_then(|d| d.shortfall(now, demand.charge())));
         (closed, spacing)
+    }
+
+    /// What `demand` costs the token mirror: its prompt estimate if the mirror counts prompt
+    /// tokens only, else its whole estimate.
+    fn mirror_cost(&self, demand: &Demand<'_>) -> u64 {
+        if self.tokens_prompt_only {
+            demand.charge().prompt
+        } else {
+            demand.tokens
+        }
     }
 
     /// The cost that spaces the queue: the mean of the waiters' (what a place ahead costs on
@@ -262,8 +275,9 @@ impl Gate {
         if let Some(quota) = &mut self.quota {
             quota.take(now);
         }
+        let cost = self.mirror_cost(demand);
         if let Some(bucket) = &mut self.tokens {
-            bucket.take_n(now, demand.tokens);
+            bucket.take_n(now, cost);
         }
 
         if let Some(dims) = &mut self.dims {
@@ -579,7 +593,8 @@ impl LocalStore {
         // The server's hint, and its spent request quota or low token allowance (the next
         // request when the mirror covers it, the queue spaced at the refill rate), are a floor
         // for every request, probes included.
-        let typical = gate.typical_tokens(demand.tokens);
+        let cost = gate.mirror_cost(demand);
+        let typical = gate.typical_tokens(cost);
         let (closed, spacing) = gate.floor(now, demand, typical, self.spacing(ramp, gate, now));
         let verdict = match closed {
             Some(until) if breaker.is_engaged() => Verdict::Hold { until },
@@ -594,8 +609,7 @@ impl LocalStore {
                 let newest = place.is_none_or(|p| gate.queue.is_last(p));
                 let grace = time::after(since, PROBE_GRACE);
                 if !newest && now < grace {
-                    let place =
-                        place.unwrap_or_else(|| gate.queue.join(lane, spacing, demand.tokens));
+                    let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing, cost));
                     return Admission::Wait(Reservation { at: grace, place });
                 }
                 if let Some(place) = place {
@@ -606,7 +620,7 @@ impl LocalStore {
             // Held by the breaker: wait in line (no deadline check: a wake-up may come at any
             // time; the request gives up at its deadline).
             Verdict::Hold { until } => {
-                let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing, demand.tokens));
+                let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing, cost));
                 return Admission::Wait(Reservation { at: until, place });
             }
             Verdict::Pass => {}
@@ -616,7 +630,7 @@ impl LocalStore {
             && closed.is_none()
             && gate.queue.is_idle(now)
             && !gate.adaptive.is_active()
-            && gate.after_own_cost(now, (demand.tokens, typical), now, false) <= now
+            && gate.after_own_cost(now, (cost, typical), now, false) <= now
         {
             // Nothing restricts sending (a failure or two under watch, a throttle streak).
             gate.charge(now, demand);
@@ -627,7 +641,7 @@ impl LocalStore {
             None => gate.queue.rank_of_newcomer(lane),
         };
         let at = gate.queue.slot(rank, open_at, now, spacing);
-        let at = gate.after_own_cost(now, (demand.tokens, typical), at, rank > 0);
+        let at = gate.after_own_cost(now, (cost, typical), at, rank > 0);
         if at <= now {
             gate.queue.release(place, now, spacing);
             gate.charge(now, demand);
@@ -644,7 +658,7 @@ impl LocalStore {
                 gate.queue.quote(spacing);
                 place
             }
-            None => gate.queue.join(lane, spacing, demand.tokens),
+            None => gate.queue.join(lane, spacing, cost),
         };
         Admission::Wait(Reservation { at, place })
     }
@@ -1005,15 +1019,18 @@ impl LocalStore {
             // The quota is a continuously refilling bucket: mirror it and pace by it, rather
             // than closing until it is full again.
             Signal::TokensLow(_) if !cfg.token_pacing => {}
-            Signal::TokensLow(quota) => match &mut gate.tokens {
-                Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
-                None => {
-                    gate.tokens = RequestBucket::new(now, quota, cfg.max_hold);
-                    if gate.tokens.is_some() {
-                        self.restricted.store(true, Ordering::Release);
+            Signal::TokensLow(quota) => {
+                gate.tokens_prompt_only = quota.prompt_only;
+                match &mut gate.tokens {
+                    Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
+                    None => {
+                        gate.tokens = RequestBucket::new(now, quota, cfg.max_hold);
+                        if gate.tokens.is_some() {
+                            self.restricted.store(true, Ordering::Release);
+                        }
                     }
                 }
-            },
+            }
             Signal::Exhausted(quota) => match &mut gate.quota {
                 Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
                 None => {

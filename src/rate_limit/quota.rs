@@ -33,6 +33,9 @@ pub struct Quota {
     pub remaining: u64,
     /// Time until the bucket is full again (`x-ratelimit-reset-requests`), if sent.
     pub reset: Option<Duration>,
+    /// For a token allowance: it counts prompt tokens only (Fireworks' `*-tokens-prompt`), so
+    /// a request is charged its prompt estimate, not its output cap too.
+    pub prompt_only: bool,
 }
 
 impl Quota {
@@ -46,6 +49,7 @@ impl Quota {
             limit: limit.filter(|&l| l > 0),
             remaining,
             reset,
+            prompt_only: false,
         }
     }
 
@@ -65,20 +69,22 @@ impl Quota {
     /// `x-ratelimit-{limit,remaining}-tokens-prompt`. `None` (after at most two lookups) when
     /// there is none or plenty is left: the success path pays nothing more.
     pub fn tokens_low(headers: &HeaderMap) -> Option<Self> {
-        let (limit, remaining, reset) = if let Some(v) = headers.get("x-ratelimit-remaining-tokens")
-        {
-            (
-                "x-ratelimit-limit-tokens",
-                v,
-                headers.get("x-ratelimit-reset-tokens"),
-            )
-        } else {
-            (
-                "x-ratelimit-limit-tokens-prompt",
-                headers.get("x-ratelimit-remaining-tokens-prompt")?,
-                None,
-            )
-        };
+        let (limit, remaining, reset, prompt_only) =
+            if let Some(v) = headers.get("x-ratelimit-remaining-tokens") {
+                (
+                    "x-ratelimit-limit-tokens",
+                    v,
+                    headers.get("x-ratelimit-reset-tokens"),
+                    false,
+                )
+            } else {
+                (
+                    "x-ratelimit-limit-tokens-prompt",
+                    headers.get("x-ratelimit-remaining-tokens-prompt")?,
+                    None,
+                    true,
+                )
+            };
         let number = |v: &http::HeaderValue| v.to_str().ok()?.trim().parse::<u64>().ok();
         let remaining = number(remaining)?;
         let limit = headers.get(limit).and_then(number).filter(|&l| l > 0)?;
@@ -88,7 +94,10 @@ impl Quota {
         let reset = reset
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::headers::parse_reset(v, std::time::SystemTime::now()));
-        Some(Quota::new(Some(limit), remaining, reset))
+        Some(Quota {
+            prompt_only,
+            ..Quota::new(Some(limit), remaining, reset)
+        })
     }
 
     /// How long the bucket takes to give one request back: what is missing from a full
