@@ -42,12 +42,16 @@ fn a_low_token_allowance_is_read_from_either_header_form() {
         ("x-ratelimit-limit-tokens-prompt", "60000"),
         ("x-ratelimit-remaining-tokens-prompt", "9000"),
     ]);
-    let Signal::TokensLow(prompt) = Signal::from_response(StatusCode::OK, &fireworks_legacy)
-    else {
+    let Signal::TokensLow(prompt) = Signal::from_response(StatusCode::OK, &fireworks_legacy) else {
         panic!("a low prompt-token allowance");
     };
     assert_eq!(
-        (prompt.limit, prompt.remaining, prompt.reset, prompt.prompt_only),
+        (
+            prompt.limit,
+            prompt.remaining,
+            prompt.reset,
+            prompt.prompt_only
+        ),
         (Some(60000), 9000, None, true)
     );
     // Plenty left, or no limit to compare with: nothing to mirror.
@@ -301,4 +305,36 @@ fn a_prompt_token_allowance_charges_the_prompt_only() {
         store.admit_in(t0, &demand, Ticket::New),
         Admission::Wait(_)
     ));
+}
+
+/// Answers' `usage` teaches a scope its costs: the prompt estimate is scaled by what prompts
+/// really cost, and a request without `max_tokens` reserves a typical completion instead of
+/// the default 256; a request's own cap is kept.
+#[test]
+fn a_scope_learns_its_costs_from_usage() {
+    use tower_reliability::rate_limit::{TokenCharge, Usage};
+    let store = LocalStore::default();
+    let model = Scope::named("m");
+    let t0 = Instant::now();
+    let low = Signal::TokensLow(Quota::new(Some(100_000), 1000, Some(Duration::from_secs(60))));
+    store.record_in(t0, &model, low, None, None);
+    assert!(store.meters_in(&model), "a mirrored scope reads its answers' usage");
+    let uncapped = TokenCharge::uncapped(400, 256);
+    assert_eq!(store.estimate_in(&model, uncapped), uncapped, "nothing learned yet");
+    for i in 0..30 {
+        let charged = store.estimate_in(&model, uncapped);
+        let usage = Usage {
+            prompt_tokens: 200,
+            completion_tokens: 10,
+        };
+        store.settle_in(t0 + Duration::from_millis(i), &model, t0, charged, usage);
+    }
+    let learned = store.estimate_in(&model, uncapped);
+    assert!((190..=215).contains(&learned.prompt), "{learned:?}");
+    assert!(learned.output <= 20, "{learned:?}");
+    let capped = store.estimate_in(&model, TokenCharge::new(400, 500));
+    assert_eq!(capped.output, 500, "its own cap is kept");
+    // Another scope learned nothing.
+    let other = Scope::named("other");
+    assert_eq!(store.estimate_in(&other, uncapped), uncapped);
 }

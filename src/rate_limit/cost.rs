@@ -98,10 +98,10 @@ impl RequestShape {
     /// [`DEFAULT_OUTPUT_RESERVE`](Self::DEFAULT_OUTPUT_RESERVE) without one.
     pub fn charge(&self) -> TokenCharge {
         let prompt = self.body_bytes.div_ceil(Self::BYTES_PER_TOKEN) as u64;
-        let output = self
-            .max_output
-            .map_or(Self::DEFAULT_OUTPUT_RESERVE, u64::from);
-        TokenCharge::new(prompt, output)
+        match self.max_output {
+            Some(cap) => TokenCharge::new(prompt, u64::from(cap)),
+            None => TokenCharge::uncapped(prompt, Self::DEFAULT_OUTPUT_RESERVE),
+        }
     }
 }
 

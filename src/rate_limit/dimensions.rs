@@ -98,12 +98,28 @@ pub struct TokenCharge {
     pub prompt: u64,
     /// The output reservation.
     pub output: u64,
+    /// The output reservation is the request's own cap (`max_tokens`), the most it can
+    /// generate; `false`: a default, which the gate replaces by a learned typical completion.
+    pub output_capped: bool,
 }
 
 impl TokenCharge {
-    /// A charge of `prompt` estimated prompt tokens and `output` reserved generated ones.
+    /// A charge of `prompt` estimated prompt tokens and `output` reserved generated ones, the
+    /// request's own cap.
     pub fn new(prompt: u64, output: u64) -> Self {
-        TokenCharge { prompt, output }
+        TokenCharge {
+            prompt,
+            output,
+            output_capped: true,
+        }
+    }
+
+    /// A charge whose output reservation is a default (the request sets no `max_tokens`).
+    pub fn uncapped(prompt: u64, output: u64) -> Self {
+        TokenCharge {
+            output_capped: false,
+            ..TokenCharge::new(prompt, output)
+        }
     }
 }
 

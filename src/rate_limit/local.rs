@@ -15,6 +15,7 @@ use super::{
     breaker::{Breaker, Verdict},
     bucket::RequestBucket,
     dimensions::TokenModel,
+    estimate::CostLearner,
     queue::Queue,
     ramp::Ramp,
     ramp_guard::GuardState,
@@ -173,6 +174,8 @@ struct Gate {
     guard: Option<GuardState>,
     /// The token mirror counts prompt tokens only (Fireworks' `*-tokens-prompt`).
     tokens_prompt_only: bool,
+    /// What answers' `usage` taught about this scope's costs.
+    learner: CostLearner,
     /// The scope's token buckets per dimension, sized from the limits its responses state,
     /// once it was throttled: requests are charged per dimension and settled.
     dims: Option<TokenModel>,
@@ -189,6 +192,7 @@ impl Gate {
             tokens: None,
             guard: guard.map(|g| GuardState::new(now, g)),
             tokens_prompt_only: false,
+            learner: CostLearner::default(),
             dims: None,
         }
     }
@@ -460,7 +464,7 @@ impl LocalStore {
                 gate.tokens = None;
             }
             let keep = !gate.is_idle(now);
-            metering |= keep && gate.dims.is_some();
+            metering |= keep && (gate.dims.is_some() || gate.tokens.is_some());
             keep
         });
         self.metering.store(metering, Ordering::Relaxed);
@@ -828,7 +832,14 @@ impl RateLimitStore for LocalStore {
                 .lock()
                 .gates
                 .get(scope)
-                .is_some_and(|gate| gate.dims.is_some())
+                .is_some_and(|gate| gate.dims.is_some() || gate.tokens.is_some())
+    }
+
+    fn estimate_in(&self, scope: &Scope, charge: TokenCharge) -> TokenCharge {
+        self.lock()
+            .gates
+            .get(scope)
+            .map_or(charge, |gate| gate.learner.adjust(charge))
     }
 
     fn settle_in(
@@ -840,6 +851,10 @@ impl RateLimitStore for LocalStore {
         usage: Usage,
     ) -> Wake {
         let mut state = self.lock();
+        if let Some(gate) = state.gates.get_mut(scope) {
+            let estimate = gate.learner.unscale(charged);
+            gate.learner.learn(estimate, usage);
+        }
         let refunded = state
             .gates
             .get_mut(scope)
@@ -1027,6 +1042,8 @@ impl LocalStore {
                         gate.tokens = RequestBucket::new(now, quota, cfg.max_hold);
                         if gate.tokens.is_some() {
                             self.restricted.store(true, Ordering::Release);
+                            // Its answers' `usage` teaches the scope's cost estimates.
+                            self.metering.store(true, Ordering::Relaxed);
                         }
                     }
                 }

@@ -34,6 +34,14 @@
 //! [`Priority`]) is unchanged. Until a scope is throttled nothing is read, charged or tapped:
 //! the healthy path pays nothing.
 //!
+//! A response saying the token allowance runs low (OpenAI's `x-ratelimit-*-tokens`,
+//! Fireworks' per-minute `*-tokens-prompt`: [`Signal::TokensLow`]) makes the gate mirror that
+//! bucket too, charging each request its whole estimate (its prompt only against a prompt
+//! allowance); the queue moves at the mean cost of its waiters. The estimates themselves are
+//! learned per scope from the answers' `usage` once the scope is charged tokens: a prompt scale
+//! and a typical completion for requests without `max_tokens` (see
+//! [`RateLimitStore::estimate_in`]).
+//!
 //! The state sits behind [`RateLimitStore`]: the in-memory [`LocalStore`], or (feature
 //! `redis`) a `RedisStore` that shares it with every process on the same API key. Its
 //! policy is plain synchronous code, tested without a socket.
@@ -43,6 +51,7 @@ mod breaker;
 mod bucket;
 mod cost;
 mod dimensions;
+mod estimate;
 mod future;
 mod layer;
 mod local;

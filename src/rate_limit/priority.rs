@@ -1,35 +1,35 @@
 //! Who goes first when the limit binds: priority by workload.
-//!
-//! One account often carries a chat front end and batch or agent work at once. When the server's
-//! limit binds, requests wait in their scope's queue; first come, first served would put a
-//! person typing behind a thousand batch submissions. So the queue serves workloads by
-//! *weighted fair queueing*: each waiting request gets a virtual finish tag, its workload's
-//! last tag (or the queue's virtual time, if later) plus `1 / weight`, and the queue releases
-//! in tag order. With the default weights (interactive 16, agentic and long-context 4, batch
-//! submission 1) an interactive request joining a queue of batch requests goes after at most
-//! one of them, while batch still gets a sixteenth of the releases whenever both wait: weighted,
-//! not strict, so no workload starves. Within one workload the order is first come, first
-//! served, and a request larger than a whole token bucket still goes, alone, in its turn.
-//!
-//! The workload is the request's [`Workload`] extension, else the one an enclosing
-//! [`TimeoutByWorkload`](crate::TimeoutByWorkload) resolved (the preset's default), else
-//! [`Workload::Interactive`].
-//!
-//! ```
-//! use tower_reliability::rate_limit::{GateConfig, Priority};
-//!
-//! // Interactive four times batch's share, the others in between; or first come, first served.
-//! let weighted = GateConfig { priority: Priority::weighted(4, 2, 2, 1), ..GateConfig::default() };
-//! let fifo = GateConfig { priority: Priority::Fifo, ..GateConfig::default() };
-//! # let _ = (weighted, fifo);
-//! ```
 
 use crate::Workload;
 
 /// The virtual time one request of weight 1 takes; a weight's step is this over the weight.
 const SCALE: u64 = 256;
 
-/// How the waiting queue orders workloads (see the [module docs](self)).
+/// Who goes first when the limit binds: priority by workload.
+///
+/// One account often carries a chat front end and batch or agent work at once. When the server's
+/// limit binds, requests wait in their scope's queue; first come, first served would put a
+/// person typing behind a thousand batch submissions. So the queue serves workloads by
+/// *weighted fair queueing*: each waiting request gets a virtual finish tag, its workload's
+/// last tag (or the queue's virtual time, if later) plus `1 / weight`, and the queue releases
+/// in tag order. With the default weights (interactive 16, agentic and long-context 4, batch
+/// submission 1) an interactive request joining a queue of batch requests goes after at most
+/// one of them, while batch still gets a sixteenth of the releases whenever both wait: weighted,
+/// not strict, so no workload starves. Within one workload the order is first come, first
+/// served, and a request larger than a whole token bucket still goes, alone, in its turn.
+///
+/// The workload is the request's [`Workload`] extension, else the one an enclosing
+/// [`TimeoutByWorkload`](crate::TimeoutByWorkload) resolved (the preset's default), else
+/// [`Workload::Interactive`].
+///
+/// ```
+/// use tower_reliability::rate_limit::{GateConfig, Priority};
+///
+/// // Interactive four times batch's share, the others in between; or first come, first served.
+/// let weighted = GateConfig { priority: Priority::weighted(4, 2, 2, 1), ..GateConfig::default() };
+/// let fifo = GateConfig { priority: Priority::Fifo, ..GateConfig::default() };
+/// # let _ = (weighted, fifo);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
     /// First come, first served, whatever the workload.

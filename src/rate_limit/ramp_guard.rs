@@ -1,30 +1,4 @@
 //! The ramp guard: an optional cap on how fast a scope's sending rate may grow.
-//!
-//! Fireworks' limits are adaptive: they grow with sustained use, and "traffic that gradually
-//! doubles within an hour" stays within them, while a fast ramp gets 429s. The gate learns a
-//! limit from throttles; it cannot know a spike policy before it is hit. A user who knows it
-//! can say so: with a [`RampGuard`], each scope sends at most `floor` requests a second, or
-//! `2^(1 min / doubling)` times what it sent in the previous full minute if that is more, so
-//! its rate at most doubles every `doubling`. A second's worth of the allowed rate may go at
-//! once (a burst); beyond it requests queue, in priority order, and give up locally when the
-//! wait would pass their deadline.
-//!
-//! After a minute with nothing sent the guard starts again from `floor`: to the provider, a
-//! return from idle is a new ramp. Off by default. While on, every request takes the gate's
-//! full path (the store's lock and the request body's model), because the guard measures
-//! every scope's rate. With a fleet store each process guards its own sending.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_reliability::rate_limit::{GateConfig, RampGuard};
-//!
-//! // 20 requests a second at any time, doubling at most every hour above that.
-//! let config = GateConfig {
-//!     ramp_guard: Some(RampGuard::new(20.0, Duration::from_secs(3600))),
-//!     ..GateConfig::default()
-//! };
-//! # let _ = config;
-//! ```
 
 use std::time::Duration;
 
@@ -36,7 +10,33 @@ use crate::time;
 /// The window whose sending rate the next one may grow from.
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// How fast a scope's sending rate may grow (see the [module docs](self)).
+/// The ramp guard: an optional cap on how fast a scope's sending rate may grow.
+///
+/// Fireworks' limits are adaptive: they grow with sustained use, and "traffic that gradually
+/// doubles within an hour" stays within them, while a fast ramp gets 429s. The gate learns a
+/// limit from throttles; it cannot know a spike policy before it is hit. A user who knows it
+/// can say so: with a [`RampGuard`], each scope sends at most `floor` requests a second, or
+/// `2^(1 min / doubling)` times what it sent in the previous full minute if that is more, so
+/// its rate at most doubles every `doubling`. A second's worth of the allowed rate may go at
+/// once (a burst); beyond it requests queue, in priority order, and give up locally when the
+/// wait would pass their deadline.
+///
+/// After a minute with nothing sent the guard starts again from `floor`: to the provider, a
+/// return from idle is a new ramp. Off by default. While on, every request takes the gate's
+/// full path (the store's lock and the request body's model), because the guard measures
+/// every scope's rate. With a fleet store each process guards its own sending.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_reliability::rate_limit::{GateConfig, RampGuard};
+///
+/// // 20 requests a second at any time, doubling at most every hour above that.
+/// let config = GateConfig {
+///     ramp_guard: Some(RampGuard::new(20.0, Duration::from_secs(3600))),
+///     ..GateConfig::default()
+/// };
+/// # let _ = config;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RampGuard {
     /// Requests per second a scope may always send (its guaranteed or starting rate).

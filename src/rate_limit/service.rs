@@ -73,9 +73,13 @@ where
         let shape = published::body()
             .map(|body| RequestShape::read(&body))
             .unwrap_or_default();
-        let tokens = shape.estimated_tokens();
-        let charge = shape.charge();
+        let (estimate, max_output) = (shape.charge(), shape.max_output);
         let scope = explicit.unwrap_or_else(|| Scope::from_model(shape.model));
+        // What answers taught the store about this scope's costs scales the estimate.
+        let charge = self.shared.store.estimate_in(&scope, estimate);
+        let tokens = charge
+            .prompt
+            .saturating_add(max_output.map_or(0, u64::from));
         let workload = Workload::of(&request);
         let demand = Demand::new(&scope)
             .tokens(tokens)

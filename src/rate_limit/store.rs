@@ -197,6 +197,15 @@ pub trait RateLimitStore: Debug + Send + Sync + 'static {
         let _ = (now, scope, limits);
     }
 
+    /// `charge` as this store estimates it for a request of `scope`: a store that learns
+    /// from answers' `usage` scales the prompt estimate and replaces a default output
+    /// reservation by a typical completion. Asked only on the gate's slow path; the default
+    /// returns `charge`.
+    fn estimate_in(&self, scope: &Scope, charge: TokenCharge) -> TokenCharge {
+        let _ = scope;
+        charge
+    }
+
     /// Whether requests of `scope` are charged tokens now, so that their answers' `usage`
     /// should be read to [settle](Self::settle_in) them. Cheap (a lock-free check first); the
     /// default is `false`.

@@ -51,7 +51,7 @@ use tokio::{sync::Notify, time::Instant};
 
 use super::{
     local::Learned, Admission, Demand, GateConfig, LocalStore, Probe, RateLimitStore, Reservation,
-    Scope, Signal, Ticket, Wake, MAX_SCOPES,
+    Scope, Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, MAX_SCOPES,
 };
 
 /// Where the fleet's state lives, and how often to sync it.
@@ -459,5 +459,29 @@ impl RateLimitStore for RedisStore {
 
     fn is_unrestricted(&self) -> bool {
         self.local.is_unrestricted()
+    }
+
+    // Token accounting stays per process: each mirrors what its own answers say.
+    fn learn_limits_in(&self, now: Instant, scope: &Scope, limits: TokenLimits) {
+        self.local.learn_limits_in(now, scope, limits);
+    }
+
+    fn meters_in(&self, scope: &Scope) -> bool {
+        self.local.meters_in(scope)
+    }
+
+    fn estimate_in(&self, scope: &Scope, charge: TokenCharge) -> TokenCharge {
+        self.local.estimate_in(scope, charge)
+    }
+
+    fn settle_in(
+        &self,
+        now: Instant,
+        scope: &Scope,
+        sent_at: Instant,
+        charged: TokenCharge,
+        usage: Usage,
+    ) -> Wake {
+        self.local.settle_in(now, scope, sent_at, charged, usage)
     }
 }

@@ -1,0 +1,145 @@
+//! What a request will cost, learned from what answers said requests cost.
+//!
+//! The gate estimates a request before it goes: its prompt as body bytes / 4, its output as its
+//! `max_tokens`, or [`RequestShape::DEFAULT_OUTPUT_RESERVE`](super::RequestShape) without one.
+//! Both are guesses. Bytes per token vary with the language and the JSON around the messages
+//! (a short prompt in a long JSON envelope is over-counted), and a request without
+//! `max_tokens` generates what it generates. Once a scope is charged tokens, every answer's
+//! `usage` says what its request really cost, so each scope learns
+//!
+//! - a **prompt scale**: the smoothed ratio of `usage.prompt_tokens` to the prompt estimate
+//!   (bounded to ¼…4), which multiplies later prompt estimates;
+//! - a **typical completion**: the smoothed mean of `usage.completion_tokens` plus twice its
+//!   smoothed deviation (about a 95th percentile), which replaces the default reservation of a
+//!   request without `max_tokens`. A request's own `max_tokens` is never replaced: it is the
+//!   most it can cost.
+//!
+//! The settlement with `usage` corrects each request anyway; a better estimate makes the
+//! queue's quotes and the waits before settlement closer to the truth.
+
+use super::{TokenCharge, Usage};
+
+/// The smoothing of each new sample.
+const ALPHA: f64 = 0.2;
+/// The bounds of the prompt scale.
+const SCALE_BOUNDS: (f64, f64) = (0.25, 4.0);
+
+/// One scope's learned estimates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CostLearner {
+    prompt_scale: f64,
+    completion_mean: f64,
+    completion_dev: f64,
+    completions: u32,
+}
+
+impl Default for CostLearner {
+    fn default() -> Self {
+        CostLearner {
+            prompt_scale: 1.0,
+            completion_mean: 0.0,
+            completion_dev: 0.0,
+            completions: 0,
+        }
+    }
+}
+
+impl CostLearner {
+    /// A request estimated at `charged` (before any scaling) was answered with `usage`.
+    pub(crate) fn learn(&mut self, charged: TokenCharge, usage: Usage) {
+        if charged.prompt > 0 && usage.prompt_tokens > 0 {
+            let ratio = f64::from(usage.prompt_tokens) / charged.prompt as f64;
+            let scale = (1.0 - ALPHA) * self.prompt_scale + ALPHA * ratio;
+            self.prompt_scale = scale.clamp(SCALE_BOUNDS.0, SCALE_BOUNDS.1);
+        }
+        let completion = f64::from(usage.completion_tokens);
+        if self.completions == 0 {
+            self.completion_mean = completion;
+        } else {
+            let deviation = (completion - self.completion_mean).abs();
+            self.completion_mean = (1.0 - ALPHA) * self.completion_mean + ALPHA * completion;
+            self.completion_dev = (1.0 - ALPHA) * self.completion_dev + ALPHA * deviation;
+        }
+        self.completions = self.completions.saturating_add(1);
+    }
+
+    /// `charge` with the learned prompt scale, and the typical completion as the reservation of
+    /// a request without its own cap (once one answer was seen).
+    pub(crate) fn adjust(&self, charge: TokenCharge) -> TokenCharge {
+        let prompt = (charge.prompt as f64 * self.prompt_scale).ceil() as u64;
+        let output = if charge.output_capped || self.completions == 0 {
+            charge.output
+        } else {
+            (self.completion_mean + 2.0 * self.completion_dev)
+                .ceil()
+                .max(1.0) as u64
+        };
+        TokenCharge {
+            prompt,
+            output,
+            ..charge
+        }
+    }
+
+    /// The inverse of the prompt scale: what `adjust` did to a prompt estimate is undone before
+    /// learning from it (settlement carries the adjusted charge).
+    pub(crate) fn unscale(&self, charge: TokenCharge) -> TokenCharge {
+        let prompt = (charge.prompt as f64 / self.prompt_scale).round() as u64;
+        TokenCharge { prompt, ..charge }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(prompt: u32, completion: u32) -> Usage {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        }
+    }
+
+    #[test]
+    fn the_prompt_scale_converges_and_is_bounded() {
+        let mut l = CostLearner::default();
+        for _ in 0..40 {
+            l.learn(TokenCharge::new(400, 50), usage(300, 50));
+        }
+        let adjusted = l.adjust(TokenCharge::new(400, 50));
+        assert!((295..=305).contains(&adjusted.prompt), "{adjusted:?}");
+        for _ in 0..200 {
+            l.learn(TokenCharge::new(1, 50), usage(1000, 50));
+        }
+        assert_eq!(
+            l.adjust(TokenCharge::new(100, 50)).prompt,
+            400,
+            "at most 4 ×"
+        );
+        assert_eq!(l.unscale(TokenCharge::new(400, 50)).prompt, 100);
+    }
+
+    #[test]
+    fn an_uncapped_request_reserves_a_typical_completion_a_capped_one_its_cap() {
+        let mut l = CostLearner::default();
+        let uncapped = TokenCharge::uncapped(100, 256);
+        assert_eq!(
+            l.adjust(uncapped).output,
+            256,
+            "the default until an answer"
+        );
+        for n in 0..50 {
+            l.learn(uncapped, usage(100, 20 + (n % 3) * 10));
+        }
+        let typical = l.adjust(uncapped).output;
+        assert!((35..=60).contains(&typical), "{typical}");
+        assert_eq!(l.adjust(TokenCharge::new(100, 500)).output, 500);
+    }
+
+    #[test]
+    fn zero_usage_teaches_no_scale() {
+        let mut l = CostLearner::default();
+        l.learn(TokenCharge::new(0, 0), usage(0, 0));
+        assert_eq!(l.adjust(TokenCharge::new(10, 5)), TokenCharge::new(10, 5));
+    }
+}
