@@ -10,9 +10,18 @@
 //! | [`Timeout`](ErrorKind::Timeout) | a deadline of ours fired; [`TimeoutPhase`] says which | maybe |
 //! | [`Connect`](ErrorKind::Connect) | connect / DNS / refused: the request never left | no |
 //! | [`RateLimited`](ErrorKind::RateLimited) | held back locally by the shared rate-limit gate | no |
+//! | [`RetryStopped`](ErrorKind::RetryStopped) | the backoff schedule ended before this retry | no |
 //! | [`Inner`](ErrorKind::Inner) | the inner service's own error, kept as the [`source`](std::error::Error::source) | maybe |
+//!
+//! A request a layer of this crate decided not to send at all also says why:
+//! [`Error::not_sent_reason`] ([`NotSentReason`]). That, not the kind, is the contract between
+//! the layers.
 
 use std::{error::Error as StdError, fmt, time::Duration};
+
+mod not_sent;
+
+pub use not_sent::NotSentReason;
 
 /// A boxed, thread-safe error, as used across the tower ecosystem.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -24,6 +33,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub struct Error {
     kind: ErrorKind,
     source: Option<BoxError>,
+    not_sent: Option<NotSentReason>,
 }
 
 /// What kind of failure an [`Error`] is.
@@ -45,6 +55,11 @@ pub enum ErrorKind {
         /// How long the gate asked the request to wait, if known.
         retry_after: Option<Duration>,
     },
+    /// The request (a retry) was not sent because the backoff schedule ended: a
+    /// [custom schedule](crate::JitteredBackoff::custom) returned `None`. Only seen when
+    /// [`JitteredBackoff`](crate::JitteredBackoff) runs without
+    /// [`RetryOnStatus`](crate::RetryOnStatus) above it (which hands back the last outcome).
+    RetryStopped,
     /// The inner service (the HTTP client) failed; see [`source`](StdError::source).
     Inner,
 }
@@ -78,14 +93,26 @@ impl Error {
         Error {
             kind: ErrorKind::Timeout(phase),
             source: None,
+            not_sent: None,
         }
     }
 
-    /// A local rate-limit refusal, with the wait the gate asked for.
+    /// A local rate-limit refusal, with the wait the gate asked for: the request was not sent
+    /// ([`NotSentReason::GateClosed`]).
     pub fn rate_limited(retry_after: Option<Duration>) -> Self {
+        Error::not_sent(NotSentReason::GateClosed { retry_after })
+    }
+
+    /// A request a layer decided not to send, and why. Its kind is [`NotSentReason::kind`].
+    ///
+    /// A layer of your own that holds requests (a gate, a wait) and gives up on one before
+    /// sending it returns this, so that [`RetryOnStatus`](crate::RetryOnStatus) above it hands
+    /// back the last real outcome and refunds the retry's budget cost.
+    pub fn not_sent(reason: NotSentReason) -> Self {
         Error {
-            kind: ErrorKind::RateLimited { retry_after },
+            kind: reason.kind(),
             source: None,
+            not_sent: Some(reason),
         }
     }
 
@@ -110,6 +137,7 @@ impl Error {
                 Error {
                     kind,
                     source: Some(err),
+                    not_sent: None,
                 }
             }
         }
@@ -152,12 +180,34 @@ impl Error {
     }
 
     /// Whether the server can have seen this request: `Some(false)` when it certainly did not
-    /// (connect failure, local rate limiting), `None` when it cannot be known.
+    /// (connect failure, local rate limiting, any [not-sent](Self::not_sent_reason) refusal),
+    /// `None` when it cannot be known.
     pub fn reached_server(&self) -> Option<bool> {
         match self.kind {
-            ErrorKind::Connect | ErrorKind::RateLimited { .. } => Some(false),
+            ErrorKind::Connect | ErrorKind::RateLimited { .. } | ErrorKind::RetryStopped => {
+                Some(false)
+            }
+            _ if self.not_sent_reason().is_some() => Some(false),
             _ => None,
         }
+    }
+
+    /// Why a layer of this crate did not send this request at all, if that is what happened:
+    /// its own refusal, or one found in its [`source`](StdError::source) chain (an error of
+    /// ours wrapped by a foreign layer). `None` for every failure of a request that was sent,
+    /// or may have been.
+    pub fn not_sent_reason(&self) -> Option<NotSentReason> {
+        if self.not_sent.is_some() {
+            return self.not_sent;
+        }
+        let mut next = self.source();
+        while let Some(err) = next {
+            if let Some(ours) = err.downcast_ref::<Error>() {
+                return ours.not_sent;
+            }
+            next = err.source();
+        }
+        None
     }
 
     /// Takes the inner error out, if there is one.
@@ -170,6 +220,9 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind);
+        if let Some(reason) = &self.not_sent {
+            d.field("not_sent", reason);
+        }
         if let Some(source) = &self.source {
             d.field("source", source);
         }
@@ -200,6 +253,9 @@ impl fmt::Display for Error {
             ErrorKind::RateLimited { retry_after: None } => f.write_str(
                 "rate limited locally: the gate stayed closed past this request's deadline",
             ),
+            ErrorKind::RetryStopped => {
+                f.write_str("retry not sent: the backoff schedule ended")
+            }
             ErrorKind::Inner => f.write_str("inner service error"),
         }
     }
