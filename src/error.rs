@@ -121,7 +121,12 @@ impl Error {
     ///
     /// An [`Error`] of this crate passes through unchanged. Otherwise the error's source chain is
     /// searched for a connect failure (see [`is_connect_failure`]) and the kind is
-    /// [`Connect`](ErrorKind::Connect) or [`Inner`](ErrorKind::Inner).
+    /// [`Connect`](ErrorKind::Connect), else [`Timeout`](ErrorKind::Timeout)
+    /// ([`TimeoutPhase::Attempt`]) for tower's own `tower::timeout::error::Elapsed` (a
+    /// `tower::timeout` inside [`RetryOnStatus`](crate::RetryOnStatus) limits one attempt, as
+    /// [`AttemptTimeout`](crate::timeout::AttemptTimeout) does, and is retried like it), else
+    /// [`Inner`](ErrorKind::Inner). The original error stays the
+    /// [`source`](StdError::source).
     pub fn from_inner(err: impl Into<BoxError>) -> Self {
         let err: BoxError = err.into();
         #[cfg(feature = "reqwest-middleware")]
@@ -131,6 +136,8 @@ impl Error {
             Err(err) => {
                 let kind = if is_connect_failure(&*err) {
                     ErrorKind::Connect
+                } else if is_tower_timeout(&*err) {
+                    ErrorKind::Timeout(TimeoutPhase::Attempt)
                 } else {
                     ErrorKind::Inner
                 };
@@ -331,6 +338,18 @@ pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// Whether tower's own `timeout` fired: `tower::timeout::error::Elapsed` in the source chain.
+fn is_tower_timeout(err: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err.is::<tower::timeout::error::Elapsed>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// RFC 9113 §8.7: a stream the server reset with `REFUSED_STREAM`, or one above the last stream
 /// id of a graceful (`NO_ERROR`) `GOAWAY`, was not processed. (A `GOAWAY` with an error code
 /// may end streams the server had started: those are not counted here.)
@@ -433,6 +452,16 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Inner);
             assert_eq!(err.reached_server(), None);
         }
+    }
+
+    #[test]
+    fn tower_s_elapsed_is_an_attempt_timeout() {
+        let err = Error::from_inner(tower::timeout::error::Elapsed::new());
+        assert_eq!(err.kind(), ErrorKind::Timeout(TimeoutPhase::Attempt));
+        assert!(err
+            .source()
+            .is_some_and(|s| s.is::<tower::timeout::error::Elapsed>()));
+        assert_eq!(err.not_sent_reason(), None);
     }
 
     #[test]
