@@ -19,6 +19,8 @@
 
 use std::{error::Error as StdError, fmt, time::Duration};
 
+use crate::context::RetryReport;
+
 mod not_sent;
 
 pub use not_sent::NotSentReason;
@@ -34,6 +36,8 @@ pub struct Error {
     kind: ErrorKind,
     source: Option<BoxError>,
     not_sent: Option<NotSentReason>,
+    // Boxed: only failures after retries carry one.
+    report: Option<Box<RetryReport>>,
 }
 
 /// What kind of failure an [`Error`] is.
@@ -94,6 +98,7 @@ impl Error {
             kind: ErrorKind::Timeout(phase),
             source: None,
             not_sent: None,
+            report: None,
         }
     }
 
@@ -113,6 +118,7 @@ impl Error {
             kind: reason.kind(),
             source: None,
             not_sent: Some(reason),
+            report: None,
         }
     }
 
@@ -145,6 +151,7 @@ impl Error {
                     kind,
                     source: Some(err),
                     not_sent: None,
+                    report: None,
                 }
             }
         }
@@ -217,6 +224,31 @@ impl Error {
         None
     }
 
+    /// What [`RetryOnStatus`](crate::RetryOnStatus) did before failing with this error: the
+    /// attempts sent, the time waited between them, and why retrying stopped, if it stopped
+    /// early. The same [`RetryReport`] a response carries in its extensions; `None` when the
+    /// request failed on its first and only attempt, or when no retry layer saw the failure
+    /// (a [`Deadline`](TimeoutPhase::Deadline) timeout of
+    /// [`TimeoutByWorkload`](crate::TimeoutByWorkload) fires outside the retry layer).
+    ///
+    /// ```
+    /// # use tower_reliability::Error;
+    /// # fn log(error: &Error) {
+    /// if let Some(report) = error.report() {
+    ///     eprintln!("{error} after {} attempts, {:?} waiting", report.attempts, report.waited);
+    /// }
+    /// # }
+    /// ```
+    pub fn report(&self) -> Option<RetryReport> {
+        self.report.as_deref().copied()
+    }
+
+    /// Attaches the retry layer's report.
+    pub(crate) fn with_report(mut self, report: RetryReport) -> Self {
+        self.report = Some(Box::new(report));
+        self
+    }
+
     /// Takes the inner error out, if there is one.
     pub fn into_source(self) -> Option<BoxError> {
         self.source
@@ -229,6 +261,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.kind);
         if let Some(reason) = &self.not_sent {
             d.field("not_sent", reason);
+        }
+        if let Some(report) = &self.report {
+            d.field("report", report);
         }
         if let Some(source) = &self.source {
             d.field("source", source);

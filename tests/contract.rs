@@ -2,6 +2,7 @@
 //! outcome, budget refunds follow one documented rule, and foreign tower layers placed between
 //! ours (`timeout`, `buffer`, `map_err`) do not break either.
 mod support;
+mod tracing_capture;
 
 use std::{
     fmt,
@@ -243,4 +244,59 @@ async fn tower_timeout_inside_the_retry_layer_is_an_attempt_timeout() {
         .is_some_and(|s| s.is::<tower::timeout::error::Elapsed>()));
     #[cfg(feature = "axum")]
     assert_eq!(err.gateway_status(), http::StatusCode::GATEWAY_TIMEOUT);
+}
+
+/// `JitteredBackoff` placed *above* `RetryOnStatus` sees no retry (they are made below it), so
+/// the retries go out with no wait. It cannot wait for them, but it must not be silent: one
+/// `warn` per process names the mistake.
+#[tokio::test(start_paused = true)]
+async fn backoff_above_the_retry_layer_warns_once() {
+    let capture = tracing_capture::global_capture();
+    let mock = Mock::new(
+        [Step::Status(503, "busy"), Step::Status(503, "busy")],
+        Step::ok(),
+    );
+    let mut svc = ServiceBuilder::new()
+        .layer(fast_backoff(1000))
+        .layer(RetryOnStatus::default())
+        .service(mock.clone());
+    let started = Instant::now();
+    let response = call(&mut svc, post("{}")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(mock.count(), 3);
+    assert_eq!(started.elapsed(), Duration::ZERO, "the documented behaviour: no waits");
+    mock.set_otherwise(Step::Status(503, "busy"));
+    let _ = call(&mut svc, post("{}")).await.unwrap();
+    let text = capture.text();
+    let warnings = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("JitteredBackoff is above RetryOnStatus"))
+        .count();
+    assert_eq!(warnings, 1, "one warning, not one per request:\n{text}");
+}
+
+/// A failed request says what it cost: a dead upstream's connect error carries the attempts
+/// and the waits (`Error::report`), as a response carries its `RetryReport`.
+#[tokio::test(start_paused = true)]
+async fn a_failed_request_carries_its_retry_report() {
+    let mock = Mock::always(Step::Fail(std::io::ErrorKind::ConnectionRefused));
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryOnStatus::default().budget(RetryBudget::unlimited()))
+        .layer(fast_backoff(10))
+        .service(mock.clone());
+    let err = call(&mut svc, post("{}")).await.unwrap_err();
+    assert!(err.is_connect());
+    assert_eq!(mock.count(), 5);
+    let report = err.report().expect("a report on the error");
+    assert_eq!(report.attempts, 5);
+    assert_eq!(report.waited, Duration::from_millis(10 + 20 + 40 + 80));
+    assert_eq!(report.stopped, Some(StopReason::AttemptsExhausted));
+
+    // A failure on the first and only attempt has nothing to report.
+    let mock = Mock::always(Step::Fail(std::io::ErrorKind::InvalidData));
+    let mut plain = ServiceBuilder::new()
+        .layer(RetryOnStatus::default())
+        .service(mock);
+    let err = call(&mut plain, post("{}")).await.unwrap_err();
+    assert_eq!(err.report(), None);
 }

@@ -15,6 +15,12 @@ use crate::{
 /// It acts only on requests that carry a [`RetryContext`](crate::RetryContext) (retries made by
 /// [`RetryOnStatus`](crate::RetryOnStatus)); first attempts pass straight through.
 ///
+/// **Place it inside [`RetryOnStatus`](crate::RetryOnStatus)** (as the
+/// [`fireworks`](crate::fireworks) preset does). Above it, it never sees a retry: they are made
+/// below it and go out with no wait at all. It cannot space them out from there; when a
+/// request comes back through it with a [`RetryReport`](crate::RetryReport) of more than one
+/// attempt, it logs one `warn` per process naming the mistake.
+///
 /// A wait that cannot be made is refused with an [`Error::not_sent`] and the request is not
 /// sent; the retry layer above hands back the last outcome instead:
 /// - a server hint above [`max_server_wait`](Self::max_server_wait) (default 120 s, as the

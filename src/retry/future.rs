@@ -519,11 +519,11 @@ impl Tracker {
             }
         }
         let Some(cause) = self.config.classifier.error(&error) else {
-            return Some(Err(error));
+            return Some(Err(self.fail(error)));
         };
         if let Err(reason) = self.reserve_retry(cause) {
-            observe::retry_stopped(self.attempt, reason);
-            return Some(Err(error));
+            self.stop(reason);
+            return Some(Err(self.fail(error)));
         }
         observe::retry_error(self.attempt, cause, &error);
         self.prepare_next(Outcome::Error(error.kind()), None);
@@ -537,8 +537,17 @@ impl Tracker {
         self.cancel_retry(StopReason::NextAttemptRefused);
         match self.last.take() {
             Some(Last::Response(set_aside)) => Ok(self.report(set_aside.into_response())),
-            Some(Last::Error(previous)) => Err(previous),
-            None => Err(error),
+            Some(Last::Error(previous)) => Err(self.fail(previous)),
+            None => Err(self.fail(error)),
+        }
+    }
+
+    /// A final error: it carries the report when there was more than one attempt or retrying
+    /// stopped early, as a response would.
+    fn fail(&self, error: Error) -> Error {
+        match self.retry_report() {
+            Some(report) => error.with_report(report),
+            None => error,
         }
     }
 
@@ -650,18 +659,22 @@ impl Tracker {
     }
 
     fn report<T>(&self, mut response: Response<T>) -> Response<T> {
-        if self.attempt > 1 || self.stopped.is_some() {
-            let waited = self
-                .ctx
-                .as_ref()
-                .map_or(Duration::ZERO, RetryContext::total_wait);
-            response.extensions_mut().insert(RetryReport {
-                attempts: self.attempt,
-                waited,
-                stopped: self.stopped,
-            });
+        if let Some(report) = self.retry_report() {
+            response.extensions_mut().insert(report);
         }
         response
+    }
+
+    /// The report, when there is something to report.
+    fn retry_report(&self) -> Option<RetryReport> {
+        (self.attempt > 1 || self.stopped.is_some()).then(|| RetryReport {
+            attempts: self.attempt,
+            waited: self
+                .ctx
+                .as_ref()
+                .map_or(Duration::ZERO, RetryContext::total_wait),
+            stopped: self.stopped,
+        })
     }
 }
 
