@@ -295,9 +295,7 @@ impl fmt::Display for Error {
             ErrorKind::RateLimited { retry_after: None } => f.write_str(
                 "rate limited locally: the gate stayed closed past this request's deadline",
             ),
-            ErrorKind::RetryStopped => {
-                f.write_str("retry not sent: the backoff schedule ended")
-            }
+            ErrorKind::RetryStopped => f.write_str("retry not sent: the backoff schedule ended"),
             ErrorKind::Inner => f.write_str("inner service error"),
         }
     }

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use support::{call, post, Mock, Step};
-use tower::{service_fn, ServiceBuilder};
 use tokio::time::Instant;
+use tower::{service_fn, ServiceBuilder};
 use tower_reliability::{
     backoff::Jitter,
     retry::{ReplayBody, RetryBudget},
@@ -183,12 +183,20 @@ async fn buffer_between_retry_and_backoff_with_the_deadline_in_extensions() {
     let started = Instant::now();
     let response = call(&mut svc, post("{}")).await.unwrap();
     assert_eq!(response.status(), 503);
-    assert_eq!(mock.count(), 2, "at 0 s and 1 s; a 2 s wait would pass the deadline");
+    assert_eq!(
+        mock.count(),
+        2,
+        "at 0 s and 1 s; a 2 s wait would pass the deadline"
+    );
     let report = report(&response).expect("a report");
     assert_eq!(report.attempts, 2);
     assert_eq!(report.stopped, Some(StopReason::NextAttemptRefused));
     assert_eq!(started.elapsed(), Duration::from_secs(1));
-    assert_eq!(budget.available(), 95, "one retry sent, the refused one refunded");
+    assert_eq!(
+        budget.available(),
+        95,
+        "one retry sent, the refused one refunded"
+    );
 }
 
 /// The documented limit without `deadline_in_extensions`: the backoff behind the buffer starts
@@ -211,8 +219,16 @@ async fn buffer_between_retry_and_backoff_without_the_deadline_in_extensions() {
     let report = report(&response).expect("a report");
     assert_eq!(report.attempts, 2);
     assert_eq!(report.stopped, Some(StopReason::DeadlineReached));
-    assert_eq!(started.elapsed(), Duration::from_secs(3), "waited until the deadline");
-    assert_eq!(budget.available(), 95, "one retry sent, the cut one refunded");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(3),
+        "waited until the deadline"
+    );
+    assert_eq!(
+        budget.available(),
+        95,
+        "one retry sent, the cut one refunded"
+    );
 }
 
 /// tower's own `timeout` inside `RetryOnStatus` (where `AttemptTimeout` goes) is an attempt
@@ -233,15 +249,20 @@ async fn tower_timeout_inside_the_retry_layer_is_an_attempt_timeout() {
     assert_eq!(response.status(), 200);
     assert_eq!(mock.count(), 2);
     assert_eq!(report(&response).map(|r| r.attempts), Some(2));
-    assert_eq!(budget.available(), 100, "-10 for a retry after a timeout, +10 on success");
+    assert_eq!(
+        budget.available(),
+        100,
+        "-10 for a retry after a timeout, +10 on success"
+    );
 
     // When every attempt times out, the caller gets an attempt timeout (a gateway: 504, not
     // 502), tower's `Elapsed` kept as the source.
     mock.set_otherwise(Step::Delay(Duration::from_secs(60), Box::new(Step::ok())));
     let err = call(&mut svc, post("{}")).await.unwrap_err();
     assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Attempt));
-    assert!(std::error::Error::source(&err)
-        .is_some_and(|s| s.is::<tower::timeout::error::Elapsed>()));
+    assert!(
+        std::error::Error::source(&err).is_some_and(|s| s.is::<tower::timeout::error::Elapsed>())
+    );
     #[cfg(feature = "axum")]
     assert_eq!(err.gateway_status(), http::StatusCode::GATEWAY_TIMEOUT);
 }
@@ -264,7 +285,11 @@ async fn backoff_above_the_retry_layer_warns_once() {
     let response = call(&mut svc, post("{}")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(mock.count(), 3);
-    assert_eq!(started.elapsed(), Duration::ZERO, "the documented behaviour: no waits");
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "the documented behaviour: no waits"
+    );
     mock.set_otherwise(Step::Status(503, "busy"));
     let _ = call(&mut svc, post("{}")).await.unwrap();
     let text = capture.text();
