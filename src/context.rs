@@ -19,8 +19,32 @@
 //! [`TimeoutByWorkload::deadline_in_extensions`] when a layer inside hops to another task (for
 //! example `tower::buffer`), or insert one yourself.
 //!
+//! ## The refund contract
+//!
+//! [`RetryOnStatus`] takes a retry's cost from its [`RetryBudget`] when it decides to retry.
+//! The cost comes back when, and only when, that retry never left: it was not handed to the
+//! service below, or a layer below still held it when its outcome came (or when the caller
+//! went away). A layer that holds a request before sending it tells the retry layer so in one
+//! way only:
+//!
+//! 1. while it holds a retry (one whose request carries a [`RetryContext`]), it keeps the
+//!    [`WaitGuard`] of [`RetryContext::begin_wait`], and drops it when it hands the request on;
+//! 2. when it gives up on the request without sending it, it fails with
+//!    [`Error::not_sent`](crate::Error::not_sent) saying why.
+//!
+//! [`JitteredBackoff`] and [`RateLimitAware`] do both. Then whatever sits between them and the
+//! retry layer, the retry layer is right: a foreign error type that keeps ours as its source
+//! still says "not sent" ([`Error::not_sent_reason`](crate::Error::not_sent_reason)); a
+//! foreign `tower::timeout` that fires while the backoff is still waiting fails an attempt that
+//! never left (the guard is still held when its error arrives), so the retry layer hands back
+//! the last response and refunds the retry instead of counting a timeout; a caller that goes
+//! away mid-wait gets the cost back. An attempt that did leave keeps its cost, whatever its
+//! outcome, a deadline included.
+//!
 //! [`TimeoutByWorkload`]: crate::TimeoutByWorkload
 //! [`TimeoutByWorkload::deadline_in_extensions`]: crate::TimeoutByWorkload::deadline_in_extensions
+//! [`RetryOnStatus`]: crate::RetryOnStatus
+//! [`RetryBudget`]: crate::retry::RetryBudget
 //! [`JitteredBackoff`]: crate::JitteredBackoff
 //! [`RateLimitAware`]: crate::RateLimitAware
 
@@ -159,8 +183,9 @@ struct WaitLog {
 }
 
 /// Marks a wait in progress on a [`RetryContext`] until dropped: while one is alive, the
-/// attempt has not been handed to the client, so a caller that goes away gets the retry's
-/// budget cost back.
+/// attempt has not been handed to the client, so its outcome (or a caller that goes away)
+/// gives the retry's budget cost back. See "The refund contract" in the
+/// [module docs](crate::context).
 #[derive(Debug)]
 pub struct WaitGuard {
     waits: Arc<WaitLog>,
@@ -224,8 +249,20 @@ impl RetryContext {
         }
     }
 
-    /// Marks a wait in progress before this attempt is sent (hold the guard while waiting,
-    /// drop it when handing the request on).
+    /// Marks a wait in progress before this attempt is sent: hold the guard while holding the
+    /// request, drop it when handing the request on. If you give the request up instead, fail
+    /// with [`Error::not_sent`](crate::Error::not_sent). This is the whole refund contract
+    /// (see the [module docs](crate::context)).
+    ///
+    /// ```
+    /// use tower_reliability::{Outcome, RetryContext, ErrorKind};
+    ///
+    /// # let ctx = RetryContext::new(2, Outcome::Error(ErrorKind::Connect), None);
+    /// let guard = ctx.begin_wait();
+    /// assert!(ctx.is_waiting(), "held: the retry layer refunds if the attempt ends now");
+    /// drop(guard); // handing the request on
+    /// assert!(!ctx.is_waiting());
+    /// ```
     pub fn begin_wait(&self) -> WaitGuard {
         self.waits.waiting.fetch_add(1, Ordering::AcqRel);
         WaitGuard {

@@ -10,9 +10,20 @@
 //! | [`Timeout`](ErrorKind::Timeout) | a deadline of ours fired; [`TimeoutPhase`] says which | maybe |
 //! | [`Connect`](ErrorKind::Connect) | connect / DNS / refused: the request never left | no |
 //! | [`RateLimited`](ErrorKind::RateLimited) | held back locally by the shared rate-limit gate | no |
+//! | [`RetryStopped`](ErrorKind::RetryStopped) | the backoff schedule ended before this retry | no |
 //! | [`Inner`](ErrorKind::Inner) | the inner service's own error, kept as the [`source`](std::error::Error::source) | maybe |
+//!
+//! A request a layer of this crate decided not to send at all also says why:
+//! [`Error::not_sent_reason`] ([`NotSentReason`]). That, not the kind, is the contract between
+//! the layers.
 
 use std::{error::Error as StdError, fmt, time::Duration};
+
+use crate::context::RetryReport;
+
+mod not_sent;
+
+pub use not_sent::NotSentReason;
 
 /// A boxed, thread-safe error, as used across the tower ecosystem.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -24,6 +35,9 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub struct Error {
     kind: ErrorKind,
     source: Option<BoxError>,
+    not_sent: Option<NotSentReason>,
+    // Boxed: only failures after retries carry one.
+    report: Option<Box<RetryReport>>,
 }
 
 /// What kind of failure an [`Error`] is.
@@ -45,6 +59,11 @@ pub enum ErrorKind {
         /// How long the gate asked the request to wait, if known.
         retry_after: Option<Duration>,
     },
+    /// The request (a retry) was not sent because the backoff schedule ended: a
+    /// [custom schedule](crate::JitteredBackoff::custom) returned `None`. Only seen when
+    /// [`JitteredBackoff`](crate::JitteredBackoff) runs without
+    /// [`RetryOnStatus`](crate::RetryOnStatus) above it (which hands back the last outcome).
+    RetryStopped,
     /// The inner service (the HTTP client) failed; see [`source`](StdError::source).
     Inner,
 }
@@ -78,14 +97,28 @@ impl Error {
         Error {
             kind: ErrorKind::Timeout(phase),
             source: None,
+            not_sent: None,
+            report: None,
         }
     }
 
-    /// A local rate-limit refusal, with the wait the gate asked for.
+    /// A local rate-limit refusal, with the wait the gate asked for: the request was not sent
+    /// ([`NotSentReason::GateClosed`]).
     pub fn rate_limited(retry_after: Option<Duration>) -> Self {
+        Error::not_sent(NotSentReason::GateClosed { retry_after })
+    }
+
+    /// A request a layer decided not to send, and why. Its kind is [`NotSentReason::kind`].
+    ///
+    /// A layer of your own that holds requests (a gate, a wait) and gives up on one before
+    /// sending it returns this, so that [`RetryOnStatus`](crate::RetryOnStatus) above it hands
+    /// back the last real outcome and refunds the retry's budget cost.
+    pub fn not_sent(reason: NotSentReason) -> Self {
         Error {
-            kind: ErrorKind::RateLimited { retry_after },
+            kind: reason.kind(),
             source: None,
+            not_sent: Some(reason),
+            report: None,
         }
     }
 
@@ -94,7 +127,12 @@ impl Error {
     ///
     /// An [`Error`] of this crate passes through unchanged. Otherwise the error's source chain is
     /// searched for a connect failure (see [`is_connect_failure`]) and the kind is
-    /// [`Connect`](ErrorKind::Connect) or [`Inner`](ErrorKind::Inner).
+    /// [`Connect`](ErrorKind::Connect), else [`Timeout`](ErrorKind::Timeout)
+    /// ([`TimeoutPhase::Attempt`]) for tower's own `tower::timeout::error::Elapsed` (a
+    /// `tower::timeout` inside [`RetryOnStatus`](crate::RetryOnStatus) limits one attempt, as
+    /// [`AttemptTimeout`](crate::timeout::AttemptTimeout) does, and is retried like it), else
+    /// [`Inner`](ErrorKind::Inner). The original error stays the
+    /// [`source`](StdError::source).
     pub fn from_inner(err: impl Into<BoxError>) -> Self {
         let err: BoxError = err.into();
         #[cfg(feature = "reqwest-middleware")]
@@ -104,12 +142,16 @@ impl Error {
             Err(err) => {
                 let kind = if is_connect_failure(&*err) {
                     ErrorKind::Connect
+                } else if is_tower_timeout(&*err) {
+                    ErrorKind::Timeout(TimeoutPhase::Attempt)
                 } else {
                     ErrorKind::Inner
                 };
                 Error {
                     kind,
                     source: Some(err),
+                    not_sent: None,
+                    report: None,
                 }
             }
         }
@@ -152,12 +194,59 @@ impl Error {
     }
 
     /// Whether the server can have seen this request: `Some(false)` when it certainly did not
-    /// (connect failure, local rate limiting), `None` when it cannot be known.
+    /// (connect failure, local rate limiting, any [not-sent](Self::not_sent_reason) refusal),
+    /// `None` when it cannot be known.
     pub fn reached_server(&self) -> Option<bool> {
         match self.kind {
-            ErrorKind::Connect | ErrorKind::RateLimited { .. } => Some(false),
+            ErrorKind::Connect | ErrorKind::RateLimited { .. } | ErrorKind::RetryStopped => {
+                Some(false)
+            }
+            _ if self.not_sent_reason().is_some() => Some(false),
             _ => None,
         }
+    }
+
+    /// Why a layer of this crate did not send this request at all, if that is what happened:
+    /// its own refusal, or one found in its [`source`](StdError::source) chain (an error of
+    /// ours wrapped by a foreign layer). `None` for every failure of a request that was sent,
+    /// or may have been.
+    pub fn not_sent_reason(&self) -> Option<NotSentReason> {
+        if self.not_sent.is_some() {
+            return self.not_sent;
+        }
+        let mut next = self.source();
+        while let Some(err) = next {
+            if let Some(ours) = err.downcast_ref::<Error>() {
+                return ours.not_sent;
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    /// What [`RetryOnStatus`](crate::RetryOnStatus) did before failing with this error: the
+    /// attempts sent, the time waited between them, and why retrying stopped, if it stopped
+    /// early. The same [`RetryReport`] a response carries in its extensions; `None` when the
+    /// request failed on its first and only attempt, or when no retry layer saw the failure
+    /// (a [`Deadline`](TimeoutPhase::Deadline) timeout of
+    /// [`TimeoutByWorkload`](crate::TimeoutByWorkload) fires outside the retry layer).
+    ///
+    /// ```
+    /// # use tower_reliability::Error;
+    /// # fn log(error: &Error) {
+    /// if let Some(report) = error.report() {
+    ///     eprintln!("{error} after {} attempts, {:?} waiting", report.attempts, report.waited);
+    /// }
+    /// # }
+    /// ```
+    pub fn report(&self) -> Option<RetryReport> {
+        self.report.as_deref().copied()
+    }
+
+    /// Attaches the retry layer's report.
+    pub(crate) fn with_report(mut self, report: RetryReport) -> Self {
+        self.report = Some(Box::new(report));
+        self
     }
 
     /// Takes the inner error out, if there is one.
@@ -170,6 +259,12 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind);
+        if let Some(reason) = &self.not_sent {
+            d.field("not_sent", reason);
+        }
+        if let Some(report) = &self.report {
+            d.field("report", report);
+        }
         if let Some(source) = &self.source {
             d.field("source", source);
         }
@@ -200,6 +295,7 @@ impl fmt::Display for Error {
             ErrorKind::RateLimited { retry_after: None } => f.write_str(
                 "rate limited locally: the gate stayed closed past this request's deadline",
             ),
+            ErrorKind::RetryStopped => f.write_str("retry not sent: the backoff schedule ended"),
             ErrorKind::Inner => f.write_str("inner service error"),
         }
     }
@@ -268,6 +364,18 @@ pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
                 .downcast_ref::<reqwest_middleware::Error>()
                 .is_some_and(reqwest_middleware::Error::is_connect)
         {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// Whether tower's own `timeout` fired: `tower::timeout::error::Elapsed` in the source chain.
+fn is_tower_timeout(err: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err.is::<tower::timeout::error::Elapsed>() {
             return true;
         }
         next = err.source();
@@ -377,6 +485,16 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Inner);
             assert_eq!(err.reached_server(), None);
         }
+    }
+
+    #[test]
+    fn tower_s_elapsed_is_an_attempt_timeout() {
+        let err = Error::from_inner(tower::timeout::error::Elapsed::new());
+        assert_eq!(err.kind(), ErrorKind::Timeout(TimeoutPhase::Attempt));
+        assert!(err
+            .source()
+            .is_some_and(|s| s.is::<tower::timeout::error::Elapsed>()));
+        assert_eq!(err.not_sent_reason(), None);
     }
 
     #[test]

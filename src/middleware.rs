@@ -23,7 +23,8 @@
 //! ([`reqwest_middleware::Error::Reqwest`], so `is_connect()` and friends still work); this
 //! crate's own failures before the response (the deadline, local rate limiting) come back as
 //! [`reqwest_middleware::Error::Middleware`] wrapping an [`Error`]: use
-//! [`reliability_error`] to get at it. A stream that stalls past the idle-read timeout fails
+//! [`reliability_error`] to get at it (and at its [`Error::report`]: attempts and waits; a
+//! failure handed back as reqwest's own error carries none). A stream that stalls past the idle-read timeout fails
 //! later, where reqwest reads the body (`bytes()`, `chunk()`, `bytes_stream()`): a
 //! `reqwest::Error` whose `is_timeout()` is `true`; [`find_reliability_error`] finds the typed
 //! error ([`TimeoutPhase::BodyIdle`](crate::TimeoutPhase::BodyIdle)) in it.

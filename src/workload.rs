@@ -1,44 +1,45 @@
-//! Workloads and their timeout profiles.
-//!
-//! The Fireworks guide sets client timeouts by the kind of work, not one number for everything:
-//!
-//! | Workload | Guide's client timeout | [`TimeoutProfile::total`] here | idle read | per attempt |
-//! |---|---|---|---|---|
-//! | [`Interactive`](Workload::Interactive) (chat) | 30–60 s | 60 s | 30 s | none |
-//! | [`Agentic`](Workload::Agentic) (tool calls, multi-step) | 5–30 min | 15 min | 10 min | none |
-//! | [`LongContext`](Workload::LongContext) (large model inference) | 10–30 min | 30 min | 30 min | none |
-//! | [`BatchSubmit`](Workload::BatchSubmit) (results are async) | 60 s | 60 s | 30 s | 20 s |
-//!
-//! Every profile also carries the guide's httpx phases that only a connector can enforce:
-//! connect 10 s, write 30 s, pool 10 s.
-//!
-//! Why these choices:
-//! - The **total** deadline covers every attempt and every backoff wait up to the response head,
-//!   so it takes the *top* of the guide's range: the guide's own retry loop sleeps about 15 s
-//!   across its five attempts, which must fit inside it.
-//! - After the head arrives, the body is governed by the **idle-read** timeout (httpx's `read`):
-//!   a stream that keeps producing tokens is never cut, however long it runs, and one that goes
-//!   silent fails. Long-context prefill can take minutes before the first token, hence the
-//!   guide's `read=1800` there.
-//! - A **per-attempt** time-to-headers is off for generation workloads (a non-streamed
-//!   completion sends its head only when generation ends, so any limit would cut good requests)
-//!   and 20 s for batch submission, which is a quick metadata call: three tries fit in 60 s.
-//!
-//! A request picks its workload by carrying a [`Workload`] in its extensions; otherwise the
-//! layer's default applies:
-//!
-//! ```
-//! use tower_reliability::Workload;
-//!
-//! let mut request = http::Request::new(String::from("{}"));
-//! request.extensions_mut().insert(Workload::Agentic);
-//! ```
+//! Workloads and their timeout profiles: see [`Workload`] (this module is private; its
+//! documentation lives on the type).
 
 use std::time::Duration;
 
 /// The kind of work a request is, which decides its timeouts.
 ///
 /// `Workload::default()` is [`Interactive`](Self::Interactive).
+///
+/// The Fireworks guide sets client timeouts by the kind of work, not one number for everything:
+///
+/// | Workload | Guide's client timeout | [`TimeoutProfile::total`] here | idle read | per attempt |
+/// |---|---|---|---|---|
+/// | [`Interactive`](Workload::Interactive) (chat) | 30–60 s | 60 s | 30 s | none |
+/// | [`Agentic`](Workload::Agentic) (tool calls, multi-step) | 5–30 min | 15 min | 10 min | none |
+/// | [`LongContext`](Workload::LongContext) (large model inference) | 10–30 min | 30 min | 30 min | none |
+/// | [`BatchSubmit`](Workload::BatchSubmit) (results are async) | 60 s | 60 s | 30 s | 20 s |
+///
+/// Every profile also carries the guide's httpx phases that only a connector can enforce:
+/// connect 10 s, write 30 s, pool 10 s.
+///
+/// Why these choices:
+/// - The **total** deadline covers every attempt and every backoff wait up to the response head,
+///   so it takes the *top* of the guide's range: the guide's own retry loop sleeps about 15 s
+///   across its five attempts, which must fit inside it.
+/// - After the head arrives, the body is governed by the **idle-read** timeout (httpx's `read`):
+///   a stream that keeps producing tokens is never cut, however long it runs, and one that goes
+///   silent fails. Long-context prefill can take minutes before the first token, hence the
+///   guide's `read=1800` there.
+/// - A **per-attempt** time-to-headers is off for generation workloads (a non-streamed
+///   completion sends its head only when generation ends, so any limit would cut good requests)
+///   and 20 s for batch submission, which is a quick metadata call: three tries fit in 60 s.
+///
+/// A request picks its workload by carrying a [`Workload`] in its extensions; otherwise the
+/// layer's default applies:
+///
+/// ```
+/// use tower_reliability::Workload;
+///
+/// let mut request = http::Request::new(String::from("{}"));
+/// request.extensions_mut().insert(Workload::Agentic);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Workload {
     /// Interactive chat: a person is waiting. Guide: 30–60 s.
@@ -73,7 +74,8 @@ impl Workload {
             .unwrap_or_default()
     }
 
-    /// The default timeout profile of this workload (see the module docs for the reasons).
+    /// The default timeout profile of this workload: the table in [`Workload`]'s docs, which
+    /// also gives the reasons.
     pub const fn profile(self) -> TimeoutProfile {
         const MIN: u64 = 60;
         match self {

@@ -4,13 +4,15 @@ use std::{
     task::{ready, Context, Poll},
 };
 
+use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::{
-    context::WaitGuard,
+    context::{RetryReport, WaitGuard},
     error::{BoxError, Error},
+    observe,
 };
 
 pin_project! {
@@ -32,6 +34,9 @@ pin_project! {
     {
         /// Sending (or sent): the inner future.
         Direct { #[pin] future: S::Future },
+        /// A first attempt (no retry context): sent at once, and its outcome checked for
+        /// retries made *below* this layer, which it could not space out.
+        First { #[pin] future: S::Future },
         /// Waiting out the backoff, then readying a clone of the service. Boxed: only requests
         /// that back off pay for it, and the future every request carries stays small.
         Waiting { held: Pin<Box<Held<S, R>>> },
@@ -60,6 +65,12 @@ impl<S: Service<R>, R> BackoffFuture<S, R> {
         }
     }
 
+    pub(super) fn first(future: S::Future) -> Self {
+        BackoffFuture {
+            state: State::First { future },
+        }
+    }
+
     pub(super) fn waiting(service: S, request: R, until: Instant, guard: WaitGuard) -> Self {
         BackoffFuture {
             state: State::Waiting {
@@ -81,9 +92,9 @@ impl<S: Service<R>, R> BackoffFuture<S, R> {
     }
 }
 
-impl<S, R> Future for BackoffFuture<S, R>
+impl<S, R, ResB> Future for BackoffFuture<S, R>
 where
-    S: Service<R>,
+    S: Service<R, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
     type Output = Result<S::Response, Error>;
@@ -94,6 +105,17 @@ where
             match state.as_mut().project() {
                 Proj::Direct { future } => {
                     return future.poll(cx).map_err(Error::from_inner);
+                }
+                Proj::First { future } => {
+                    let outcome = ready!(future.poll(cx)).map_err(Error::from_inner);
+                    let report = match &outcome {
+                        Ok(response) => response.extensions().get::<RetryReport>().copied(),
+                        Err(error) => error.report(),
+                    };
+                    if let Some(report) = report.filter(|r| r.attempts > 1) {
+                        observe::backoff_above_retry(report.attempts);
+                    }
+                    return Poll::Ready(outcome);
                 }
                 Proj::Waiting { held } => {
                     let HeldProj {

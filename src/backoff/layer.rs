@@ -4,7 +4,10 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 
 use super::{BackoffService, Jitter, RandomSource, Schedule};
-use crate::{context::Deadline, error::Error};
+use crate::{
+    context::Deadline,
+    error::{Error, NotSentReason},
+};
 
 /// Waits before every retried attempt: the guide's exponential backoff with jitter, or a
 /// server's `retry-after-ms` / `Retry-After` when that is longer, never past the deadline.
@@ -12,11 +15,20 @@ use crate::{context::Deadline, error::Error};
 /// It acts only on requests that carry a [`RetryContext`](crate::RetryContext) (retries made by
 /// [`RetryOnStatus`](crate::RetryOnStatus)); first attempts pass straight through.
 ///
-/// A wait that cannot be made is refused with an error and the request is not sent:
+/// **Place it inside [`RetryOnStatus`](crate::RetryOnStatus)** (as the
+/// [`fireworks`](crate::fireworks) preset does). Above it, it never sees a retry: they are made
+/// below it and go out with no wait at all. It cannot space them out from there; when a
+/// request comes back through it with a [`RetryReport`](crate::RetryReport) of more than one
+/// attempt, it logs one `warn` per process naming the mistake.
+///
+/// A wait that cannot be made is refused with an [`Error::not_sent`] and the request is not
+/// sent; the retry layer above hands back the last outcome instead:
 /// - a server hint above [`max_server_wait`](Self::max_server_wait) (default 120 s, as the
-///   OpenAI SDK): the server will not take the request within a wait we accept, so the retry
-///   layer hands back the last response instead ([`ErrorKind::RateLimited`] with the hint);
-/// - a wait that would end past the [`Deadline`] ([`TimeoutPhase::Deadline`]).
+///   OpenAI SDK): the server will not take the request within a wait we accept
+///   ([`NotSentReason::ServerWaitTooLong`], kind [`ErrorKind::RateLimited`] with the hint);
+/// - a wait that would end past the [`Deadline`] ([`NotSentReason::WaitPastDeadline`], kind
+///   [`TimeoutPhase::Deadline`]);
+/// - a [custom](Self::custom) schedule that ended ([`NotSentReason::ScheduleEnded`]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -31,6 +43,7 @@ use crate::{context::Deadline, error::Error};
 /// ```
 ///
 /// [`ErrorKind::RateLimited`]: crate::ErrorKind::RateLimited
+/// [`Error::not_sent`]: crate::Error::not_sent
 /// [`TimeoutPhase::Deadline`]: crate::TimeoutPhase::Deadline
 #[derive(Clone)]
 pub struct JitteredBackoff {
@@ -161,20 +174,20 @@ impl JitteredBackoff {
             None => self.schedule.delay(retry, previous, self.random.unit()),
             Some(custom) => match custom(retry, previous) {
                 Some(wait) => wait.min(self.schedule.cap),
-                // The schedule is spent: like a deadline, it ends retrying.
-                None => return Err(Error::timeout(crate::TimeoutPhase::Deadline)),
+                // The schedule is spent: this retry is not sent.
+                None => return Err(Error::not_sent(NotSentReason::ScheduleEnded)),
             },
         };
         let wait = match hint {
             Some(hint) if hint > self.max_server_wait => {
-                return Err(Error::rate_limited(Some(hint)))
+                return Err(Error::not_sent(NotSentReason::ServerWaitTooLong { hint }))
             }
             Some(hint) => hint.max(computed),
             None => computed,
         };
         match deadline {
             Some(deadline) if wait >= deadline.remaining(now) => {
-                Err(Error::timeout(crate::TimeoutPhase::Deadline))
+                Err(Error::not_sent(NotSentReason::WaitPastDeadline))
             }
             _ => Ok(wait),
         }
@@ -219,6 +232,12 @@ mod tests {
                 retry_after: Some(Duration::from_secs(121))
             }
         );
+        assert_eq!(
+            refused.not_sent_reason(),
+            Some(NotSentReason::ServerWaitTooLong {
+                hint: Duration::from_secs(121)
+            })
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -232,6 +251,7 @@ mod tests {
         );
         let err = b.wait_before(2, None, None, now, deadline).unwrap_err();
         assert_eq!(err.timeout_phase(), Some(crate::TimeoutPhase::Deadline));
+        assert_eq!(err.not_sent_reason(), Some(NotSentReason::WaitPastDeadline));
         let err = b
             .wait_before(0, None, Some(Duration::from_secs(5)), now, deadline)
             .unwrap_err();
@@ -254,10 +274,12 @@ mod tests {
             b.wait_before(1, None, None, now, None).unwrap(),
             Duration::from_secs(2)
         );
-        assert!(b
-            .wait_before(2, None, None, now, None)
-            .unwrap_err()
-            .is_timeout());
+        // Not a timeout (it was one before): the schedule ended, the retry is not sent.
+        let ended = b.wait_before(2, None, None, now, None).unwrap_err();
+        assert!(!ended.is_timeout());
+        assert_eq!(ended.kind(), ErrorKind::RetryStopped);
+        assert_eq!(ended.not_sent_reason(), Some(NotSentReason::ScheduleEnded));
+        assert_eq!(ended.reached_server(), Some(false));
         assert!(format!("{b:?}").contains("custom: true"));
     }
 

@@ -1,6 +1,6 @@
 use std::task::{Context, Poll};
 
-use http::Request;
+use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -30,9 +30,9 @@ impl<S> BackoffService<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for BackoffService<S>
+impl<S, B, ResB> Service<Request<B>> for BackoffService<S>
 where
-    S: Service<Request<B>> + Clone,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -45,7 +45,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let Some(ctx) = request.extensions().get::<RetryContext>() else {
-            return BackoffFuture::direct(self.inner.call(request));
+            return BackoffFuture::first(self.inner.call(request));
         };
         let now = Instant::now();
         let retry = ctx.attempt().saturating_sub(2);

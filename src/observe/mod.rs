@@ -139,6 +139,20 @@ pub(crate) fn backoff_refused(attempt: u32, reason: &Error) {
     tracing::debug!(target: TARGET, attempt, reason = %reason, "backoff refused the retry");
 }
 
+/// A first attempt through `JitteredBackoff` came back after retries made below it: the
+/// backoff is above the retry layer and spaced none of them. Warned once per process.
+pub(crate) fn backoff_above_retry(attempts: u32) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            target: TARGET,
+            attempts,
+            "JitteredBackoff is above RetryOnStatus: retries are made below it and go out with \
+             no wait. Put JitteredBackoff inside RetryOnStatus (as the fireworks preset does)"
+        );
+    }
+}
+
 /// The shared gate closed.
 pub(crate) fn gate_closed(wait: Duration, hinted: bool) {
     tracing::debug!(target: TARGET, wait_ms = wait.as_millis() as u64, hinted, "rate-limit gate closed");

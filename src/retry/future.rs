@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     context::{Deadline, Outcome, RetryContext, RetryReport, StopReason},
-    error::{BoxError, Error, ErrorKind, TimeoutPhase},
+    error::{BoxError, Error, TimeoutPhase},
     headers, observe,
     rate_limit::published,
 };
@@ -32,8 +32,6 @@ pin_project! {
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     {
-        // Declared first so it is dropped first: its `Drop` must see whether a layer inside
-        // (still alive in `state`) is waiting before sending.
         tracker: Tracker,
         #[pin]
         state: State<S::Future, ResB>,
@@ -43,6 +41,17 @@ pin_project! {
         // Once a response is set aside: fires at the deadline, so that the caller gets that
         // response rather than a timeout (boxed: only retries pay for it).
         deadline_watch: Option<Pin<Box<Sleep>>>,
+    }
+
+    impl<S, B, ResB> PinnedDrop for RetryFuture<S, B, ResB>
+    where
+        S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    {
+        // Runs before any field is dropped, whatever their order: the layers inside (alive in
+        // `state`) still hold their wait guards, so the refund rule can read them.
+        fn drop(this: Pin<&mut Self>) {
+            this.project().tracker.on_drop();
+        }
     }
 }
 
@@ -81,14 +90,27 @@ struct Tracker {
     retry_cause: Option<RetryCause>,
 }
 
-impl Drop for Tracker {
+impl Tracker {
+    /// The refund rule, in one place: a retry whose cost is reserved never left when it was
+    /// not handed to the service below yet, or when a layer inside still holds a
+    /// [`WaitGuard`](crate::context::WaitGuard) for it (see [`crate::context`], "The refund
+    /// contract").
+    fn never_left(&self) -> bool {
+        self.unsent || (self.in_flight && self.waiting_inside())
+    }
+
+    /// A layer inside (backoff, gate) holds the attempt in flight, not sent yet.
+    fn waiting_inside(&self) -> bool {
+        self.attempt > 1 && self.ctx.as_ref().is_some_and(RetryContext::is_waiting)
+    }
+
     /// A caller that goes away between reserving a retry and sending it gets the cost back:
     /// cancellation never leaks budget tokens.
-    fn drop(&mut self) {
-        // Not handed on yet, or still waiting inside (backoff, gate): the retry never left.
-        let waiting = self.in_flight && self.ctx.as_ref().is_some_and(RetryContext::is_waiting);
-        if self.unsent || waiting {
+    fn on_drop(&mut self) {
+        if self.never_left() {
             self.config.budget.deposit(self.last_cost);
+            self.unsent = false;
+            self.in_flight = false;
             return;
         }
         if self.in_flight {
@@ -478,8 +500,9 @@ impl Tracker {
         &mut self,
         error: Error,
     ) -> Option<Result<Response<ReplayBody<ResB>>, Error>> {
-        if self.attempt > 1 && is_refusal(&error) {
-            // The retry never left: its wait could not be made. Hand back what we had.
+        if self.attempt > 1 && (error.not_sent_reason().is_some() || self.waiting_inside()) {
+            // The retry never left: a layer inside refused it, or failed it (a foreign
+            // timeout between ours) while still holding it. Hand back what we had.
             self.in_flight = false;
             self.retry_cause = None;
             self.attempt -= 1;
@@ -487,12 +510,20 @@ impl Tracker {
         }
         self.settle_attempt();
         observe::attempt_error(self.attempt, &error);
+        if error.timeout_phase() == Some(TimeoutPhase::Deadline) {
+            if let Some(Last::Response(set_aside)) = self.last.take() {
+                // A deadline inside, after this retry was sent: the attempt counts, and the
+                // caller gets the last real response rather than a timeout.
+                self.stop(StopReason::DeadlineReached);
+                return Some(Ok(self.report(set_aside.into_response())));
+            }
+        }
         let Some(cause) = self.config.classifier.error(&error) else {
-            return Some(Err(error));
+            return Some(Err(self.fail(error)));
         };
         if let Err(reason) = self.reserve_retry(cause) {
-            observe::retry_stopped(self.attempt, reason);
-            return Some(Err(error));
+            self.stop(reason);
+            return Some(Err(self.fail(error)));
         }
         observe::retry_error(self.attempt, cause, &error);
         self.prepare_next(Outcome::Error(error.kind()), None);
@@ -506,8 +537,17 @@ impl Tracker {
         self.cancel_retry(StopReason::NextAttemptRefused);
         match self.last.take() {
             Some(Last::Response(set_aside)) => Ok(self.report(set_aside.into_response())),
-            Some(Last::Error(previous)) => Err(previous),
-            None => Err(error),
+            Some(Last::Error(previous)) => Err(self.fail(previous)),
+            None => Err(self.fail(error)),
+        }
+    }
+
+    /// A final error: it carries the report when there was more than one attempt or retrying
+    /// stopped early, as a response would.
+    fn fail(&self, error: Error) -> Error {
+        match self.retry_report() {
+            Some(report) => error.with_report(report),
+            None => error,
         }
     }
 
@@ -517,8 +557,8 @@ impl Tracker {
         let Some(Last::Response(set_aside)) = self.last.take() else {
             return None;
         };
-        let waiting = self.in_flight && self.ctx.as_ref().is_some_and(RetryContext::is_waiting);
-        if self.unsent || waiting {
+        let waiting = self.in_flight && self.waiting_inside();
+        if self.never_left() {
             // The retry never left: not an attempt, and its cost comes back.
             if waiting {
                 self.attempt -= 1;
@@ -619,18 +659,22 @@ impl Tracker {
     }
 
     fn report<T>(&self, mut response: Response<T>) -> Response<T> {
-        if self.attempt > 1 || self.stopped.is_some() {
-            let waited = self
-                .ctx
-                .as_ref()
-                .map_or(Duration::ZERO, RetryContext::total_wait);
-            response.extensions_mut().insert(RetryReport {
-                attempts: self.attempt,
-                waited,
-                stopped: self.stopped,
-            });
+        if let Some(report) = self.retry_report() {
+            response.extensions_mut().insert(report);
         }
         response
+    }
+
+    /// The report, when there is something to report.
+    fn retry_report(&self) -> Option<RetryReport> {
+        (self.attempt > 1 || self.stopped.is_some()).then(|| RetryReport {
+            attempts: self.attempt,
+            waited: self
+                .ctx
+                .as_ref()
+                .map_or(Duration::ZERO, RetryContext::total_wait),
+            stopped: self.stopped,
+        })
     }
 }
 
@@ -645,12 +689,4 @@ impl Replay {
         }
         request
     }
-}
-
-/// Errors the layers inside return for a retry they would not send.
-fn is_refusal(error: &Error) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::RateLimited { .. } | ErrorKind::Timeout(TimeoutPhase::Deadline)
-    )
 }

@@ -9,7 +9,10 @@ use super::{classify::Classifier, RetryBudget, RetryService, StatusSet};
 /// Retried (the guide's table, and what never reached the server):
 /// - responses with 429, 500, 502, 503, 504 (configurable with [`statuses`](Self::statuses));
 /// - connect failures, transport failures before a response (reset, closed), and per-attempt
-///   timeouts;
+///   timeouts: [`AttemptTimeout`](crate::timeout::AttemptTimeout)'s, and tower's own
+///   `tower::timeout` placed inside this layer (its `Elapsed` is read as
+///   [`TimeoutPhase::Attempt`](crate::TimeoutPhase::Attempt), so a gateway answers 504 when
+///   every attempt timed out, not 502);
 /// - any response with `x-should-retry: true`.
 ///
 /// Never retried: 400, 401, 404, 422 and every other status outside the set; a response with

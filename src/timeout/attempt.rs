@@ -20,6 +20,12 @@ use crate::{
 
 /// Limits each attempt's time to response headers; a retry layer outside retries it.
 ///
+/// tower's own `tower::timeout` in this place works too (its `Elapsed` becomes
+/// [`TimeoutPhase::Attempt`] in [`RetryOnStatus`](crate::RetryOnStatus)); this layer adds limits
+/// per [`Workload`] and no timer at all where there is no limit. Put either *below*
+/// [`JitteredBackoff`](crate::JitteredBackoff): above it, the limit also runs through the wait
+/// (a wait it cuts sends nothing, and the retry layer hands back the last response).
+///
 /// The limit comes from the request's [`Workload`] (the profiles' `attempt` field: by default
 /// only [`Workload::BatchSubmit`] has one, 20 s) or is fixed. With no limit, requests pass
 /// through with no timer at all.
