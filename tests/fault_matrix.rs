@@ -6,6 +6,7 @@
 //! the server received, and that the call ended within its deadline. The row bodies are in
 //! `fault_matrix_support::rows`, shared with `fault_matrix_reqwest.rs`; rows 5 and 6 (many
 //! callers, dropped callers) run on the multi-thread runtime.
+mod common;
 mod fault_matrix_support;
 
 use fault_matrix_support::rows::{self, BadRequest};

@@ -6,6 +6,7 @@
 //! (`fault_matrix_support::rows`): the same outcomes, the same server counts, the same
 //! deadlines, whatever client carries the requests. reqwest's own errors reach the layers
 //! untouched, so these rows also prove that they are classified from their source chain.
+mod common;
 mod fault_matrix_support;
 
 use fault_matrix_support::rows::{self, BadRequest};
@@ -180,7 +181,7 @@ async fn r6_dropped_callers_leave_no_task_and_send_nothing() {
 /// classifies it `Connect`, never reached the server.
 #[tokio::test]
 async fn reqwest_refused_connection_is_classified_connect() {
-    let url = format!("http://{}/", fault_matrix_support::dead_address());
+    let url = format!("http://{}/", common::closed_port());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let err = client.get(url).send().await.expect_err("nothing listens");
     assert!(err.is_connect());

@@ -19,7 +19,7 @@
 //!
 //! The tests take one lock so they run one at a time: the allocator's count is process-wide.
 
-mod eventually;
+mod common;
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -33,7 +33,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use eventually::eventually;
+use common::eventually::eventually;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{

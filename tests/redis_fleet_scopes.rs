@@ -3,12 +3,12 @@
 //! fleet. A model's 429 holds that model fleet-wide and no other; each process's share of the
 //! fleet's rate follows the traffic it is offered. Skipped when redis-server is missing (a
 //! failure with `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
-mod eventually;
+mod common;
 mod redis_support;
 
 use std::{sync::Arc, time::Duration};
 
-use eventually::eventually;
+use common::eventually::eventually;
 use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
 use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;

@@ -3,13 +3,13 @@
 //! 3-master Redis Cluster on 127.0.0.1 that loses a node mid-run. Servers are started per
 //! test by `tests/redis_support`; skipped when redis-server is missing (a failure with
 //! `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
-mod eventually;
+mod common;
 mod redis_support;
-mod tracing_capture;
 
 use std::time::Duration;
 
-use eventually::eventually;
+use common::eventually::eventually;
+use common::tracing_capture::global_capture;
 use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
 use redis_support::{
     cluster::start_cluster_or_skip,
@@ -17,7 +17,6 @@ use redis_support::{
 };
 use tokio::time::Instant;
 use tower_reliability::rate_limit::{RateLimitStore, RedisConfig, RedisStore, Scope, Signal};
-use tracing_capture::global_capture;
 
 const PASSWORD: &str = "pw-7f3c9d1e-never-printed";
 const USER: User<'static> = User {

@@ -4,13 +4,13 @@
 //! stops, each falls back to its local state (and says so in `tracing`); when it comes back,
 //! they share again. Skipped when redis-server is missing (a failure with
 //! `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
-mod eventually;
+mod common;
 mod redis_support;
-mod tracing_capture;
 
 use std::{sync::Arc, time::Duration};
 
-use eventually::eventually;
+use common::eventually::eventually;
+use common::tracing_capture::global_capture;
 use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
 use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;
@@ -18,7 +18,6 @@ use tower_reliability::{
     rate_limit::{Admission, RateLimitStore, RedisConfig, RedisStore, Signal, Ticket},
     RateLimitAware,
 };
-use tracing_capture::global_capture;
 
 /// Two processes of one fleet: two stores with one fresh prefix on `redis`.
 fn two_processes(redis: &RedisServer, test: &str) -> (RedisStore, RedisStore) {

@@ -21,7 +21,7 @@ use tower_reliability::{
 };
 
 use super::{
-    chat_request, dead_address, default_preset, eventually::eventually, fast_server, full,
+    chat_request, closed_port, default_preset, eventually::eventually, fast_server, full,
     max_in_window, pattern, post, preset, read_body, send, slow_chunks, Attempt, Reply, Rig, Stack,
     Transport, IDLE, TOTAL,
 };
@@ -320,7 +320,7 @@ pub async fn client_error_is_not_retried(transport: Transport, bad: BadRequest) 
 /// server to count requests: the attempt log counts what the client tried.)
 pub async fn connection_refused(transport: Transport) {
     let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
-    let url = format!("http://{}/inference/v1/chat/completions", dead_address());
+    let url = format!("http://{}/inference/v1/chat/completions", closed_port());
     let request = chat_request(&url, DEFAULT_API_KEY, super::chat_json(false));
     let (result, elapsed) = rig.send(request).await;
     let err = result.expect_err("nothing listens");
@@ -796,7 +796,7 @@ pub async fn profile_attempt_limit_is_applied(transport: Transport) {
         .timeouts(
             TimeoutByWorkload::new(Workload::Interactive).profile(Workload::Interactive, profile),
         )
-        .backoff(super::fast_backoff());
+        .backoff(super::matrix_backoff());
     let mut rig = Rig::start(transport, fast_server(), layer).await;
     rig.server
         .push_script([Fault::DelayHeaders(Duration::from_secs(10))]);
