@@ -5,11 +5,13 @@
 //! one more request fits in 2 s, and the client should go on at one request every 2 s, not
 //! stop for a minute. The first tests use a scripted service on paused time; the others drive
 //! the in-process test server on 127.0.0.1, whose quota follows Tokio's (paused) clock.
+mod common;
 mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::chat::{chat_request, one_token_chat};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use support::{body_bytes, call, post, Mock, Step};
@@ -19,7 +21,7 @@ use tower_reliability::{
     fireworks,
     rate_limit::{Admission, LocalStore, Quota, RateLimitStore, Signal, Ticket},
     retry::ReplayBody,
-    testing::{FireworksServer, HintStyle, RateLimitConfig, ServerConfig},
+    testing::{FireworksServer, HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY},
     RateLimitAware, TimeoutByWorkload, Workload,
 };
 
@@ -204,15 +206,7 @@ fn preset(total: Duration) -> fireworks::FireworksLayer {
 }
 
 fn chat(server: &FireworksServer) -> http::Request<Full<Bytes>> {
-    let body = format!(
-        r#"{{"model":"{}","messages":[{{"role":"user","content":"Hi"}}],"max_tokens":1}}"#,
-        tower_reliability::testing::DEFAULT_MODEL
-    );
-    http::Request::post(server.chat_url())
-        .header("authorization", "Bearer test-key")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("a valid request")
+    chat_request(&server.chat_url(), DEFAULT_API_KEY, one_token_chat())
 }
 
 /// One offered request: when it arrived, and when (and whether) it was served.

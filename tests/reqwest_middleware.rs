@@ -1,14 +1,16 @@
 //! The layers as a reqwest-middleware `Middleware`, against the local Fireworks server.
+mod common;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::chat::chat_json;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use tower_reliability::{
     backoff::Jitter,
     fireworks,
     middleware::{reliability_error, ReliabilityMiddleware},
-    testing::{body_hash, Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY, DEFAULT_MODEL},
+    testing::{body_hash, Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY},
     JitteredBackoff, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
 };
 
@@ -33,8 +35,7 @@ fn client(middleware: ReliabilityMiddleware) -> ClientWithMiddleware {
 }
 
 fn chat() -> String {
-    serde_json::json!({"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hi"}]})
-        .to_string()
+    chat_json("hi", false)
 }
 
 async fn server() -> FireworksServer {
