@@ -3,6 +3,7 @@
 //! `x-ratelimit-{limit,remaining}-tokens-prompt`), the gate mirrors the token bucket and charges
 //! each request its estimated tokens (prompt bytes / 4 + `max_tokens`), so a client offering
 //! twice a token-per-minute limit is paced by tokens instead of finding the limit with 429s.
+mod common;
 mod limits_support;
 
 use std::time::Duration;

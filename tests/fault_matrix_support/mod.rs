@@ -4,6 +4,7 @@
 //! reqwest files run the very same assertions.
 #![allow(dead_code)]
 
+pub mod matrix;
 pub mod reqwest_adapter;
 pub mod rows;
 
