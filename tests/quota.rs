@@ -62,48 +62,38 @@ async fn an_empty_bucket_lets_the_next_request_go_after_one_refill_interval() {
 async fn without_a_limit_the_reset_bounds_the_wait() {
     // A bucket of unknown size is full again in 2 s: the next request fits by then at the
     // latest (the one reading that is never too early).
-    let mock = Mock::new(
-        [Step::With(
-            200,
-            vec![
-                ("x-ratelimit-remaining-requests", "0".to_owned()),
-                ("x-ratelimit-reset-requests", "2s".to_owned()),
-            ],
-            "",
-        )],
-        Step::ok(),
-    );
-    let mut svc = ServiceBuilder::new()
-        .layer(RateLimitAware::new())
-        .service(mock.clone());
-    call(&mut svc, post("{}")).await.unwrap();
-    let start = Instant::now();
-    call(&mut svc, post("{}")).await.unwrap();
-    assert_eq!(start.elapsed(), secs(2));
+    let wait = wait_after_an_answer_saying(&[
+        ("x-ratelimit-remaining-requests", "0"),
+        ("x-ratelimit-reset-requests", "2s"),
+    ])
+    .await;
+    assert_eq!(wait, secs(2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_a_reset_the_limit_is_read_per_minute() {
     // Fireworks' older headers: a limit and a remaining count, no reset. Its limits are per
     // minute, so 120 a minute gives one back every 500 ms.
-    let mock = Mock::new(
-        [Step::With(
-            200,
-            vec![
-                ("x-ratelimit-limit-requests", "120".to_owned()),
-                ("x-ratelimit-remaining-requests", "0".to_owned()),
-            ],
-            "",
-        )],
-        Step::ok(),
-    );
+    let wait = wait_after_an_answer_saying(&[
+        ("x-ratelimit-limit-requests", "120"),
+        ("x-ratelimit-remaining-requests", "0"),
+    ])
+    .await;
+    assert_eq!(wait, Duration::from_millis(500));
+}
+
+/// Through the gate alone: a first request answered 200 with these headers, then how long
+/// the next one waits.
+async fn wait_after_an_answer_saying(headers: &[(&'static str, &str)]) -> Duration {
+    let headers = headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    let mock = Mock::new([Step::With(200, headers, "")], Step::ok());
     let mut svc = ServiceBuilder::new()
         .layer(RateLimitAware::new())
         .service(mock.clone());
     call(&mut svc, post("{}")).await.unwrap();
     let start = Instant::now();
     call(&mut svc, post("{}")).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::from_millis(500));
+    start.elapsed()
 }
 
 // ---- The gate itself ------------------------------------------------------------------------
