@@ -9,7 +9,7 @@ mod redis_support;
 use std::{sync::Arc, time::Duration};
 
 use common::eventually::eventually;
-use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
+use redis_support::fleet::{self, both_counted};
 use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;
 use tower_reliability::rate_limit::{
@@ -17,17 +17,10 @@ use tower_reliability::rate_limit::{
 };
 
 /// Two processes of one fleet: two stores with one fresh prefix on `redis`.
+/// Two processes of one fleet, shared with the tasks that drive them.
 fn two_processes(redis: &RedisServer, test: &str) -> (Arc<RedisStore>, Arc<RedisStore>) {
-    let prefix = prefix(test);
-    let spawn = || Arc::new(RedisStore::spawn(config(&redis.url(), &prefix)).unwrap());
-    (spawn(), spawn())
-}
-
-async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
-    eventually(Duration::from_secs(2), || {
-        a.members() == 2 && b.members() == 2
-    })
-    .await
+    let (a, b) = fleet::two_processes(redis, test);
+    (Arc::new(a), Arc::new(b))
 }
 
 /// Whether a new request of `scope` at `store` would have to wait (asked with a deadline of

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::eventually::eventually;
 use common::tracing_capture::global_capture;
-use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
+use redis_support::fleet::{self, fast_config as config, unique_prefix as prefix};
 use redis_support::{
     cluster::start_cluster_or_skip,
     tls::{start_tls_or_skip, start_with_user_or_skip, User},
@@ -24,11 +24,9 @@ const USER: User<'static> = User {
     password: PASSWORD,
 };
 
+/// Whether both stores come to count each other within 3 s (a handshake more than plain TCP).
 async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
-    eventually(Duration::from_secs(3), || {
-        a.members() == 2 && b.members() == 2
-    })
-    .await
+    fleet::both_counted_within(a, b, Duration::from_secs(3)).await
 }
 
 /// Whether a hinted 429 recorded by `from` closes `to`'s gate for most of the hint.

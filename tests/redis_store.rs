@@ -11,28 +11,15 @@ use std::{sync::Arc, time::Duration};
 
 use common::eventually::eventually;
 use common::tracing_capture::global_capture;
-use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
+use redis_support::fleet::{
+    both_counted, fast_config as config, two_processes, unique_prefix as prefix,
+};
 use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;
 use tower_reliability::{
     rate_limit::{Admission, RateLimitStore, RedisConfig, RedisStore, Signal, Ticket},
     RateLimitAware,
 };
-
-/// Two processes of one fleet: two stores with one fresh prefix on `redis`.
-fn two_processes(redis: &RedisServer, test: &str) -> (RedisStore, RedisStore) {
-    let prefix = prefix(test);
-    let spawn = || RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
-    (spawn(), spawn())
-}
-
-/// Whether both stores come to count each other.
-async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
-    eventually(Duration::from_secs(2), || {
-        a.members() == 2 && b.members() == 2
-    })
-    .await
-}
 
 fn hinted(ms: u64) -> Signal {
     Signal::Throttled {
