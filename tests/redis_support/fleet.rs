@@ -47,3 +47,12 @@ pub async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
 pub async fn both_counted_within(a: &RedisStore, b: &RedisStore, limit: Duration) -> bool {
     eventually(limit, || a.members() == 2 && b.members() == 2).await
 }
+
+/// A Redis server for `test` and two processes of one fleet on it (keys from `tag`) that have
+/// come to count each other; `None` when the test is skipped (see [`super::start_or_skip`]).
+pub async fn fleet_of_two(test: &str, tag: &str) -> Option<(RedisServer, RedisStore, RedisStore)> {
+    let redis = super::start_or_skip(test).await?;
+    let (a, b) = two_processes(&redis, tag);
+    assert!(both_counted(&a, &b).await, "both counted: {a:?} {b:?}");
+    Some((redis, a, b))
+}
