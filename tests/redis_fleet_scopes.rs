@@ -15,8 +15,6 @@ use tower_reliability::rate_limit::{
     Admission, Demand, RateLimitStore, RedisStore, Scope, Signal, Ticket,
 };
 
-/// Two processes of one fleet: two stores with one fresh prefix on `redis`.
-
 /// Whether a new request of `scope` at `store` would have to wait (asked with a deadline of
 /// now, so that no place is taken).
 fn held(store: &RedisStore, scope: &Scope) -> bool {
