@@ -1,6 +1,6 @@
 //! An axum gateway in front of the local Fireworks server, end to end: retries behind the
 //! gateway, streaming straight through, and failures turned into proper answers.
-
+mod common;
 // The example's own gateway: these tests drive the code users run.
 #[path = "../examples/axum_gateway/gateway.rs"]
 mod gateway;
@@ -8,6 +8,7 @@ mod gateway;
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
+use common::fast_backoff;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower_layer::Layer;
@@ -15,7 +16,7 @@ use tower_reliability::{
     backoff::Jitter,
     client, fireworks,
     testing::{Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY, DEFAULT_MODEL},
-    JitteredBackoff, TimeoutByWorkload, TimeoutProfile, Workload,
+    TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 /// Starts the example's gateway to `base_url` with a short deadline and fast backoff.
@@ -26,11 +27,7 @@ async fn gateway(base_url: String) -> SocketAddr {
         .timeouts(
             TimeoutByWorkload::new(Workload::Interactive).profile(Workload::Interactive, profile),
         )
-        .backoff(
-            JitteredBackoff::default()
-                .jitter(Jitter::Full)
-                .base(Duration::from_millis(5)),
-        );
+        .backoff(fast_backoff(Jitter::Full, 5));
     let upstream = layer.layer(client::https_client(&profile));
     let gateway = gateway::Gateway::new(upstream, &base_url, Some(DEFAULT_API_KEY)).unwrap();
     let app = gateway::router(gateway);

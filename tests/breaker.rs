@@ -4,7 +4,11 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use support::{call, post, Mock, Step};
+use support::{
+    call,
+    gate::{gate_over, spawn_calls, trip},
+    post, Mock, Step,
+};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
@@ -14,17 +18,6 @@ use tower_reliability::{
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Records failures until the breaker trips (however many its policy needs).
-fn trip(store: &LocalStore, now: Instant) {
-    for _ in 0..10_000 {
-        if store.breaker_engaged() {
-            return;
-        }
-        store.record(now, Signal::Failing, None);
-    }
-    panic!("the breaker never tripped");
 }
 
 /// A probe that is a long generation (its head comes after minutes) must not hold everyone:
@@ -75,9 +68,7 @@ async fn a_slow_probe_does_not_hold_everyone() {
 async fn the_breaker_never_sends_before_a_hinted_time() {
     let store = Arc::new(LocalStore::default());
     let mock = Mock::always(Step::ok());
-    let mut svc = ServiceBuilder::new()
-        .layer(RateLimitAware::with_store(store.clone()))
-        .service(mock.clone());
+    let mut svc = gate_over(&store, &mock);
     let start = Instant::now();
     store.record(
         start,
@@ -111,12 +102,7 @@ async fn hung_callers(store: &Arc<LocalStore>, deadline: Duration) {
         )
         .layer(RateLimitAware::with_store(store.clone()))
         .service(mock);
-    let callers: Vec<_> = (0..30)
-        .map(|_| {
-            let mut svc = svc.clone();
-            tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|_| ()) })
-        })
-        .collect();
+    let callers: Vec<_> = spawn_calls(&svc, 30);
     for caller in callers {
         let error = caller.await.unwrap().unwrap_err();
         assert!(error.is_timeout(), "{error}");
@@ -144,12 +130,7 @@ async fn callers_going_away_early_are_not_failures() {
         .layer(TimeoutByWorkload::new(Workload::Interactive))
         .layer(RateLimitAware::with_store(store.clone()))
         .service(mock.clone());
-    let callers: Vec<_> = (0..30)
-        .map(|_| {
-            let mut svc = svc.clone();
-            tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|_| ()) })
-        })
-        .collect();
+    let callers: Vec<_> = spawn_calls(&svc, 30);
     tokio::time::sleep(Duration::from_secs(1)).await;
     for caller in &callers {
         caller.abort();
@@ -262,12 +243,7 @@ async fn requests_never_sent_are_not_hung_attempts() {
         },
         None,
     );
-    let callers: Vec<_> = (0..30)
-        .map(|_| {
-            let mut svc = svc.clone();
-            tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|_| ()) })
-        })
-        .collect();
+    let callers: Vec<_> = spawn_calls(&svc, 30);
     for caller in callers {
         assert!(caller.await.unwrap().unwrap_err().is_timeout());
     }

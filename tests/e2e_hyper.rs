@@ -1,5 +1,6 @@
 //! End to end through a real hyper-util client against servers on 127.0.0.1: each layer alone,
 //! and the preset. Real time, short durations, no sleeps in the test itself.
+mod common;
 mod support;
 
 use std::{
@@ -8,6 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use common::fast_backoff;
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use support::{body_bytes, call, handler, respond, serve, streaming};
@@ -34,11 +36,9 @@ fn post(addr: std::net::SocketAddr, body: &'static str) -> http::Request<Full<By
         .unwrap()
 }
 
-fn fast_backoff() -> JitteredBackoff {
-    JitteredBackoff::default()
-        .jitter(Jitter::Full)
-        .base(Duration::from_millis(5))
-        .spread(Duration::from_millis(5))
+/// Full jitter on 5 ms, spread 5 ms: quick retries on the wire.
+fn quick_backoff() -> JitteredBackoff {
+    fast_backoff(Jitter::Full, 5).spread(Duration::from_millis(5))
 }
 
 #[tokio::test]
@@ -83,7 +83,7 @@ async fn retry_layer_replays_the_body_over_the_wire_and_returns_the_last_respons
     .await;
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default())
-        .layer(fast_backoff())
+        .layer(quick_backoff())
         .service(client::<Body>());
     let payload =
         r#"{"model":"accounts/fireworks/models/x","messages":[{"role":"user","content":"hi"}]}"#;
@@ -123,7 +123,7 @@ async fn retry_layer_classifies_a_refused_connection_as_never_reaching_the_serve
     };
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default().max_attempts(3))
-        .layer(fast_backoff())
+        .layer(quick_backoff())
         .service(client::<Body>());
     let err = call(&mut svc, post(addr, "{}")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect);
@@ -147,7 +147,7 @@ async fn backoff_layer_honours_retry_after_ms_over_the_wire() {
     .await;
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default())
-        .layer(fast_backoff())
+        .layer(quick_backoff())
         .service(client::<Body>());
     assert_eq!(
         call(&mut svc, post(addr, "{}")).await.unwrap().status(),
@@ -224,7 +224,7 @@ async fn the_preset_over_a_hyper_client_recovers_from_a_burst_of_503s() {
     }))
     .await;
     let mut svc = ServiceBuilder::new()
-        .layer(fireworks::layer(Workload::Interactive).backoff(fast_backoff()))
+        .layer(fireworks::layer(Workload::Interactive).backoff(quick_backoff()))
         .service(client::<Body>());
     let response = call(&mut svc, post(addr, "{}")).await.unwrap();
     assert_eq!(response.status(), 200);

@@ -4,26 +4,19 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use support::{call, post, Mock, Step};
+use support::{
+    call,
+    gate::{gate_over, spawn_calls, trip},
+    post, Mock, Step,
+};
 use tokio::time::Instant;
-use tower::ServiceBuilder;
 use tower_reliability::{
     rate_limit::{GateConfig, LocalStore, RateControl, RateLimitStore, Signal},
-    Deadline, ErrorKind, RateLimitAware,
+    Deadline, ErrorKind,
 };
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn trip(store: &LocalStore, now: Instant) {
-    for _ in 0..10_000 {
-        if store.breaker_engaged() {
-            return;
-        }
-        store.record(now, Signal::Failing, None);
-    }
-    panic!("the breaker never tripped");
 }
 
 /// The breaker trips, a probe closes it, the held requests get paced slots; it trips again and
@@ -37,9 +30,7 @@ async fn a_second_breaker_close_releases_slot_holders_paced() {
     }));
     // The first request is slow: it answers, healthy, after the breaker tripped a second time.
     let mock = Mock::new([Step::Delay(ms(600), Box::new(Step::ok()))], Step::ok());
-    let svc = ServiceBuilder::new()
-        .layer(RateLimitAware::with_store(store.clone()))
-        .service(mock.clone());
+    let svc = gate_over(&store, &mock);
     let start = Instant::now();
     let mut slow_svc = svc.clone();
     let slow = tokio::spawn(async move { call(&mut slow_svc, post("{}")).await.is_ok() });
@@ -87,9 +78,7 @@ async fn callers_that_go_away_give_their_places_back() {
         ..GateConfig::default()
     }));
     let mock = Mock::always(Step::ok());
-    let svc = ServiceBuilder::new()
-        .layer(RateLimitAware::with_store(store.clone()))
-        .service(mock.clone());
+    let svc = gate_over(&store, &mock);
     let start = Instant::now();
     store.record(
         start,
@@ -98,12 +87,7 @@ async fn callers_that_go_away_give_their_places_back() {
         },
         None,
     );
-    let waiters: Vec<_> = (0..100)
-        .map(|_| {
-            let mut svc = svc.clone();
-            tokio::spawn(async move { call(&mut svc, post("{}")).await.map(|_| ()) })
-        })
-        .collect();
+    let waiters: Vec<_> = spawn_calls(&svc, 100);
     tokio::time::sleep(ms(100)).await;
     // Behind 100 live waiters, a request that must be done in 1.5 s is refused: a local
     // queueing refusal, not something the server said.
@@ -154,9 +138,7 @@ async fn slot_holders_are_re_paced_and_served_first() {
         ..GateConfig::default()
     }));
     let mock = Mock::always(Step::ok());
-    let svc = ServiceBuilder::new()
-        .layer(RateLimitAware::with_store(store.clone()))
-        .service(mock.clone());
+    let svc = gate_over(&store, &mock);
     let start = Instant::now();
     // A 429 with no hint: closed 100 ms, and the rate cut to 0.1 × the 50/s fallback.
     store.record(start, Signal::Throttled { hint: None }, None);

@@ -2,6 +2,7 @@
 //! and fatal failures, the overall deadline, progress, resuming, cancellation), then end to end
 //! through a real hyper-util client and the preset against the crate's `FireworksServer`.
 
+mod common;
 use std::{
     collections::VecDeque,
     future::Future,
@@ -685,12 +686,8 @@ mod e2e {
 
     /// The preset for batch work, with millisecond backoff so the test runs fast.
     fn preset() -> FireworksLayer {
-        fireworks::layer(Workload::BatchSubmit).backoff(
-            JitteredBackoff::default()
-                .jitter(Jitter::Full)
-                .base(Duration::from_millis(5))
-                .spread(Duration::from_millis(5)),
-        )
+        fireworks::layer(Workload::BatchSubmit)
+            .backoff(crate::common::fast_backoff(Jitter::Full, 5).spread(Duration::from_millis(5)))
     }
 
     fn stack(layer: FireworksLayer) -> Stack {

@@ -19,7 +19,7 @@
 //!
 //! The tests take one lock so they run one at a time: the allocator's count is process-wide.
 
-mod eventually;
+mod common;
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -33,7 +33,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use eventually::eventually;
+use common::{
+    chat::{chat_json, chat_request},
+    eventually::eventually,
+};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
@@ -47,7 +50,7 @@ use tower_reliability::{
     fireworks::{self, FireworksService},
     rate_limit::{LocalStore, RateLimitStore, Signal},
     retry::{ReplayBody, RetryBudget},
-    testing::{Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY, DEFAULT_MODEL},
+    testing::{Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY},
     Error, JitteredBackoff, RateLimitAware, RetryOnStatus, TimeoutByWorkload, TimeoutProfile,
     Workload,
 };
@@ -200,17 +203,11 @@ impl Rig {
     }
 
     fn chat(&self, stream: bool) -> Request<Body> {
-        let body = serde_json::json!({
-            "model": DEFAULT_MODEL,
-            "messages": [{ "role": "user", "content": "leaks" }],
-            "stream": stream,
-        })
-        .to_string();
-        Request::post(self.server.chat_url())
-            .header("authorization", format!("Bearer {DEFAULT_API_KEY}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .expect("a request")
+        chat_request(
+            &self.server.chat_url(),
+            DEFAULT_API_KEY,
+            chat_json("leaks", stream),
+        )
     }
 
     /// One request through a clone of the stack, its body read to the end.

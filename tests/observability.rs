@@ -15,14 +15,16 @@
 //! server) runs on that thread, so the recorder sees all of it and nothing of the other test.
 //! Tracing goes to one global subscriber for the whole binary (see `global_capture`); the
 //! secret scenario runs in a span, so its own lines can be told apart.
+mod common;
 mod observability_support;
 
 use std::{collections::BTreeMap, time::Duration};
 
+use common::{closed_port, hyper_client, tracing_capture::global_capture};
 use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use observability_support::{
-    chat, client, closed_port, collect, fast_backoff, global_capture, metric_deltas,
-    metric_samples, send, Stack, Transcript, SECRET, WRONG_KEY,
+    chat, collect, metric_deltas, metric_samples, seeded_backoff, send, Stack, Transcript, SECRET,
+    WRONG_KEY,
 };
 use tower::ServiceBuilder;
 use tower_reliability::{
@@ -69,7 +71,7 @@ fn secret_scenario_preset(seed: u64) -> fireworks::FireworksLayer {
                     TimeoutProfile::new(Duration::from_millis(250)).with_idle_read(idle),
                 ),
         )
-        .backoff(fast_backoff(seed))
+        .backoff(seeded_backoff(seed))
         .rate_limit(RateLimitAware::with_config(GateConfig {
             // The adaptive rate's metrics depend on measured timing: `tests/adaptive.rs`.
             rate_control: RateControl::Off,
@@ -104,7 +106,9 @@ async fn secret_scenario() -> Transcript {
     tracing::trace!(target: "observability::canary", "canary {CANARY}");
     let layer = secret_scenario_preset(11);
     t.debug("layer", &layer);
-    let mut svc: Stack = ServiceBuilder::new().layer(layer.clone()).service(client());
+    let mut svc: Stack = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(hyper_client());
     t.debug("service stack", &svc);
 
     // 1. A 429 with `retry-after-ms`: the gate closes, the backoff honours the hint, retried.
@@ -187,7 +191,7 @@ async fn secret_scenario() -> Transcript {
     //     (Another host: a stack of its own, with its own gate.)
     let mut elsewhere: Stack = ServiceBuilder::new()
         .layer(secret_scenario_preset(12))
-        .service(client());
+        .service(hyper_client());
     let refused_url = format!("http://{}/inference/v1/chat/completions", closed_port());
     let err = t.error(
         "refused",
@@ -398,7 +402,7 @@ fn metrics_preset() -> fireworks::FireworksLayer {
             TimeoutProfile::new(Duration::from_secs(5)).with_idle_read(Duration::from_millis(150)),
         ))
         .retry(RetryOnStatus::default().max_attempts(3))
-        .backoff(fast_backoff(7))
+        .backoff(seeded_backoff(7))
         .rate_limit(RateLimitAware::with_config(GateConfig {
             rate_control: RateControl::Off,
             minimum_throughput: 3,
@@ -424,7 +428,7 @@ async fn metrics_scenario(snapshotter: Snapshotter) -> Deltas {
     let url = server.chat_url();
     let mut svc: Stack = ServiceBuilder::new()
         .layer(metrics_preset())
-        .service(client());
+        .service(hyper_client());
     let mut t = Transcript::default();
     let mut totals = Deltas::new();
     assert!(metric_deltas(&snapshotter).is_empty(), "a fresh recorder");
@@ -673,7 +677,7 @@ fn an_attempt_cut_off_by_the_deadline_is_counted_as_abandoned() {
                 Workload::Interactive,
                 TimeoutProfile::new(Duration::from_millis(200)),
             ));
-        let mut svc: Stack = ServiceBuilder::new().layer(layer).service(client());
+        let mut svc: Stack = ServiceBuilder::new().layer(layer).service(hyper_client());
         server.push_script([Fault::DelayHeaders(Duration::from_millis(500))]);
         let err = send(&mut svc, chat(&server.chat_url(), KEY, false))
             .await
@@ -701,7 +705,7 @@ fn a_retry_refused_before_sending_is_not_counted_as_a_retry() {
         let server = quick_server().await;
         let mut svc: Stack = ServiceBuilder::new()
             .layer(metrics_preset())
-            .service(client());
+            .service(hyper_client());
         server.push_script([retry_after_ms(429, 10_000)]);
         let response = send(&mut svc, chat(&server.chat_url(), KEY, false))
             .await

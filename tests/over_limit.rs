@@ -2,6 +2,7 @@
 //! lower priority and answers 429 only far above it. The gate reads the flag as an early
 //! signal: it trims the adaptive rate (once per wave) and holds it, before any 429 comes, and
 //! holds nobody for it.
+mod common;
 mod limits_support;
 
 use std::time::Duration;

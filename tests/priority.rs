@@ -5,11 +5,13 @@
 //! back every second), on paused time: batch submissions arrive at twice the quota, and an
 //! interactive request every 10 s (a tenth of it). Weighted (the default) against first come,
 //! first served.
+mod common;
 mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::chat::{chat_request, one_token_chat};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use support::{body_bytes, call};
@@ -20,7 +22,7 @@ use tower_reliability::{
     rate_limit::{Admission, Demand, GateConfig, LocalStore, Priority, RateLimitStore, Scope},
     rate_limit::{Quota, Signal, Ticket},
     retry::ReplayBody,
-    testing::{FireworksServer, HintStyle, RateLimitConfig, ServerConfig, DEFAULT_MODEL},
+    testing::{FireworksServer, HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY},
     RateLimitAware, TimeoutByWorkload, Workload,
 };
 
@@ -82,14 +84,7 @@ fn preset(priority: Priority) -> fireworks::FireworksLayer {
 }
 
 fn chat(server: &FireworksServer, workload: Option<Workload>) -> http::Request<Full<Bytes>> {
-    let body = format!(
-        r#"{{"model":"{DEFAULT_MODEL}","messages":[{{"role":"user","content":"Hi"}}],"max_tokens":1}}"#
-    );
-    let mut request = http::Request::post(server.chat_url())
-        .header("authorization", "Bearer test-key")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("a valid request");
+    let mut request = chat_request(&server.chat_url(), DEFAULT_API_KEY, one_token_chat());
     if let Some(workload) = workload {
         request.extensions_mut().insert(workload);
     }

@@ -1,11 +1,13 @@
 //! Property tests: backoff caps and deadlines, the retry loop's attempt cap and stopping rules,
 //! the retry budget's bounds, byte-exact body replay, and the rate-limit gate's safety under
 //! any configuration, over generated configurations and outcome sequences.
+mod common;
 mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::fast_backoff;
 use http_body::Frame;
 use http_body_util::StreamBody;
 use proptest::prelude::*;
@@ -240,12 +242,6 @@ fn paused_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn fast_backoff() -> JitteredBackoff {
-    JitteredBackoff::default()
-        .jitter(Jitter::None)
-        .base(Duration::from_millis(1))
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -275,7 +271,7 @@ proptest! {
             .budget(RetryBudget::unlimited());
         let (result, calls) = paused_runtime().block_on(async {
             let result = if with_backoff {
-                let mut svc = ServiceBuilder::new().layer(retry).layer(fast_backoff()).service(mock.clone());
+                let mut svc = ServiceBuilder::new().layer(retry).layer(fast_backoff(Jitter::None, 1)).service(mock.clone());
                 match call(&mut svc, support::post("{}")).await {
                     Ok(r) => Ok((r.status().as_u16(), body_bytes(r).await.unwrap())),
                     Err(e) => Err(e),
@@ -332,7 +328,7 @@ proptest! {
         let status = paused_runtime().block_on(async {
             let mut svc = ServiceBuilder::new()
                 .layer(RetryOnStatus::default().budget(RetryBudget::unlimited()))
-                .layer(fast_backoff())
+                .layer(fast_backoff(Jitter::None, 1))
                 .service(mock.clone());
             call(&mut svc, request).await.unwrap().status()
         });

@@ -5,11 +5,13 @@
 //! one more request fits in 2 s, and the client should go on at one request every 2 s, not
 //! stop for a minute. The first tests use a scripted service on paused time; the others drive
 //! the in-process test server on 127.0.0.1, whose quota follows Tokio's (paused) clock.
+mod common;
 mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::chat::{chat_request, one_token_chat};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use support::{body_bytes, call, post, Mock, Step};
@@ -19,7 +21,7 @@ use tower_reliability::{
     fireworks,
     rate_limit::{Admission, LocalStore, Quota, RateLimitStore, Signal, Ticket},
     retry::ReplayBody,
-    testing::{FireworksServer, HintStyle, RateLimitConfig, ServerConfig},
+    testing::{FireworksServer, HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY},
     RateLimitAware, TimeoutByWorkload, Workload,
 };
 
@@ -60,48 +62,38 @@ async fn an_empty_bucket_lets_the_next_request_go_after_one_refill_interval() {
 async fn without_a_limit_the_reset_bounds_the_wait() {
     // A bucket of unknown size is full again in 2 s: the next request fits by then at the
     // latest (the one reading that is never too early).
-    let mock = Mock::new(
-        [Step::With(
-            200,
-            vec![
-                ("x-ratelimit-remaining-requests", "0".to_owned()),
-                ("x-ratelimit-reset-requests", "2s".to_owned()),
-            ],
-            "",
-        )],
-        Step::ok(),
-    );
-    let mut svc = ServiceBuilder::new()
-        .layer(RateLimitAware::new())
-        .service(mock.clone());
-    call(&mut svc, post("{}")).await.unwrap();
-    let start = Instant::now();
-    call(&mut svc, post("{}")).await.unwrap();
-    assert_eq!(start.elapsed(), secs(2));
+    let wait = wait_after_an_answer_saying(&[
+        ("x-ratelimit-remaining-requests", "0"),
+        ("x-ratelimit-reset-requests", "2s"),
+    ])
+    .await;
+    assert_eq!(wait, secs(2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_a_reset_the_limit_is_read_per_minute() {
     // Fireworks' older headers: a limit and a remaining count, no reset. Its limits are per
     // minute, so 120 a minute gives one back every 500 ms.
-    let mock = Mock::new(
-        [Step::With(
-            200,
-            vec![
-                ("x-ratelimit-limit-requests", "120".to_owned()),
-                ("x-ratelimit-remaining-requests", "0".to_owned()),
-            ],
-            "",
-        )],
-        Step::ok(),
-    );
+    let wait = wait_after_an_answer_saying(&[
+        ("x-ratelimit-limit-requests", "120"),
+        ("x-ratelimit-remaining-requests", "0"),
+    ])
+    .await;
+    assert_eq!(wait, Duration::from_millis(500));
+}
+
+/// Through the gate alone: a first request answered 200 with these headers, then how long
+/// the next one waits.
+async fn wait_after_an_answer_saying(headers: &[(&'static str, &str)]) -> Duration {
+    let headers = headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    let mock = Mock::new([Step::With(200, headers, "")], Step::ok());
     let mut svc = ServiceBuilder::new()
         .layer(RateLimitAware::new())
         .service(mock.clone());
     call(&mut svc, post("{}")).await.unwrap();
     let start = Instant::now();
     call(&mut svc, post("{}")).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::from_millis(500));
+    start.elapsed()
 }
 
 // ---- The gate itself ------------------------------------------------------------------------
@@ -204,15 +196,7 @@ fn preset(total: Duration) -> fireworks::FireworksLayer {
 }
 
 fn chat(server: &FireworksServer) -> http::Request<Full<Bytes>> {
-    let body = format!(
-        r#"{{"model":"{}","messages":[{{"role":"user","content":"Hi"}}],"max_tokens":1}}"#,
-        tower_reliability::testing::DEFAULT_MODEL
-    );
-    http::Request::post(server.chat_url())
-        .header("authorization", "Bearer test-key")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("a valid request")
+    chat_request(&server.chat_url(), DEFAULT_API_KEY, one_token_chat())
 }
 
 /// One offered request: when it arrived, and when (and whether) it was served.

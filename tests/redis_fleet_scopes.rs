@@ -3,32 +3,17 @@
 //! fleet. A model's 429 holds that model fleet-wide and no other; each process's share of the
 //! fleet's rate follows the traffic it is offered. Skipped when redis-server is missing (a
 //! failure with `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
-mod eventually;
+mod common;
 mod redis_support;
 
 use std::{sync::Arc, time::Duration};
 
-use eventually::eventually;
-use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
-use redis_support::{start_or_skip, RedisServer};
+use common::eventually::eventually;
+use redis_support::fleet::fleet_of_two;
 use tokio::time::Instant;
 use tower_reliability::rate_limit::{
     Admission, Demand, RateLimitStore, RedisStore, Scope, Signal, Ticket,
 };
-
-/// Two processes of one fleet: two stores with one fresh prefix on `redis`.
-fn two_processes(redis: &RedisServer, test: &str) -> (Arc<RedisStore>, Arc<RedisStore>) {
-    let prefix = prefix(test);
-    let spawn = || Arc::new(RedisStore::spawn(config(&redis.url(), &prefix)).unwrap());
-    (spawn(), spawn())
-}
-
-async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
-    eventually(Duration::from_secs(2), || {
-        a.members() == 2 && b.members() == 2
-    })
-    .await
-}
 
 /// Whether a new request of `scope` at `store` would have to wait (asked with a deadline of
 /// now, so that no place is taken).
@@ -42,13 +27,15 @@ fn held(store: &RedisStore, scope: &Scope) -> bool {
 
 #[tokio::test]
 async fn a_429_for_one_model_holds_that_model_fleet_wide_and_no_other() {
-    let Some(redis) =
-        start_or_skip("a_429_for_one_model_holds_that_model_fleet_wide_and_no_other").await
+    let Some((_redis, a, b)) = fleet_of_two(
+        "a_429_for_one_model_holds_that_model_fleet_wide_and_no_other",
+        "scopes",
+    )
+    .await
     else {
         return;
     };
-    let (a, b) = two_processes(&redis, "scopes");
-    assert!(both_counted(&a, &b).await, "both counted: {a:?} {b:?}");
+    let (a, b) = (Arc::new(a), Arc::new(b));
     let (model_a, model_b) = (Scope::named("model-a"), Scope::named("model-b"));
 
     a.record_in(
@@ -86,11 +73,12 @@ async fn a_429_for_one_model_holds_that_model_fleet_wide_and_no_other() {
 
 #[tokio::test]
 async fn a_models_cut_is_shared_under_its_scope() {
-    let Some(redis) = start_or_skip("a_models_cut_is_shared_under_its_scope").await else {
+    let Some((_redis, a, b)) =
+        fleet_of_two("a_models_cut_is_shared_under_its_scope", "scoped-cut").await
+    else {
         return;
     };
-    let (a, b) = two_processes(&redis, "scoped-cut");
-    assert!(both_counted(&a, &b).await);
+    let (a, b) = (Arc::new(a), Arc::new(b));
     let model = Scope::named("m-fast");
     // A is throttled on the model without a hint: a cut, no closure to speak of.
     a.record_in(
@@ -132,13 +120,15 @@ fn offer(store: Arc<RedisStore>, per_tick: u32) -> tokio::task::JoinHandle<()> {
 
 #[tokio::test]
 async fn each_process_paces_at_the_share_of_the_traffic_it_is_offered() {
-    let Some(redis) =
-        start_or_skip("each_process_paces_at_the_share_of_the_traffic_it_is_offered").await
+    let Some((_redis, a, b)) = fleet_of_two(
+        "each_process_paces_at_the_share_of_the_traffic_it_is_offered",
+        "demand",
+    )
+    .await
     else {
         return;
     };
-    let (a, b) = two_processes(&redis, "demand");
-    assert!(both_counted(&a, &b).await);
+    let (a, b) = (Arc::new(a), Arc::new(b));
     // A is offered 300 requests a second, B 100.
     let offers = [offer(a.clone(), 3), offer(b.clone(), 1)];
     tokio::time::sleep(Duration::from_millis(1500)).await;

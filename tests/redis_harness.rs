@@ -2,6 +2,7 @@
 //! one refuses connections on a free port, a restarted one answers again on the same port,
 //! empty. Skipped when redis-server is missing (a failure with
 //! `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
+mod common;
 mod redis_support;
 
 use std::{io::ErrorKind, net::TcpStream, time::Duration};

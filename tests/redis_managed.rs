@@ -3,21 +3,20 @@
 //! 3-master Redis Cluster on 127.0.0.1 that loses a node mid-run. Servers are started per
 //! test by `tests/redis_support`; skipped when redis-server is missing (a failure with
 //! `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
-mod eventually;
+mod common;
 mod redis_support;
-mod tracing_capture;
 
 use std::time::Duration;
 
-use eventually::eventually;
-use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
+use common::eventually::eventually;
+use common::tracing_capture::global_capture;
+use redis_support::fleet::{self, fast_config as config, unique_prefix as prefix};
 use redis_support::{
     cluster::start_cluster_or_skip,
     tls::{start_tls_or_skip, start_with_user_or_skip, User},
 };
 use tokio::time::Instant;
 use tower_reliability::rate_limit::{RateLimitStore, RedisConfig, RedisStore, Scope, Signal};
-use tracing_capture::global_capture;
 
 const PASSWORD: &str = "pw-7f3c9d1e-never-printed";
 const USER: User<'static> = User {
@@ -25,11 +24,9 @@ const USER: User<'static> = User {
     password: PASSWORD,
 };
 
+/// Whether both stores come to count each other within 3 s (a handshake more than plain TCP).
 async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
-    eventually(Duration::from_secs(3), || {
-        a.members() == 2 && b.members() == 2
-    })
-    .await
+    fleet::both_counted_within(a, b, Duration::from_secs(3)).await
 }
 
 /// Whether a hinted 429 recorded by `from` closes `to`'s gate for most of the hint.

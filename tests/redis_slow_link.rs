@@ -2,12 +2,12 @@
 //! TCP proxy that delays every reply) keeps retrying its sync with the same cut. The cut has an
 //! identity and an age: a retried sync must not stamp it "now" again, or the fleet re-adopts
 //! it forever and its rate never grows back. Against a real `redis-server` on 127.0.0.1.
-mod eventually;
+mod common;
 mod redis_support;
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use eventually::eventually;
+use common::eventually::eventually;
 use redis_support::{fleet::unique_prefix, start_or_skip};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

@@ -4,36 +4,22 @@
 //! stops, each falls back to its local state (and says so in `tracing`); when it comes back,
 //! they share again. Skipped when redis-server is missing (a failure with
 //! `TOWER_RELIABILITY_REQUIRE_REDIS=1`, as in CI).
-mod eventually;
+mod common;
 mod redis_support;
-mod tracing_capture;
 
 use std::{sync::Arc, time::Duration};
 
-use eventually::eventually;
-use redis_support::fleet::{fast_config as config, unique_prefix as prefix};
+use common::eventually::eventually;
+use common::tracing_capture::global_capture;
+use redis_support::fleet::{
+    both_counted, fast_config as config, fleet_of_two, two_processes, unique_prefix as prefix,
+};
 use redis_support::{start_or_skip, RedisServer};
 use tokio::time::Instant;
 use tower_reliability::{
     rate_limit::{Admission, RateLimitStore, RedisConfig, RedisStore, Signal, Ticket},
     RateLimitAware,
 };
-use tracing_capture::global_capture;
-
-/// Two processes of one fleet: two stores with one fresh prefix on `redis`.
-fn two_processes(redis: &RedisServer, test: &str) -> (RedisStore, RedisStore) {
-    let prefix = prefix(test);
-    let spawn = || RedisStore::spawn(config(&redis.url(), &prefix)).unwrap();
-    (spawn(), spawn())
-}
-
-/// Whether both stores come to count each other.
-async fn both_counted(a: &RedisStore, b: &RedisStore) -> bool {
-    eventually(Duration::from_secs(2), || {
-        a.members() == 2 && b.members() == 2
-    })
-    .await
-}
 
 fn hinted(ms: u64) -> Signal {
     Signal::Throttled {
@@ -43,12 +29,14 @@ fn hinted(ms: u64) -> Signal {
 
 #[tokio::test]
 async fn a_429_seen_by_one_process_closes_the_gate_of_the_other() {
-    let Some(redis) = start_or_skip("a_429_seen_by_one_process_closes_the_gate_of_the_other").await
+    let Some((_redis, a, b)) = fleet_of_two(
+        "a_429_seen_by_one_process_closes_the_gate_of_the_other",
+        "closure",
+    )
+    .await
     else {
         return;
     };
-    let (a, b) = two_processes(&redis, "closure");
-    assert!(both_counted(&a, &b).await, "both counted: {a:?} {b:?}");
     assert!(a.is_shared() && b.is_shared());
 
     a.record(Instant::now(), hinted(3000), None);
@@ -75,13 +63,14 @@ async fn a_429_seen_by_one_process_closes_the_gate_of_the_other() {
 
 #[tokio::test]
 async fn the_adaptive_rate_is_the_fleets_and_each_process_paces_at_its_share() {
-    let Some(redis) =
-        start_or_skip("the_adaptive_rate_is_the_fleets_and_each_process_paces_at_its_share").await
+    let Some((_redis, a, b)) = fleet_of_two(
+        "the_adaptive_rate_is_the_fleets_and_each_process_paces_at_its_share",
+        "curve",
+    )
+    .await
     else {
         return;
     };
-    let (a, b) = two_processes(&redis, "curve");
-    assert!(both_counted(&a, &b).await);
     // Each sends 60 requests over 600 ms (100/s: one demand each, so one share each); A is
     // throttled without a hint.
     let start = Instant::now();
@@ -453,11 +442,11 @@ async fn a_cut_older_than_forget_after_is_not_revived_at_recovery() {
 
 #[tokio::test]
 async fn the_hinted_plateau_is_shared_and_kept() {
-    let Some(redis) = start_or_skip("the_hinted_plateau_is_shared_and_kept").await else {
+    let Some((_redis, a, b)) =
+        fleet_of_two("the_hinted_plateau_is_shared_and_kept", "plateau").await
+    else {
         return;
     };
-    let (a, b) = two_processes(&redis, "plateau");
-    assert!(both_counted(&a, &b).await);
     a.record(Instant::now(), hinted(50), None);
     assert!(
         eventually(Duration::from_secs(1), || b

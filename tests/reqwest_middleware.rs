@@ -1,14 +1,16 @@
 //! The layers as a reqwest-middleware `Middleware`, against the local Fireworks server.
+mod common;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::chat::chat_json;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use tower_reliability::{
     backoff::Jitter,
     fireworks,
     middleware::{reliability_error, ReliabilityMiddleware},
-    testing::{body_hash, Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY, DEFAULT_MODEL},
+    testing::{body_hash, Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY},
     JitteredBackoff, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
 };
 
@@ -32,9 +34,16 @@ fn client(middleware: ReliabilityMiddleware) -> ClientWithMiddleware {
         .build()
 }
 
-fn chat() -> String {
-    serde_json::json!({"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hi"}]})
-        .to_string()
+/// A chat completion `POST` to `url` with `Authorization: Bearer key`, ready to send.
+fn chat(
+    client: &ClientWithMiddleware,
+    url: impl reqwest::IntoUrl,
+    key: &str,
+) -> reqwest_middleware::RequestBuilder {
+    client
+        .post(url)
+        .bearer_auth(key)
+        .body(chat_json("hi", false))
 }
 
 async fn server() -> FireworksServer {
@@ -48,10 +57,7 @@ async fn server() -> FireworksServer {
 async fn retries_a_503_burst() {
     let server = server().await;
     server.push_script([Fault::Status(503), Fault::Status(503)]);
-    let response = client(fast())
-        .post(server.chat_url())
-        .bearer_auth(DEFAULT_API_KEY)
-        .body(chat())
+    let response = chat(&client(fast()), server.chat_url(), DEFAULT_API_KEY)
         .send()
         .await
         .unwrap();
@@ -76,10 +82,7 @@ async fn honours_retry_after_ms() {
         vec![("retry-after-ms".into(), "300".into())],
     )]);
     let started = Instant::now();
-    let response = client(fast())
-        .post(server.chat_url())
-        .bearer_auth(DEFAULT_API_KEY)
-        .body(chat())
+    let response = chat(&client(fast()), server.chat_url(), DEFAULT_API_KEY)
         .send()
         .await
         .unwrap();
@@ -116,10 +119,7 @@ async fn replays_a_streaming_body() {
 #[tokio::test]
 async fn never_retries_a_401() {
     let server = server().await;
-    let response = client(fast())
-        .post(server.chat_url())
-        .bearer_auth("wrong-key")
-        .body(chat())
+    let response = chat(&client(fast()), server.chat_url(), "wrong-key")
         .send()
         .await
         .unwrap();
@@ -136,7 +136,7 @@ async fn a_refused_connection_keeps_reqwests_error() {
         .unwrap();
     let err = client(fast())
         .post(format!("http://{addr}/inference/v1/chat/completions"))
-        .body(chat())
+        .body(chat_json("hi", false))
         .send()
         .await
         .unwrap_err();
@@ -149,13 +149,14 @@ async fn a_refused_connection_keeps_reqwests_error() {
 async fn a_deadline_comes_back_as_our_error() {
     let server = server().await;
     server.push_script([Fault::DelayHeaders(Duration::from_secs(30))]);
-    let err = client(interactive_deadline(Duration::from_millis(300)))
-        .post(server.chat_url())
-        .bearer_auth(DEFAULT_API_KEY)
-        .body(chat())
-        .send()
-        .await
-        .unwrap_err();
+    let err = chat(
+        &client(interactive_deadline(Duration::from_millis(300))),
+        server.chat_url(),
+        DEFAULT_API_KEY,
+    )
+    .send()
+    .await
+    .unwrap_err();
     let ours = reliability_error(&err).expect("our error");
     assert_eq!(ours.timeout_phase(), Some(TimeoutPhase::Deadline));
 }
@@ -165,11 +166,9 @@ async fn a_deadline_comes_back_as_our_error() {
 async fn a_request_picks_its_workload() {
     let server = server().await;
     server.push_script([Fault::DelayHeaders(Duration::from_millis(600))]);
-    let response = client(interactive_deadline(Duration::from_millis(200)))
-        .post(server.chat_url())
-        .bearer_auth(DEFAULT_API_KEY)
+    let client = client(interactive_deadline(Duration::from_millis(200)));
+    let response = chat(&client, server.chat_url(), DEFAULT_API_KEY)
         .with_extension(Workload::Agentic)
-        .body(chat())
         .send()
         .await
         .unwrap();
@@ -196,10 +195,7 @@ async fn clients_share_one_gate() {
     let a = tokio::spawn({
         let url = url.clone();
         async move {
-            first
-                .post(url)
-                .bearer_auth(DEFAULT_API_KEY)
-                .body(chat())
+            chat(&first, url, DEFAULT_API_KEY)
                 .send()
                 .await
                 .map(|r| r.status())
@@ -207,10 +203,7 @@ async fn clients_share_one_gate() {
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let b = tokio::spawn(async move {
-        second
-            .post(url)
-            .bearer_auth(DEFAULT_API_KEY)
-            .body(chat())
+        chat(&second, url, DEFAULT_API_KEY)
             .send()
             .await
             .map(|r| r.status())

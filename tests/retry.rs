@@ -1,9 +1,11 @@
 //! Rules 2, 3 and 5: what is retried, the last real response, body replay, and the budget.
+mod common;
 mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::fast_backoff;
 use http_body::Frame;
 use http_body_util::{Full, StreamBody};
 use support::{body_bytes, call, post, Mock, Step};
@@ -11,7 +13,7 @@ use tower::ServiceBuilder;
 use tower_reliability::{
     backoff::Jitter,
     retry::{RetryBudget, StatusSet},
-    ErrorKind, JitteredBackoff, RetryOnStatus, RetryReport, StopReason,
+    ErrorKind, RetryOnStatus, RetryReport, StopReason,
 };
 
 /// Retry + a 1 ms backoff: the retry rules, without waiting.
@@ -27,14 +29,8 @@ fn stack(
        + 'static {
     ServiceBuilder::new()
         .layer(retry)
-        .layer(fast_backoff())
+        .layer(fast_backoff(Jitter::None, 1))
         .service(mock.clone())
-}
-
-fn fast_backoff() -> JitteredBackoff {
-    JitteredBackoff::default()
-        .jitter(Jitter::None)
-        .base(Duration::from_millis(1))
 }
 
 #[tokio::test(start_paused = true)]
@@ -166,7 +162,7 @@ async fn a_streaming_body_is_replayed_byte_for_byte() {
     let mock = Mock::new([Step::Status(503, ""), Step::Status(502, "")], Step::ok());
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default())
-        .layer(fast_backoff())
+        .layer(fast_backoff(Jitter::None, 1))
         .service(mock.clone());
     assert_eq!(call(&mut svc, request).await.unwrap().status(), 200);
     let expected = chunks.concat();
@@ -362,7 +358,7 @@ async fn the_last_real_response_is_handed_back_at_the_deadline() {
             tower_reliability::Workload::Interactive,
         ))
         .layer(RetryOnStatus::default())
-        .layer(fast_backoff())
+        .layer(fast_backoff(Jitter::None, 1))
         .service(mock.clone());
     let start = tokio::time::Instant::now();
     let response = call(&mut svc, post("{}")).await.unwrap();

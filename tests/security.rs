@@ -15,6 +15,7 @@
 //! - **(d) No leaked secrets**: `Debug` of bodies, contexts, deadlines and errors, and TRACE
 //!   output, hold no key, `Authorization` value or URL userinfo.
 //! - **(e)** `#![forbid(unsafe_code)]` is in force.
+mod common;
 mod security_support;
 
 use std::{
@@ -23,11 +24,11 @@ use std::{
 };
 
 use bytes::Bytes;
+use common::{closed_port, tracing_capture::global_capture};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use security_support::{
-    assert_absent, closed_port, drain, echo, gate, global_capture, preset, send, stack,
-    CountingBody, Meter,
+    assert_absent, drain, echo, gate, preset, send, stack, CountingBody, Meter,
 };
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
@@ -160,7 +161,7 @@ async fn a_trusting_client_is_still_bounded_by_its_deadline_and_max_hold() {
     let server = server().await;
     let url = server.echo_url();
     let max_hold = GateConfig::default().max_hold;
-    let trusting = security_support::fast_backoff().max_server_wait(Duration::MAX);
+    let trusting = security_support::seeded_backoff().max_server_wait(Duration::MAX);
     let total = Duration::from_secs(2);
     for hint in [
         header("retry-after", "999999999"),
@@ -284,7 +285,7 @@ async fn a_request_body_over_the_replay_cap_is_streamed_once_not_buffered() {
         });
         let layer = fireworks::layer(Workload::Interactive)
             .retry(RetryOnStatus::default().replay_cap(cap))
-            .backoff(security_support::fast_backoff());
+            .backoff(security_support::seeded_backoff());
         let mut svc = layer.layer(inner);
         let body = CountingBody::new(64 * MIB, chunk, meter.clone(), pending_every_other);
         let request = Request::post("http://127.0.0.1:9/upload")
@@ -348,7 +349,7 @@ async fn a_huge_retryable_response_body_is_not_buffered_past_the_drain_cap() {
             }
         });
         let layer =
-            fireworks::layer(Workload::Interactive).backoff(security_support::fast_backoff());
+            fireworks::layer(Workload::Interactive).backoff(security_support::seeded_backoff());
         let mut svc = layer.layer(inner);
         let request = Request::post("http://127.0.0.1:9/")
             .body(Full::new(Bytes::from_static(b"{}")))
@@ -506,7 +507,7 @@ async fn a_flood_of_huge_headers_through_the_preset_ends_in_bounded_time() {
             Workload::Interactive,
             TimeoutProfile::new(Duration::from_secs(5)),
         ))
-        .backoff(security_support::fast_backoff())
+        .backoff(security_support::seeded_backoff())
         .rate_limit(tower_reliability::RateLimitAware::with_store(gate(
             Duration::from_millis(300),
         )));

@@ -9,12 +9,14 @@
 //! deadline (held requests recheck at the latest at their deadline, so a request "saved" by
 //! its recheck still had to wait at most its deadline; the deadline bound catches a stuck one).
 
+mod common;
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+use common::fast_backoff;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -27,8 +29,7 @@ use tower_reliability::{
         FaultMix, FireworksServer, HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY,
         DEFAULT_MODEL,
     },
-    ErrorKind, JitteredBackoff, RateLimitAware, TimeoutByWorkload, TimeoutPhase, TimeoutProfile,
-    Workload,
+    ErrorKind, RateLimitAware, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
 };
 
 const REQUESTS: usize = 3000;
@@ -77,12 +78,7 @@ async fn thousands_of_requests_through_one_preset_all_end_within_their_deadline(
         .timeouts(
             TimeoutByWorkload::new(Workload::Interactive).profile(Workload::Interactive, profile),
         )
-        .backoff(
-            JitteredBackoff::default()
-                .jitter(Jitter::Full)
-                .base(Duration::from_millis(20))
-                .max_delay(Duration::from_millis(500)),
-        )
+        .backoff(fast_backoff(Jitter::Full, 20).max_delay(Duration::from_millis(500)))
         // Release held requests at about the server's rate (500/s), not the default 50/s.
         .rate_limit(RateLimitAware::with_config(GateConfig {
             release_spacing: Duration::from_millis(2),

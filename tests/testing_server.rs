@@ -1,9 +1,11 @@
 //! The fault-injecting Fireworks server, driven by a real HTTP client (hyper-util's).
+mod common;
 
 use std::error::Error as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use common::chat::{chat_json, fast_server, start};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -11,8 +13,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tower_reliability::testing::{
-    body_hash, Fault, FaultMix, FireworksServer, HintStyle, RateLimitConfig, ServerConfig,
-    DEFAULT_MODEL,
+    body_hash, Fault, FaultMix, FireworksServer, HintStyle, RateLimitConfig, DEFAULT_MODEL,
 };
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -25,24 +26,8 @@ fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-/// 5 tokens, 1 ms apart: fast streams.
-fn fast() -> ServerConfig {
-    ServerConfig::default()
-        .tokens_per_completion(5)
-        .token_interval(Duration::from_millis(1))
-}
-
-async fn start(config: ServerConfig) -> FireworksServer {
-    FireworksServer::start(config).await.expect("server starts")
-}
-
 fn chat_body(stream: bool) -> String {
-    json!({
-        "model": DEFAULT_MODEL,
-        "messages": [{ "role": "user", "content": "Say hello to the test" }],
-        "stream": stream,
-    })
-    .to_string()
+    chat_json("Say hello to the test", stream)
 }
 
 async fn send(
@@ -133,7 +118,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn authentication_is_required() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let body = chat_body(false);
 
@@ -162,14 +147,14 @@ async fn authentication_is_required() {
     let (status, _, _) = read_json(post(&client, &server.chat_url(), body.clone()).await).await;
     assert_eq!(status, StatusCode::OK);
 
-    let open = start(fast().without_auth()).await;
+    let open = start(fast_server().without_auth()).await;
     let (status, _, _) = read_json(send(&client, "POST", &open.chat_url(), None, body).await).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn bad_requests_get_400_422_404() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let url = server.chat_url();
     let cases: [(&str, u16); 9] = [
@@ -210,7 +195,7 @@ async fn bad_requests_get_400_422_404() {
 /// other error does, not axum's plain-text rejection.
 #[tokio::test]
 async fn a_non_utf8_job_path_gets_the_error_shape() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let url = format!("{}/v1/accounts/me/batchJobs/%FF%FE", server.base_url());
     let key = Some(tower_reliability::testing::DEFAULT_API_KEY);
@@ -226,7 +211,7 @@ async fn a_non_utf8_job_path_gets_the_error_shape() {
 
 #[tokio::test]
 async fn non_streaming_completion_has_the_openai_shape() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let (status, headers, completion) = read_json(chat(&client(), &server, false).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(header(&headers, "content-type"), Some("application/json"));
@@ -252,7 +237,7 @@ async fn non_streaming_completion_has_the_openai_shape() {
 
 #[tokio::test]
 async fn stream_sends_each_token_then_done() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let response = chat(&client, &server, true).await.expect("a response");
     assert_eq!(response.status(), StatusCode::OK);
@@ -293,7 +278,7 @@ async fn stream_sends_each_token_then_done() {
 
 #[tokio::test]
 async fn max_tokens_cuts_the_completion_short() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let body = json!({
         "model": DEFAULT_MODEL,
         "messages": [{ "role": "user", "content": "hi" }],
@@ -307,7 +292,7 @@ async fn max_tokens_cuts_the_completion_short() {
 
 #[tokio::test]
 async fn models_are_listed() {
-    let server = start(fast().models(["a/b", "c/d"])).await;
+    let server = start(fast_server().models(["a/b", "c/d"])).await;
     let response = send(&client(), "GET", &server.models_url(), Some("test-key"), "").await;
     let (status, _, list) = read_json(response).await;
     assert_eq!(status, StatusCode::OK);
@@ -323,7 +308,7 @@ async fn models_are_listed() {
 
 #[tokio::test]
 async fn rate_limit_answers_429_after_the_burst() {
-    let server = start(fast().rate_limit(RateLimitConfig::new(1.0, 3))).await;
+    let server = start(fast_server().rate_limit(RateLimitConfig::new(1.0, 3))).await;
     let client = client();
     for remaining in ["2", "1", "0"] {
         let (status, headers, _) = read(chat(&client, &server, false).await).await;
@@ -357,7 +342,7 @@ async fn rate_limit_answers_429_after_the_burst() {
 
 #[tokio::test]
 async fn rate_limit_hint_styles() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let url = server.echo_url();
     let limited = |hint| RateLimitConfig::new(0.5, 1).hint(hint);
@@ -400,7 +385,7 @@ async fn rate_limit_hint_styles() {
 
 #[tokio::test]
 async fn status_faults_have_fireworks_bodies() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.push_script([
         Fault::Status(500),
@@ -435,7 +420,7 @@ async fn status_faults_have_fireworks_bodies() {
 
 #[tokio::test]
 async fn status_with_headers_sends_them_verbatim() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let huge = "9".repeat(40);
     server.push_script([
@@ -464,7 +449,7 @@ async fn status_with_headers_sends_them_verbatim() {
 
 #[tokio::test]
 async fn delay_headers_then_serves_normally() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     server.push_script([Fault::DelayHeaders(Duration::from_millis(150))]);
     let started = Instant::now();
     let (status, _, completion) = read_json(chat(&client(), &server, false).await).await;
@@ -475,7 +460,7 @@ async fn delay_headers_then_serves_normally() {
 
 #[tokio::test]
 async fn stall_after_events_goes_silent_with_the_connection_open() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.push_script([Fault::StallAfterEvents(3), Fault::StallAfterEvents(1)]);
 
@@ -518,7 +503,7 @@ fn is_connection_reset(error: &hyper_util::client::legacy::Error) -> bool {
 
 #[tokio::test]
 async fn reset_before_response_fails_the_request() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.push_script([Fault::ResetBeforeResponse]);
     let error = chat(&client, &server, false)
@@ -540,7 +525,7 @@ async fn reset_before_response_fails_the_request() {
 
 #[tokio::test]
 async fn reset_mid_body_breaks_the_body_after_n_events() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.push_script([
         Fault::ResetMidBody(2),
@@ -568,7 +553,7 @@ async fn reset_mid_body_breaks_the_body_after_n_events() {
 
 #[tokio::test]
 async fn slow_stream_uses_its_own_interval() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.push_script([Fault::SlowStream(Duration::from_millis(30))]);
     let started = Instant::now();
@@ -594,7 +579,7 @@ async fn slow_stream_uses_its_own_interval() {
 
 #[tokio::test]
 async fn echo_hash_proves_a_replay_is_byte_identical() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
     server.push_script([Fault::Status(503)]);
@@ -615,7 +600,7 @@ async fn echo_hash_proves_a_replay_is_byte_identical() {
 
 #[tokio::test]
 async fn stats_count_exactly_what_reached_the_server() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     // No pooling: every request opens its own connection.
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
@@ -665,7 +650,7 @@ async fn stats_count_exactly_what_reached_the_server() {
 
 #[tokio::test]
 async fn outage_answers_every_request_until_cleared() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.push_script([Fault::Status(500)]);
     server.set_outage(503);
@@ -698,7 +683,7 @@ async fn outage_answers_every_request_until_cleared() {
 }
 
 async fn statuses_under(mix: FaultMix, requests: usize) -> Vec<u16> {
-    let server = start(fast().fault_mix(mix)).await;
+    let server = start(fast_server().fault_mix(mix)).await;
     let client = client();
     let mut statuses = Vec::new();
     for _ in 0..requests {
@@ -721,7 +706,7 @@ async fn the_random_mix_repeats_with_a_seed() {
         assert!(first.contains(&code), "{first:?}");
     }
 
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.set_fault_mix(FaultMix::default().reset(1.0));
     for _ in 0..2 {
@@ -738,7 +723,7 @@ async fn the_random_mix_repeats_with_a_seed() {
 
 #[tokio::test]
 async fn shutdown_cuts_stalls_and_refuses_new_connections() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     server.push_script([Fault::StallAfterEvents(1)]);
     let stalled = chat(&client, &server, true).await.expect("headers arrive");
@@ -761,7 +746,7 @@ async fn shutdown_cuts_stalls_and_refuses_new_connections() {
 
 #[tokio::test]
 async fn dropping_the_last_handle_stops_the_server() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client = client();
     let addr = server.addr();
     let copy = server.clone();
@@ -781,7 +766,7 @@ async fn dropping_the_last_handle_stops_the_server() {
 
 #[tokio::test]
 async fn unknown_paths_methods_and_huge_bodies() {
-    let server = start(fast().max_body_bytes(64)).await;
+    let server = start(fast_server().max_body_bytes(64)).await;
     let client = client();
     let (status, _, error) =
         read_json(send(&client, "GET", &server.chat_url(), None, "").await).await;
@@ -797,7 +782,7 @@ async fn unknown_paths_methods_and_huge_bodies() {
 
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
-    let server = start(fast()).await;
+    let server = start(fast_server()).await;
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
@@ -812,7 +797,7 @@ async fn the_quota_refills_continuously_on_tokios_clock_and_says_so_exactly() {
     // Two requests at once, then one every 2 s, refilled continuously (not a fixed window);
     // the quota follows Tokio's clock, so paused time drives it.
     let quota = RateLimitConfig::new(0.5, 2).hint(HintStyle::SecondsAndMs);
-    let server = start(fast().rate_limit(quota)).await;
+    let server = start(fast_server().rate_limit(quota)).await;
     let client = client();
     let url = server.echo_url();
     let answer = || async {

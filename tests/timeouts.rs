@@ -1,9 +1,11 @@
 //! Rule 1: the total deadline covers all attempts and waits; the idle-read timeout resets on
 //! every body frame; a per-attempt time-to-headers can be set; timeouts are errors.
+mod common;
 mod support;
 
 use std::time::Duration;
 
+use common::fast_backoff;
 use support::{body_bytes, post, Mock, Step};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
@@ -206,12 +208,7 @@ async fn huge_configured_durations_never_panic() {
     let mut svc = ServiceBuilder::new()
         .layer(timeouts)
         .layer(RetryOnStatus::default())
-        .layer(
-            JitteredBackoff::default()
-                .jitter(Jitter::None)
-                .base(Duration::from_millis(1))
-                .max_delay(never),
-        )
+        .layer(fast_backoff(Jitter::None, 1).max_delay(never))
         .layer(tower_reliability::RateLimitAware::with_config(
             tower_reliability::rate_limit::GateConfig {
                 max_hold: never,

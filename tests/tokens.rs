@@ -3,6 +3,7 @@
 //! `x-ratelimit-{limit,remaining}-tokens-prompt`), the gate mirrors the token bucket and charges
 //! each request its estimated tokens (prompt bytes / 4 + `max_tokens`), so a client offering
 //! twice a token-per-minute limit is paced by tokens instead of finding the limit with 429s.
+mod common;
 mod limits_support;
 
 use std::time::Duration;
@@ -137,13 +138,11 @@ async fn twice_a_token_limit_is_paced_with_few_429s() {
     assert!(ok >= 40, "{ok} of 60 served");
 }
 
-/// Fireworks' current headers say only the limits, per second, with no `remaining`: once the
-/// scope is throttled, the gate models the generated-tokens bucket from them (a minute's worth,
-/// refilled at the stated rate), charges each request its `max_tokens` and settles it with the
-/// `usage` of its answer. Offered three times a generated-tokens limit (and no over-limit flag
-/// to warn), the client is paced by tokens instead of finding the limit with 429s.
-#[tokio::test(start_paused = true)]
-async fn three_times_a_generated_limit_in_current_headers_is_paced_with_few_429s() {
+/// Offers 120 requests, 3 a second, each capping its output at `max_tokens`, to a model that
+/// generates 10 tokens an answer and allows 600 generated tokens a minute, stated in Fireworks'
+/// current headers (no over-limit flag); returns how many were served, and the attempts the
+/// server received and answered 429.
+async fn offer_thrice_a_current_generated_limit(max_tokens: u64) -> (usize, u64, u64) {
     let limits = ModelLimits::new()
         .generated_tokens_per_minute(600)
         .over_limit_below(0.0)
@@ -151,15 +150,25 @@ async fn three_times_a_generated_limit_in_current_headers_is_paced_with_few_429s
     let server = limits_support::server(limits, 10).await;
     let body = json!({
         "model": DEFAULT_MODEL,
-        "max_tokens": 10,
+        "max_tokens": max_tokens,
         "messages": [{"role": "user", "content": "hi"}],
     })
     .to_string();
-    // 10 generated tokens each, 3 a second: 30 tokens/s against a limit of 10/s, for 40 s.
-    // The limit allows 600 + 10/s: the last caller is served about 20 s after it came.
     let ok = limits_support::offer(&server, &body, 120, Duration::from_millis(333)).await;
     let model = server.stats().model(DEFAULT_MODEL);
-    let (attempts, throttled) = (model.requests, model.rate_limited);
+    (ok, model.requests, model.rate_limited)
+}
+
+/// Fireworks' current headers say only the limits, per second, with no `remaining`: once the
+/// scope is throttled, the gate models the generated-tokens bucket from them (a minute's worth,
+/// refilled at the stated rate), charges each request its `max_tokens` and settles it with the
+/// `usage` of its answer. Offered three times a generated-tokens limit (and no over-limit flag
+/// to warn), the client is paced by tokens instead of finding the limit with 429s.
+#[tokio::test(start_paused = true)]
+async fn three_times_a_generated_limit_in_current_headers_is_paced_with_few_429s() {
+    // 10 generated tokens each, 3 a second: 30 tokens/s against a limit of 10/s, for 40 s.
+    // The limit allows 600 + 10/s: the last caller is served about 20 s after it came.
+    let (ok, attempts, throttled) = offer_thrice_a_current_generated_limit(10).await;
     assert!(
         throttled * 20 <= attempts,
         "{throttled} of {attempts} attempts answered 429 ({ok} served)"
@@ -227,21 +236,8 @@ fn a_throttled_scope_models_its_stated_limits_and_settles_usage() {
 /// `usage`, read from the response body's tail), not by their cap.
 #[tokio::test(start_paused = true)]
 async fn the_output_reservation_is_settled_with_the_usage_of_the_answer() {
-    let limits = ModelLimits::new()
-        .generated_tokens_per_minute(600)
-        .over_limit_below(0.0)
-        .fireworks_headers(FireworksHeaders::Current);
-    let server = limits_support::server(limits, 10).await;
-    let body = json!({
-        "model": DEFAULT_MODEL,
-        "max_tokens": 100,
-        "messages": [{"role": "user", "content": "hi"}],
-    })
-    .to_string();
     // 3 a second producing 10 tokens each (3 × the limit), each reserving 100 (30 ×).
-    let ok = limits_support::offer(&server, &body, 120, Duration::from_millis(333)).await;
-    let model = server.stats().model(DEFAULT_MODEL);
-    let (attempts, throttled) = (model.requests, model.rate_limited);
+    let (ok, attempts, throttled) = offer_thrice_a_current_generated_limit(100).await;
     assert!(
         throttled * 20 <= attempts,
         "{throttled} of {attempts} attempts answered 429 ({ok} served)"

@@ -4,8 +4,7 @@
 //! reqwest files run the very same assertions.
 #![allow(dead_code)]
 
-#[path = "../eventually/mod.rs"]
-pub mod eventually;
+pub mod matrix;
 pub mod reqwest_adapter;
 pub mod rows;
 
@@ -17,6 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use crate::common::{
+    chat::{self, fast_server, start},
+    closed_port, eventually, fast_backoff,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Request, Response};
@@ -26,13 +29,13 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use tower::{util::BoxCloneSyncService, Layer, Service, ServiceExt};
 use tower_reliability::{
     backoff::Jitter,
     fireworks::{self, FireworksLayer, FireworksService},
     retry::ReplayBody,
-    testing::{FireworksServer, ServerConfig, Stats, DEFAULT_API_KEY, DEFAULT_MODEL},
+    testing::{FireworksServer, ServerConfig, Stats, DEFAULT_API_KEY},
     BoxError, Error, JitteredBackoff, RetryContext, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
@@ -266,10 +269,8 @@ where
 }
 
 /// `JitteredBackoff` with full jitter on a 10 ms base: retries without a server hint are quick.
-pub fn fast_backoff() -> JitteredBackoff {
-    JitteredBackoff::default()
-        .jitter(Jitter::Full)
-        .base(Duration::from_millis(10))
+pub fn matrix_backoff() -> JitteredBackoff {
+    fast_backoff(Jitter::Full, 10)
 }
 
 /// Interactive timeouts with this total deadline and idle-read timeout.
@@ -284,19 +285,12 @@ pub fn timeouts(total: Duration, idle: Duration) -> TimeoutByWorkload {
 pub fn preset(total: Duration, idle: Duration) -> FireworksLayer {
     fireworks::layer(Workload::Interactive)
         .timeouts(timeouts(total, idle))
-        .backoff(fast_backoff())
+        .backoff(matrix_backoff())
 }
 
 /// The usual preset of the matrix: [`TOTAL`], [`IDLE`], fast backoff.
 pub fn default_preset() -> FireworksLayer {
     preset(TOTAL, IDLE)
-}
-
-/// A server with short completions: 5 tokens, 1 ms apart.
-pub fn fast_server() -> ServerConfig {
-    ServerConfig::default()
-        .tokens_per_completion(5)
-        .token_interval(Duration::from_millis(1))
 }
 
 /// One server, one client, one preset around it.
@@ -311,7 +305,7 @@ pub struct Rig {
 impl Rig {
     /// Starts a server with `config` and wraps a fresh `transport` client in `layer`.
     pub async fn start(transport: Transport, config: ServerConfig, layer: FireworksLayer) -> Rig {
-        let server = FireworksServer::start(config).await.expect("server starts");
+        let server = start(config).await;
         let log = AttemptLog::default();
         let total = layer
             .timeouts_layer()
@@ -363,21 +357,12 @@ pub async fn send(svc: &mut Stack, request: Request<ReqBody>) -> (Result<Reply, 
 
 /// A valid chat completion request body.
 pub fn chat_json(stream: bool) -> String {
-    json!({
-        "model": DEFAULT_MODEL,
-        "messages": [{ "role": "user", "content": "Say hello to the fault matrix" }],
-        "stream": stream,
-    })
-    .to_string()
+    chat::chat_json("Say hello to the fault matrix", stream)
 }
 
 /// `POST url` with `Authorization: Bearer key` and a JSON body.
 pub fn chat_request(url: &str, key: &str, body: impl Into<Bytes>) -> Request<ReqBody> {
-    Request::post(url)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(full(body))
-        .expect("a valid request")
+    chat::chat_request(url, key, body).map(ReqBody::new)
 }
 
 /// `POST url` with this body (for `/echo-hash`).
@@ -485,12 +470,6 @@ where
             }
         }
     }
-}
-
-/// An address on 127.0.0.1 where nothing listens: bound, read, closed.
-pub fn dead_address() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
 }
 
 /// The largest number of instants in any window of `width` (the instants need not be sorted).

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tower_reliability::{
     backoff::Jitter,
-    fireworks,
+    fireworks::{self, FireworksLayer},
     rate_limit::LocalStore,
     testing::{body_hash, Fault, HintStyle, RateLimitConfig, DEFAULT_API_KEY, DEFAULT_MODEL},
     timeout::AttemptTimeout,
@@ -21,7 +21,7 @@ use tower_reliability::{
 };
 
 use super::{
-    chat_request, dead_address, default_preset, eventually::eventually, fast_server, full,
+    chat_request, closed_port, default_preset, eventually::eventually, fast_server, full,
     max_in_window, pattern, post, preset, read_body, send, slow_chunks, Attempt, Reply, Rig, Stack,
     Transport, IDLE, TOTAL,
 };
@@ -37,6 +37,10 @@ fn assert_within(elapsed: Duration, deadline: Duration) {
 
 fn report(reply: &Reply) -> Option<RetryReport> {
     reply.extensions().get::<RetryReport>().copied()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 fn header(name: &str, value: &str) -> (String, String) {
@@ -80,13 +84,8 @@ pub async fn hinted_429_is_retried_after(
 
 /// `Retry-After: 1`: the retry waits at least the second the server asked for.
 pub async fn retry_after_seconds(transport: Transport) {
-    hinted_429_is_retried_after(
-        transport,
-        || vec![header("retry-after", "1")],
-        Duration::from_secs(1),
-        Duration::from_millis(1500),
-    )
-    .await;
+    let hint = || vec![header("retry-after", "1")];
+    hinted_429_is_retried_after(transport, hint, ms(1000), ms(1500)).await;
 }
 
 /// `Retry-After: <HTTP-date>` two seconds ahead (whole seconds, so 1 to 2 s away): the retry
@@ -95,39 +94,23 @@ pub async fn retry_after_http_date(transport: Transport) {
     // The date is truncated to the second: more than 1 s and at most 2 s away when made. The
     // lower bound leaves 50 ms for the wall clock and the monotonic clock being read at
     // different moments.
-    hinted_429_is_retried_after(
-        transport,
-        || {
-            let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
-            vec![header("retry-after", &date)]
-        },
-        Duration::from_millis(950),
-        Duration::from_millis(2500),
-    )
-    .await;
+    let hint = || {
+        let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+        vec![header("retry-after", &date)]
+    };
+    hinted_429_is_retried_after(transport, hint, ms(950), ms(2500)).await;
 }
 
 /// `retry-after-ms: 300`: the retry waits at least 300 ms, and not for seconds.
 pub async fn retry_after_ms(transport: Transport) {
-    hinted_429_is_retried_after(
-        transport,
-        || vec![header("retry-after-ms", "300")],
-        Duration::from_millis(300),
-        Duration::from_millis(900),
-    )
-    .await;
+    let hint = || vec![header("retry-after-ms", "300")];
+    hinted_429_is_retried_after(transport, hint, ms(300), ms(900)).await;
 }
 
 /// No hint at all: the shared gate closes for its own no-hint backoff (100 ms at first), then
 /// the retry goes; nothing waits for seconds.
 pub async fn no_hint(transport: Transport) {
-    hinted_429_is_retried_after(
-        transport,
-        Vec::new,
-        Duration::from_millis(100),
-        Duration::from_millis(900),
-    )
-    .await;
+    hinted_429_is_retried_after(transport, Vec::new, ms(100), ms(900)).await;
 }
 
 /// Hints that are not a number of seconds, milliseconds or an HTTP-date are ignored: each 429
@@ -320,7 +303,7 @@ pub async fn client_error_is_not_retried(transport: Transport, bad: BadRequest) 
 /// server to count requests: the attempt log counts what the client tried.)
 pub async fn connection_refused(transport: Transport) {
     let mut rig = Rig::start(transport, fast_server(), default_preset()).await;
-    let url = format!("http://{}/inference/v1/chat/completions", dead_address());
+    let url = format!("http://{}/inference/v1/chat/completions", closed_port());
     let request = chat_request(&url, DEFAULT_API_KEY, super::chat_json(false));
     let (result, elapsed) = rig.send(request).await;
     let err = result.expect_err("nothing listens");
@@ -378,13 +361,27 @@ pub async fn reset_mid_body(transport: Transport) {
 /// retried, and the retry succeeds, long before the slow answer would have come.
 pub async fn slow_headers_cut_per_attempt(transport: Transport) {
     let layer = default_preset().attempt_timeout(AttemptTimeout::fixed(Duration::from_millis(300)));
+    slow_headers_are_cut_at_300ms_and_retried(transport, layer).await;
+}
+
+/// Headers that take 10 s through `layer`, whose per-attempt limit is 300 ms: the attempt is
+/// cut at 300 ms and retried, and the retry succeeds.
+async fn slow_headers_are_cut_at_300ms_and_retried(transport: Transport, layer: FireworksLayer) {
     let mut rig = Rig::start(transport, fast_server(), layer).await;
     rig.server
         .push_script([Fault::DelayHeaders(Duration::from_secs(10))]);
     let (result, elapsed) = rig.send(rig.chat(false)).await;
-    let reply = result.expect("recovered");
-    assert_eq!(reply.status(), 200);
-    assert_eq!(report(&reply).map(|r| r.attempts), Some(2));
+    let outcome = result.as_ref().map(|r| r.status()).map_err(|e| e.kind());
+    assert_eq!(
+        outcome,
+        Ok(http::StatusCode::OK),
+        "after {elapsed:?}, {} attempt(s)",
+        rig.log.attempts()
+    );
+    assert_eq!(
+        result.as_ref().ok().and_then(report).map(|r| r.attempts),
+        Some(2)
+    );
     assert_eq!(rig.stats().requests, 2);
     assert_eq!(rig.log.attempts(), 2);
     let gap = rig.log.gap(0);
@@ -796,30 +793,8 @@ pub async fn profile_attempt_limit_is_applied(transport: Transport) {
         .timeouts(
             TimeoutByWorkload::new(Workload::Interactive).profile(Workload::Interactive, profile),
         )
-        .backoff(super::fast_backoff());
-    let mut rig = Rig::start(transport, fast_server(), layer).await;
-    rig.server
-        .push_script([Fault::DelayHeaders(Duration::from_secs(10))]);
-    let (result, elapsed) = rig.send(rig.chat(false)).await;
-    let outcome = result.as_ref().map(|r| r.status()).map_err(|e| e.kind());
-    assert_eq!(
-        outcome,
-        Ok(http::StatusCode::OK),
-        "after {elapsed:?}, {} attempt(s)",
-        rig.log.attempts()
-    );
-    assert_eq!(
-        result.as_ref().ok().and_then(report).map(|r| r.attempts),
-        Some(2)
-    );
-    assert_eq!(rig.stats().requests, 2);
-    assert_eq!(rig.log.attempts(), 2);
-    let gap = rig.log.gap(0);
-    assert!(
-        gap >= Duration::from_millis(300) && gap < Duration::from_secs(2),
-        "cut after {gap:?}"
-    );
-    assert_within(elapsed, rig.total);
+        .backoff(super::matrix_backoff());
+    slow_headers_are_cut_at_300ms_and_retried(transport, layer).await;
 }
 
 /// Ten callers at once against a server with a burst of 1, refilled every 10 ms, answering

@@ -4,17 +4,16 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use http_body_util::BodyExt;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_reliability::{
     fireworks,
-    retry::ReplayBody,
-    testing::{FireworksServer, ModelLimits, ServerConfig},
+    testing::{FireworksServer, ModelLimits, ServerConfig, DEFAULT_API_KEY},
     Workload,
 };
+
+use crate::common::{chat::chat_request, hyper_client};
 
 /// The local server with `limits` for every model, `tokens` generated per completion.
 pub async fn server(limits: ModelLimits, tokens: usize) -> FireworksServer {
@@ -31,18 +30,13 @@ pub async fn server(limits: ModelLimits, tokens: usize) -> FireworksServer {
 /// Sends `count` copies of the JSON `body`, one every `every`, through the preset over a
 /// hyper-util client (each caller on its own task), and returns how many got a 200.
 pub async fn offer(server: &FireworksServer, body: &str, count: usize, every: Duration) -> usize {
-    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     let svc = ServiceBuilder::new()
         .layer(fireworks::layer(Workload::Interactive))
-        .service(client);
+        .service(hyper_client());
     let mut calls = Vec::new();
     for _ in 0..count {
         let mut svc = svc.clone();
-        let request = http::Request::post(server.chat_url())
-            .header("authorization", "Bearer test-key")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .expect("a valid request");
+        let request = chat_request(&server.chat_url(), DEFAULT_API_KEY, body.to_owned());
         calls.push(tokio::spawn(async move {
             let response = svc.ready().await?.call(request).await?;
             let status = response.status();

@@ -4,65 +4,36 @@
 use std::{
     collections::BTreeMap,
     fmt::{Debug, Write as _},
-    net::SocketAddr,
-    time::Duration,
 };
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
 use metrics_util::debugging::{DebugValue, Snapshotter};
 use tower::{Service, ServiceExt};
-use tower_reliability::{
-    backoff::Jitter, fireworks, retry::ReplayBody, testing::DEFAULT_MODEL, Error, JitteredBackoff,
-};
+use tower_reliability::{backoff::Jitter, fireworks, Error, JitteredBackoff};
+
+use crate::common::{chat::chat_json, chat::chat_request, fast_backoff, HyperClient};
 
 /// The key the server expects; it must never show up in anything the layers report.
 pub const SECRET: &str = "sk-SECRET-4f1c9a77e2b04d6c8a5b";
 /// A key the server rejects, just as secret.
 pub const WRONG_KEY: &str = "sk-WRONG-0d3b5e9a71c24f88c1e7";
 
-/// The hyper-util client under the preset.
-pub type HyperClient = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
 /// The preset over the client.
 pub type Stack = fireworks::FireworksService<HyperClient>;
 /// What the stack answers.
 pub type Response = http::Response<fireworks::ResponseBody<hyper::body::Incoming>>;
 
-pub fn client() -> HyperClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
 /// Waits of `U(0, 5 ms * 2^n)`, from a fixed seed so every run makes the same draws.
-pub fn fast_backoff(seed: u64) -> JitteredBackoff {
-    JitteredBackoff::default()
-        .jitter(Jitter::Full)
-        .base(Duration::from_millis(5))
-        .seed(seed)
+pub fn seeded_backoff(seed: u64) -> JitteredBackoff {
+    fast_backoff(Jitter::Full, 5).seed(seed)
 }
 
 /// A chat completion request with the key in the `Authorization` header and, as users do,
 /// pasted into the prompt.
 pub fn chat(url: &str, key: &str, stream: bool) -> http::Request<Full<Bytes>> {
-    let body = serde_json::json!({
-        "model": DEFAULT_MODEL,
-        "stream": stream,
-        "messages": [{"role": "user", "content": format!("why does my key {key} not work?")}],
-    });
-    http::Request::post(url)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request")
-}
-
-/// An address nothing listens on: bound, learnt, closed.
-pub fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    let prompt = format!("why does my key {key} not work?");
+    chat_request(url, key, chat_json(&prompt, stream))
 }
 
 pub async fn send(svc: &mut Stack, request: http::Request<Full<Bytes>>) -> Result<Response, Error> {
@@ -141,10 +112,6 @@ impl Transcript {
         }
     }
 }
-
-#[path = "../tracing_capture/mod.rs"]
-mod tracing_capture;
-pub use tracing_capture::global_capture;
 
 /// What a recorder saw since the last snapshot (snapshots drain it): counters by value and
 /// histograms by sample count (`"<key> samples"`), zeros left out, keys rendered as

@@ -1,5 +1,5 @@
 //! Helpers of `tests/security.rs`: a recording wrapper around the client, bodies that count the
-//! bytes they produce and consume, the hyper-util stack, and a capture of tracing output.
+//! bytes they produce and consume, the hyper-util stack, and a check that a secret is absent.
 
 #![allow(dead_code)] // each helper is used by some tests only
 
@@ -18,30 +18,21 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
 use tower::{Service, ServiceExt};
 use tower_reliability::{
     backoff::Jitter,
     fireworks,
     rate_limit::{GateConfig, LocalStore},
-    retry::ReplayBody,
     timeout::AttemptTimeout,
     Error, JitteredBackoff, RateLimitAware, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
-/// The hyper-util client the preset sits on.
-pub type HyperClient = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
+use crate::common::{fast_backoff, hyper_client, HyperClient};
+
 /// The preset over a recording client.
 pub type Stack = fireworks::FireworksService<Recorder<HyperClient>>;
 /// What the stack answers.
 pub type Reply = http::Response<fireworks::ResponseBody<hyper::body::Incoming>>;
-
-pub fn client() -> HyperClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
 
 /// One request as the client under the preset received it.
 #[derive(Debug, Clone)]
@@ -119,22 +110,20 @@ pub fn preset(
             Workload::Interactive,
             TimeoutProfile::new(total).with_idle_read(Duration::from_secs(2)),
         ))
-        .backoff(backoff.unwrap_or_else(fast_backoff))
+        .backoff(backoff.unwrap_or_else(seeded_backoff))
         .rate_limit(RateLimitAware::with_store(store))
         .attempt_timeout(AttemptTimeout::fixed(Duration::from_secs(1)))
 }
 
-pub fn fast_backoff() -> JitteredBackoff {
-    JitteredBackoff::default()
-        .jitter(Jitter::Full)
-        .base(Duration::from_millis(5))
-        .seed(7)
+/// Waits of `U(0, 5 ms * 2^n)`, from seed 7 so every run makes the same draws.
+pub fn seeded_backoff() -> JitteredBackoff {
+    fast_backoff(Jitter::Full, 5).seed(7)
 }
 
 /// The preset over a recording hyper-util client, and the recording.
 pub fn stack(layer: &fireworks::FireworksLayer) -> (Stack, Arc<Mutex<Vec<Seen>>>) {
     use tower::Layer;
-    let (recorder, log) = Recorder::new(client());
+    let (recorder, log) = Recorder::new(hyper_client());
     (layer.layer(recorder), log)
 }
 
@@ -148,12 +137,6 @@ pub fn echo(url: &str) -> Request<Full<Bytes>> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(b"{\"hello\":\"world\"}")))
         .expect("request")
-}
-
-/// An address nothing listens on: bound, learnt, closed.
-pub fn closed_port() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,12 +253,8 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tracing capture
+// What the logs must not contain
 // ---------------------------------------------------------------------------------------------
-
-#[path = "../tracing_capture/mod.rs"]
-mod tracing_capture;
-pub use tracing_capture::global_capture;
 
 /// Panics with context if `needle` occurs in `haystack`.
 #[track_caller]

@@ -2,6 +2,8 @@
 //! server on 127.0.0.1 (for real-wire tests).
 #![allow(dead_code)]
 
+pub mod gate;
+
 use std::{
     collections::VecDeque,
     convert::Infallible,
