@@ -1,8 +1,8 @@
 //! The contract between the layers (issue 12, section 1): "not sent, and why" is an explicit
 //! outcome, budget refunds follow one documented rule, and foreign tower layers placed between
 //! ours (`timeout`, `buffer`, `map_err`) do not break either.
+mod common;
 mod support;
-mod tracing_capture;
 
 use std::{
     fmt,
@@ -272,7 +272,7 @@ async fn tower_timeout_inside_the_retry_layer_is_an_attempt_timeout() {
 /// `warn` per process names the mistake.
 #[tokio::test(start_paused = true)]
 async fn backoff_above_the_retry_layer_warns_once() {
-    let capture = tracing_capture::global_capture();
+    let capture = common::tracing_capture::global_capture();
     let mock = Mock::new(
         [Step::Status(503, "busy"), Step::Status(503, "busy")],
         Step::ok(),

@@ -312,11 +312,22 @@ fn a_scope_learns_its_costs_from_usage() {
     let store = LocalStore::default();
     let model = Scope::named("m");
     let t0 = Instant::now();
-    let low = Signal::TokensLow(Quota::new(Some(100_000), 1000, Some(Duration::from_secs(60))));
+    let low = Signal::TokensLow(Quota::new(
+        Some(100_000),
+        1000,
+        Some(Duration::from_secs(60)),
+    ));
     store.record_in(t0, &model, low, None, None);
-    assert!(store.meters_in(&model), "a mirrored scope reads its answers' usage");
+    assert!(
+        store.meters_in(&model),
+        "a mirrored scope reads its answers' usage"
+    );
     let uncapped = TokenCharge::uncapped(400, 256);
-    assert_eq!(store.estimate_in(&model, uncapped), uncapped, "nothing learned yet");
+    assert_eq!(
+        store.estimate_in(&model, uncapped),
+        uncapped,
+        "nothing learned yet"
+    );
     for i in 0..30 {
         let charged = store.estimate_in(&model, uncapped);
         let usage = Usage {
