@@ -7,10 +7,14 @@
 //! FIREWORKS_API_KEY=fw-... cargo run --release --example demo --features testing,rustls -- --real
 //! ```
 //!
+//! Then, locally, part 2 (`models.rs`): one client, two models, one of them under a token
+//! limit, batch and interactive traffic — per-model gates, token pacing and priority.
+//!
 //! Options: `--requests N` (default 300; 20 with `--real`), `--concurrency N` (default 16; 4
-//! with `--real`), `--real` (the real Fireworks API instead of the local server; model from
-//! `FIREWORKS_MODEL`).
+//! with `--real`), `--models-seconds N` (part 2's length, default 20), `--real` (the real
+//! Fireworks API instead of the local server; model from `FIREWORKS_MODEL`; no part 2).
 
+mod models;
 mod tally;
 
 use std::{
@@ -169,6 +173,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     summarise(&outcomes, &tally, server.as_ref(), started.elapsed());
     if let Some(server) = server {
         server.shutdown().await;
+        // Part 2 needs the local server's per-model token limits.
+        models::run(arg("--models-seconds", 20) as u64).await?;
     }
     Ok(())
 }

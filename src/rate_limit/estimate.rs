@@ -7,8 +7,10 @@
 //! `max_tokens` generates what it generates. Once a scope is charged tokens, every answer's
 //! `usage` says what its request really cost, so each scope learns
 //!
-//! - a **prompt scale**: the smoothed ratio of `usage.prompt_tokens` to the prompt estimate
-//!   (bounded to ¼…4), which multiplies later prompt estimates;
+//! - a **prompt scale**: the smoothed prompt tokens over the smoothed prompt estimates (a
+//!   ratio of sums, so large prompts weigh as much as they cost: a short prompt in a long JSON
+//!   envelope does not make a long prompt look cheap), bounded to ¼…4, which multiplies later
+//!   prompt estimates;
 //! - a **typical completion**: the smoothed mean of `usage.completion_tokens` plus twice its
 //!   smoothed deviation (about a 95th percentile), which replaces the default reservation of a
 //!   request without `max_tokens`. A request's own `max_tokens` is never replaced: it is the
@@ -28,6 +30,9 @@ const SCALE_BOUNDS: (f64, f64) = (0.25, 4.0);
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct CostLearner {
     prompt_scale: f64,
+    /// Smoothed prompt estimates and actual prompt tokens of the same answers.
+    prompt_estimated: f64,
+    prompt_actual: f64,
     completion_mean: f64,
     completion_dev: f64,
     completions: u32,
@@ -37,6 +42,8 @@ impl Default for CostLearner {
     fn default() -> Self {
         CostLearner {
             prompt_scale: 1.0,
+            prompt_estimated: 0.0,
+            prompt_actual: 0.0,
             completion_mean: 0.0,
             completion_dev: 0.0,
             completions: 0,
@@ -48,8 +55,10 @@ impl CostLearner {
     /// A request estimated at `charged` (before any scaling) was answered with `usage`.
     pub(crate) fn learn(&mut self, charged: TokenCharge, usage: Usage) {
         if charged.prompt > 0 && usage.prompt_tokens > 0 {
-            let ratio = f64::from(usage.prompt_tokens) / charged.prompt as f64;
-            let scale = (1.0 - ALPHA) * self.prompt_scale + ALPHA * ratio;
+            let smooth = |old: f64, new: f64| (1.0 - ALPHA) * old + ALPHA * new;
+            self.prompt_estimated = smooth(self.prompt_estimated, charged.prompt as f64);
+            self.prompt_actual = smooth(self.prompt_actual, f64::from(usage.prompt_tokens));
+            let scale = self.prompt_actual / self.prompt_estimated;
             self.prompt_scale = scale.clamp(SCALE_BOUNDS.0, SCALE_BOUNDS.1);
         }
         let completion = f64::from(usage.completion_tokens);
@@ -134,6 +143,20 @@ mod tests {
         let typical = l.adjust(uncapped).output;
         assert!((35..=60).contains(&typical), "{typical}");
         assert_eq!(l.adjust(TokenCharge::new(100, 500)).output, 500);
+    }
+
+    #[test]
+    fn large_prompts_weigh_as_much_as_they_cost() {
+        let mut l = CostLearner::default();
+        // Short prompts in a long envelope (58 estimated, 22 real) and long ones (3040, 3002).
+        for _ in 0..50 {
+            l.learn(TokenCharge::new(58, 16), usage(22, 16));
+            l.learn(TokenCharge::new(3040, 16), usage(3002, 16));
+        }
+        let long = l.adjust(TokenCharge::new(3040, 16)).prompt;
+        assert!(long >= 2900, "a long prompt is not under-estimated: {long}");
+        let short = l.adjust(TokenCharge::new(58, 16)).prompt;
+        assert!(short >= 22, "a short one stays over-estimated: {short}");
     }
 
     #[test]
