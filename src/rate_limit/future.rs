@@ -331,7 +331,7 @@ impl<S: Service<R>, R> Held<S, R> {
 /// deadline left (after a long wait at the gate) had no time to answer: neither says anything
 /// about the server.
 #[derive(Debug)]
-pub struct Observer {
+pub(crate) struct Observer {
     shared: Option<Arc<Shared>>,
     /// The request's scope, resolved only if there is something to record.
     scope: ScopeSource,
