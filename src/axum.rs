@@ -29,7 +29,7 @@
 //! ```
 //! use axum::{body::Body, error_handling::HandleErrorLayer, response::IntoResponse, Router};
 //! use tower::ServiceBuilder;
-//! use tower_reliability::{fireworks, retry::ReplayBody, Error, Workload};
+//! use tower_reliability::{fireworks, Error, ReplayBody, Workload};
 //!
 //! async fn handle(err: Error) -> impl IntoResponse {
 //!     err

@@ -14,13 +14,20 @@
 //! layer; the per-attempt limit must cut one attempt, not the whole request, so it sits
 //! innermost. Everything can be swapped: [`FireworksLayer`] has a method per layer.
 //!
+//! **The client's body type.** The retry layer sends every attempt as a
+//! `Request<`[`RequestBody<B>`]`>` (the crate's [`ReplayBody`]), so the client
+//! you wrap must be built for that body, not for `B`: `build_http::<Full<Bytes>>()` fails with an
+//! E0599 on `ready` that does not name the body. Its response body must be `Unpin` (hyper's
+//! `Incoming` is); you get it back as a [`ResponseBody<B>`].
+//!
 //! ```no_run
+//! use bytes::Bytes;
 //! use http_body_util::Full;
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use tower::ServiceBuilder;
 //! use tower_reliability::{fireworks, Workload};
 //!
-//! let client = Client::builder(TokioExecutor::new()).build_http::<tower_reliability::retry::ReplayBody<Full<bytes::Bytes>>>();
+//! let client = Client::builder(TokioExecutor::new()).build_http::<fireworks::RequestBody<Full<Bytes>>>();
 //! let service = ServiceBuilder::new()
 //!     .layer(fireworks::layer(Workload::Interactive))
 //!     .service(client);
@@ -44,6 +51,35 @@ pub const BASE_URL: &str = "https://api.fireworks.ai/inference/v1";
 
 /// The stack with the guide's values, for requests of `workload` by default (a request's own
 /// [`Workload`] extension overrides it).
+///
+/// The service you wrap receives `Request<`[`RequestBody<B>`]`>` (a [`ReplayBody`]) for the
+/// caller's `Request<B>`, and must answer with an `Unpin` body. A mock with `service_fn`:
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_reliability::{fireworks, Workload};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let mock = service_fn(|request: http::Request<fireworks::RequestBody<Full<Bytes>>>| async move {
+///     let _sent = request.into_body().collect().await?.to_bytes();
+///     Ok::<_, tower_reliability::BoxError>(http::Response::new(Full::new(Bytes::from("ok"))))
+/// });
+/// let service = ServiceBuilder::new()
+///     .layer(fireworks::layer(Workload::Interactive))
+///     .service(mock);
+///
+/// let request = http::Request::post("https://api.fireworks.ai/inference/v1/chat/completions")
+///     .body(Full::new(Bytes::from(r#"{"model":"m","messages":[]}"#)))?;
+/// let response = service.oneshot(request).await?;
+/// let body: fireworks::ResponseBody<Full<Bytes>> = response.into_body();
+/// assert_eq!(&body.collect().await?.to_bytes()[..], b"ok");
+/// # Ok(())
+/// # }
+/// ```
 pub fn layer(workload: Workload) -> FireworksLayer {
     FireworksLayer {
         timeouts: TimeoutByWorkload::new(workload),
@@ -70,6 +106,11 @@ pub struct FireworksLayer {
 /// The service the preset builds around `S`.
 pub type FireworksService<S> =
     TimeoutService<RetryService<BackoffService<RateLimitService<AttemptTimeoutService<S>>>>>;
+
+/// The request body the client below the preset receives for a caller's body `B`: the retry
+/// layer's [`ReplayBody`], which replays `B`'s bytes on every attempt. Build the client for it
+/// (`build_http::<RequestBody<Full<Bytes>>>()`).
+pub type RequestBody<B> = ReplayBody<B>;
 
 /// The response body the preset hands back around the client's body `B`.
 pub type ResponseBody<B> = TimeoutBody<ReplayBody<Metered<B>>>;

@@ -35,7 +35,7 @@
 //! use http_body_util::{BodyExt, Full};
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
-//! use tower_reliability::{fireworks, retry::ReplayBody, RetryReport, Workload};
+//! use tower_reliability::{fireworks, ReplayBody, RetryReport, Workload};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -82,6 +82,15 @@
 //! #     }
 //! # }
 //! ```
+//!
+//! **The client's body type.** [`RetryOnStatus`] sends every attempt as a
+//! `Request<`[`ReplayBody<B>`](ReplayBody)`>` (the same bytes each time), so whatever you wrap
+//! below it — a hyper-util client, a `service_fn` mock — must accept `Request<ReplayBody<B>>`,
+//! not the caller's `Request<B>`: build the client with `build_http::<ReplayBody<Full<Bytes>>>()`
+//! ([`fireworks::RequestBody`] names it). Building it for `Full<Bytes>` fails with an E0599 on
+//! `ready` that does not name the body. The wrapped service's response body must be `Unpin`
+//! (hyper's `Incoming`, `Full` and `String` are; `Box::pin` others). A `service_fn` mock is on
+//! [`RetryOnStatus`] and [`fireworks::layer`].
 //!
 //! # How the layers talk
 //!
@@ -136,6 +145,6 @@ pub use backoff::JitteredBackoff;
 pub use context::{Deadline, Outcome, RetryContext, RetryReport, StopReason};
 pub use error::{BoxError, Error, ErrorKind, TimeoutPhase};
 pub use rate_limit::RateLimitAware;
-pub use retry::RetryOnStatus;
+pub use retry::{ReplayBody, RetryOnStatus};
 pub use timeout::TimeoutByWorkload;
 pub use workload::{TimeoutProfile, Workload};

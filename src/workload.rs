@@ -32,15 +32,37 @@ use std::time::Duration;
 ///   and 20 s for batch submission, which is a quick metadata call: three tries fit in 60 s.
 ///
 /// A request picks its workload by carrying a [`Workload`] in its extensions; otherwise the
-/// layer's default applies:
+/// layer's default applies. A request can also carry a whole [`TimeoutProfile`], which
+/// replaces its workload's profile in [`TimeoutByWorkload`](crate::TimeoutByWorkload) and
+/// [`AttemptTimeout`](crate::timeout::AttemptTimeout) for that request alone:
 ///
 /// ```
+/// use std::time::Duration;
 /// use tower_reliability::Workload;
 ///
 /// let mut request = http::Request::new(String::from("{}"));
 /// request.extensions_mut().insert(Workload::Agentic);
+/// // This one request: the agentic profile, with a 2-minute deadline.
+/// let profile = Workload::Agentic.profile().with_total(Duration::from_secs(120));
+/// request.extensions_mut().insert(profile);
+/// ```
+///
+/// The enum is `#[non_exhaustive]`: more workloads may come, so a `match` on it needs a `_`
+/// arm.
+///
+/// ```compile_fail
+/// # use tower_reliability::Workload;
+/// fn name(workload: Workload) -> &'static str {
+///     match workload {
+///         Workload::Interactive => "chat",
+///         Workload::Agentic => "agent",
+///         Workload::LongContext => "long",
+///         Workload::BatchSubmit => "batch",
+///     }
+/// }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Workload {
     /// Interactive chat: a person is waiting. Guide: 30–60 s.
     #[default]
@@ -53,14 +75,54 @@ pub enum Workload {
     BatchSubmit,
 }
 
+/// What the crate knows of one workload: its metrics name and its default timeouts. Adding a
+/// workload is its variant, its place in [`Workload::ALL`] and its row in [`Workload::spec`];
+/// every table keyed by workload ([`PerWorkload`]) follows.
+struct Spec {
+    name: &'static str,
+    profile: TimeoutProfile,
+}
+
 impl Workload {
     /// Every workload, in declaration order.
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: &'static [Workload] = &[
         Workload::Interactive,
         Workload::Agentic,
         Workload::LongContext,
         Workload::BatchSubmit,
     ];
+
+    /// How many workloads there are.
+    pub(crate) const COUNT: usize = Workload::ALL.len();
+
+    /// The one table of workloads (see [`Spec`]).
+    const fn spec(self) -> Spec {
+        const MIN: u64 = 60;
+        let (name, profile) = match self {
+            Workload::Interactive => (
+                "interactive",
+                TimeoutProfile::new(Duration::from_secs(60))
+                    .with_idle_read(Duration::from_secs(30)),
+            ),
+            Workload::Agentic => (
+                "agentic",
+                TimeoutProfile::new(Duration::from_secs(15 * MIN))
+                    .with_idle_read(Duration::from_secs(10 * MIN)),
+            ),
+            Workload::LongContext => (
+                "long_context",
+                TimeoutProfile::new(Duration::from_secs(30 * MIN))
+                    .with_idle_read(Duration::from_secs(30 * MIN)),
+            ),
+            Workload::BatchSubmit => (
+                "batch_submit",
+                TimeoutProfile::new(Duration::from_secs(60))
+                    .with_idle_read(Duration::from_secs(30))
+                    .with_attempt(Some(Duration::from_secs(20))),
+            ),
+        };
+        Spec { name, profile }
+    }
 
     /// The workload of a request: its `Workload` extension, else the one an enclosing
     /// [`TimeoutByWorkload`](crate::TimeoutByWorkload) resolved for it (its default), else
@@ -77,37 +139,60 @@ impl Workload {
     /// The default timeout profile of this workload: the table in [`Workload`]'s docs, which
     /// also gives the reasons.
     pub const fn profile(self) -> TimeoutProfile {
-        const MIN: u64 = 60;
-        match self {
-            Workload::Interactive => {
-                TimeoutProfile::new(Duration::from_secs(60)).with_idle_read(Duration::from_secs(30))
-            }
-            Workload::Agentic => TimeoutProfile::new(Duration::from_secs(15 * MIN))
-                .with_idle_read(Duration::from_secs(10 * MIN)),
-            Workload::LongContext => TimeoutProfile::new(Duration::from_secs(30 * MIN))
-                .with_idle_read(Duration::from_secs(30 * MIN)),
-            Workload::BatchSubmit => TimeoutProfile::new(Duration::from_secs(60))
-                .with_idle_read(Duration::from_secs(30))
-                .with_attempt(Some(Duration::from_secs(20))),
-        }
+        self.spec().profile
     }
 
     /// A short, stable name, suitable as a metrics label.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Workload::Interactive => "interactive",
-            Workload::Agentic => "agentic",
-            Workload::LongContext => "long_context",
-            Workload::BatchSubmit => "batch_submit",
-        }
+        self.spec().name
     }
 
+    /// This workload's place in [`ALL`](Self::ALL) (and in a [`PerWorkload`]).
     pub(crate) const fn index(self) -> usize {
         self as usize
     }
 }
 
+// `index` is the place in `ALL`: the list must follow the declaration order.
+const _: () = {
+    let mut i = 0;
+    while i < Workload::COUNT {
+        assert!(Workload::ALL[i].index() == i, "Workload::ALL out of order");
+        i += 1;
+    }
+};
+
+/// One value per workload: the timeout layers' profiles and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PerWorkload<T>([T; Workload::COUNT]);
+
+impl<T> PerWorkload<T> {
+    /// Each workload's value from `value`.
+    pub(crate) fn from_fn(mut value: impl FnMut(Workload) -> T) -> Self {
+        PerWorkload(std::array::from_fn(|i| value(Workload::ALL[i])))
+    }
+
+    /// `workload`'s value.
+    pub(crate) fn get(&self, workload: Workload) -> &T {
+        &self.0[workload.index()]
+    }
+
+    /// Replaces `workload`'s value.
+    pub(crate) fn set(&mut self, workload: Workload, value: T) {
+        self.0[workload.index()] = value;
+    }
+}
+
+/// A request's own [`TimeoutProfile`] extension, if it carries one: it wins over its workload's.
+pub(crate) fn profile_override<B>(request: &http::Request<B>) -> Option<TimeoutProfile> {
+    request.extensions().get::<TimeoutProfile>().copied()
+}
+
 /// The timeouts of one workload, phase by phase.
+///
+/// [`Workload::profile`] gives each workload's; a [`TimeoutByWorkload`](crate::TimeoutByWorkload)
+/// can replace them, and a request can carry its own in its extensions (it then wins over
+/// both, in `TimeoutByWorkload` and in [`AttemptTimeout`](crate::timeout::AttemptTimeout)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeoutProfile {
     /// The overall deadline: every attempt and every wait until the response head arrives.
@@ -196,7 +281,7 @@ mod tests {
             assert_eq!(p.write, Duration::from_secs(30));
             assert_eq!(p.pool, Duration::from_secs(10));
             assert!(p.attempt.is_none_or(|a| a <= p.total));
-            assert_eq!(Workload::ALL[w.index()], w);
+            assert_eq!(Workload::ALL[w.index()], *w);
         }
     }
 }

@@ -222,3 +222,47 @@ async fn huge_configured_durations_never_panic() {
     assert_eq!(body_bytes(response).await.unwrap(), "ok");
     assert_eq!(mock.count(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_can_carry_its_own_timeout_profile() {
+    // Interactive allows 60 s; this request brings its own 5 s deadline and 2 s attempt limit.
+    let mock = Mock::always(Step::Delay(secs(120), Box::new(Step::ok())));
+    let mut svc = ServiceBuilder::new()
+        .layer(TimeoutByWorkload::new(Workload::Interactive))
+        .layer(RetryOnStatus::default())
+        .layer(fast_backoff(Jitter::None, 100))
+        .layer(AttemptTimeout::by_workload(Workload::Interactive))
+        .service(mock.clone());
+    let mut request = post("{}");
+    request.extensions_mut().insert(
+        Workload::Interactive
+            .profile()
+            .with_total(secs(5))
+            .with_attempt(Some(secs(2))),
+    );
+    let start = Instant::now();
+    let err = support::call(&mut svc, request).await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err}");
+    assert_eq!(start.elapsed(), secs(5), "the request's own deadline");
+    assert!(
+        mock.count() >= 2,
+        "its own 2 s attempt limit cut attempts: {}",
+        mock.count()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_alone_reads_the_requests_profile() {
+    let mock = Mock::always(Step::Delay(secs(120), Box::new(Step::ok())));
+    let mut svc = ServiceBuilder::new()
+        .layer(AttemptTimeout::by_workload(Workload::Interactive))
+        .service(mock.clone());
+    let mut request = post("{}");
+    request
+        .extensions_mut()
+        .insert(Workload::Interactive.profile().with_attempt(Some(secs(3))));
+    let start = Instant::now();
+    let err = support::call(&mut svc, request).await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Attempt), "{err}");
+    assert_eq!(start.elapsed(), secs(3));
+}

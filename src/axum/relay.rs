@@ -29,7 +29,7 @@ use crate::{context::RetryReport, error::BoxError};
 /// ```
 /// use axum::response::{IntoResponse, Response};
 /// use tower::ServiceExt;
-/// # use tower_reliability::{fireworks, retry::ReplayBody, Workload};
+/// # use tower_reliability::{fireworks, ReplayBody, Workload};
 /// # async fn run(request: http::Request<axum::body::Body>) -> Response {
 /// # let client = tower::service_fn(|_: http::Request<ReplayBody<axum::body::Body>>| async {
 /// #     Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))

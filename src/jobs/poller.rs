@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::{
-    error::{JobError, JobErrorKind},
+    error::{JobError, JobErrorKind, PollFailure},
     poll::{self, Polled},
     status::JobStatus,
 };
@@ -264,37 +264,69 @@ impl<R, I, P> JobPoller<R, I, P> {
                     if deadline.is_some_and(|d| Instant::now() >= d.instant()) {
                         return Err(JobError::new(JobErrorKind::Deadline, last, polls));
                     }
-                    tracing::debug!(
-                        target: "tower_reliability",
-                        poll = polls,
-                        failures,
-                        error = %failure,
-                        "job status poll failed"
-                    );
-                    if failures >= self.max_failures {
-                        let kind = JobErrorKind::TooManyFailures {
-                            failures,
-                            last: failure,
-                        };
+                    if let Some(kind) = self.too_many(failure, failures, polls) {
                         return Err(JobError::new(kind, last, polls));
                     }
                     hint
                 }
                 Polled::Refused(kind) => return Err(JobError::new(kind, last, polls)),
             };
-            let computed = self
-                .schedule
-                .delay(waits, previous_wait, self.random.unit());
+            let wait = self.next_wait(waits, previous_wait, hint);
             waits = waits.saturating_add(1);
-            let wait = hint.map_or(computed, |hint| hint.max(computed));
             previous_wait = Some(wait);
-            match deadline {
-                Some(deadline) => match Instant::now().checked_add(wait) {
-                    Some(next) if next < deadline.instant() => tokio::time::sleep_until(next).await,
-                    _ => return Err(JobError::new(JobErrorKind::Deadline, last, polls)),
-                },
-                None => tokio::time::sleep(wait).await,
+            if !sleep_before(deadline, wait).await {
+                return Err(JobError::new(JobErrorKind::Deadline, last, polls));
             }
+        }
+    }
+
+    /// A failed poll, the `failures`-th in a row: logged, and the end once there are too many.
+    fn too_many<E>(
+        &self,
+        failure: PollFailure,
+        failures: u32,
+        polls: u32,
+    ) -> Option<JobErrorKind<E>> {
+        tracing::debug!(
+            target: "tower_reliability",
+            poll = polls,
+            failures,
+            error = %failure,
+            "job status poll failed"
+        );
+        (failures >= self.max_failures).then_some(JobErrorKind::TooManyFailures {
+            failures,
+            last: failure,
+        })
+    }
+
+    /// The wait before the next poll: the schedule's, or the server's hint when it is longer.
+    fn next_wait(
+        &mut self,
+        waits: u32,
+        previous_wait: Option<Duration>,
+        hint: Option<Duration>,
+    ) -> Duration {
+        let computed = self
+            .schedule
+            .delay(waits, previous_wait, self.random.unit());
+        hint.map_or(computed, |hint| hint.max(computed))
+    }
+}
+
+/// Sleeps `wait` if it ends before `deadline` (`true`); `false` at once otherwise.
+async fn sleep_before(deadline: Option<Deadline>, wait: Duration) -> bool {
+    match deadline {
+        Some(deadline) => match Instant::now().checked_add(wait) {
+            Some(next) if next < deadline.instant() => {
+                tokio::time::sleep_until(next).await;
+                true
+            }
+            _ => false,
+        },
+        None => {
+            tokio::time::sleep(wait).await;
+            true
         }
     }
 }

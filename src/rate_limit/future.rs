@@ -93,6 +93,39 @@ struct Place {
 }
 
 impl Place {
+    /// What this place asks of the store.
+    fn demand(&self, deadline: Option<Instant>) -> Demand<'_> {
+        Demand::new(&self.scope)
+            .tokens(self.tokens)
+            .per_dimension(self.charge)
+            .workload(self.workload)
+            .deadline(deadline)
+    }
+
+    /// The place held in the store's queue, if any.
+    fn ticket(&self) -> Ticket {
+        self.slot.map_or(Ticket::New, Ticket::Reserved)
+    }
+
+    /// Admitted (as a probe, or not): the store has taken the place back. What observes the
+    /// attempt, once it is sent.
+    fn released(
+        &mut self,
+        shared: Arc<Shared>,
+        probe: Option<Probe>,
+        now: Instant,
+        since: Instant,
+    ) -> Observer {
+        self.slot = None;
+        observe::gate_released(now.saturating_duration_since(since), probe.is_some());
+        // Not sent yet (the service may not get ready): no deadline to count a hung attempt
+        // against until it is.
+        let scope = ScopeSource::Known(self.scope.clone());
+        let mut outcome = Observer::new(shared, scope, probe, Some(now), Some(None));
+        outcome.charge = Some(self.charge);
+        outcome
+    }
+
     fn give_back(&mut self) {
         if let Some(slot) = self.slot.take() {
             self.shared.wake(
@@ -247,28 +280,14 @@ impl<S: Service<R>, R> Held<S, R> {
             let shared = place.shared.clone();
             // Arm the wake-up before asking, so a probe's report cannot slip between.
             notified.set(Some(shared.notify.clone().notified_owned()));
-            let ticket = place.slot.map_or(Ticket::New, Ticket::Reserved);
             let limit = deadline.map(Deadline::instant);
-            let demand = Demand::new(&place.scope)
-                .tokens(place.tokens)
-                .per_dimension(place.charge)
-                .workload(place.workload)
-                .deadline(limit);
-            match shared.store.admit_in(now, &demand, ticket) {
-                admission @ (Admission::Go | Admission::Probe(_)) => {
-                    // Sent: the store has taken the place back.
-                    place.slot = None;
-                    let probe = match admission {
-                        Admission::Probe(probe) => Some(probe),
-                        _ => None,
-                    };
-                    observe::gate_released(now.saturating_duration_since(*since), probe.is_some());
-                    // Not sent yet (the service may not get ready): no deadline to count a
-                    // hung attempt against until it is.
-                    let scope = ScopeSource::Known(place.scope.clone());
-                    let mut outcome = Observer::new(shared, scope, probe, Some(now), Some(None));
-                    outcome.charge = Some(place.charge);
-                    *admitted = Some(outcome);
+            match shared
+                .store
+                .admit_in(now, &place.demand(limit), place.ticket())
+            {
+                Admission::Go => *admitted = Some(place.released(shared, None, now, *since)),
+                Admission::Probe(probe) => {
+                    *admitted = Some(place.released(shared, Some(probe), now, *since));
                 }
                 Admission::TooLate { wait } => {
                     place.slot = None;
@@ -312,7 +331,7 @@ impl<S: Service<R>, R> Held<S, R> {
 /// deadline left (after a long wait at the gate) had no time to answer: neither says anything
 /// about the server.
 #[derive(Debug)]
-pub struct Observer {
+pub(crate) struct Observer {
     shared: Option<Arc<Shared>>,
     /// The request's scope, resolved only if there is something to record.
     scope: ScopeSource,

@@ -19,8 +19,8 @@ use super::{
     queue::Queue,
     ramp::Ramp,
     ramp_guard::GuardState,
-    Admission, Demand, Priority, Probe, RampGuard, RateControl, RateLimitStore, Reservation, Scope,
-    Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, WakeHandle,
+    Admission, Demand, Priority, Probe, Quota, RampGuard, RateControl, RateLimitStore, Reservation,
+    Scope, Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, WakeHandle,
 };
 use crate::{observe, time};
 
@@ -182,6 +182,55 @@ struct Gate {
 }
 
 impl Gate {
+    /// Not yet: wait in line for `at`, or give up the place when `at` is past the deadline.
+    fn wait_in_line(
+        &mut self,
+        place: Option<u64>,
+        join: impl FnOnce(&mut Queue) -> u64,
+        at: Instant,
+        deadline: Option<Instant>,
+        now: Instant,
+        spacing: Duration,
+    ) -> Admission {
+        if deadline.is_some_and(|d| d < at) {
+            if let Some(place) = place {
+                self.queue.leave(place);
+            }
+            return Admission::TooLate { wait: at - now };
+        }
+        let place = match place {
+            Some(place) => {
+                self.queue.quote(spacing);
+                place
+            }
+            None => join(&mut self.queue),
+        };
+        Admission::Wait(Reservation { at, place })
+    }
+
+    /// The breaker wants a probe. The newest request probes: if the probe fails, the one it
+    /// cost an attempt (sent back through the retry layer to the end of the line) was at the
+    /// end anyway. An older waiter takes the turn if the newest has not within a grace.
+    fn probe_turn(
+        &mut self,
+        breaker: &mut Breaker,
+        place: Option<u64>,
+        join: impl FnOnce(&mut Queue) -> u64,
+        since: Instant,
+        now: Instant,
+    ) -> Admission {
+        let newest = place.is_none_or(|p| self.queue.is_last(p));
+        let grace = time::after(since, PROBE_GRACE);
+        if !newest && now < grace {
+            let place = place.unwrap_or_else(|| join(&mut self.queue));
+            return Admission::Wait(Reservation { at: grace, place });
+        }
+        if let Some(place) = place {
+            self.queue.leave(place);
+        }
+        Admission::Probe(breaker.take_probe(now))
+    }
+
     fn new(now: Instant, sampler: &AdaptiveRate, guard: Option<RampGuard>) -> Gate {
         Gate {
             closed_until: None,
@@ -607,19 +656,8 @@ impl LocalStore {
         };
         match verdict {
             Verdict::ProbeDue { since } => {
-                // The newest request probes: if the probe fails, the one it cost an attempt
-                // (sent back through the retry layer to the end of the line) was at the end
-                // anyway. An older waiter takes the turn if the newest has not within a grace.
-                let newest = place.is_none_or(|p| gate.queue.is_last(p));
-                let grace = time::after(since, PROBE_GRACE);
-                if !newest && now < grace {
-                    let place = place.unwrap_or_else(|| gate.queue.join(lane, spacing, cost));
-                    return Admission::Wait(Reservation { at: grace, place });
-                }
-                if let Some(place) = place {
-                    gate.queue.leave(place);
-                }
-                return Admission::Probe(breaker.take_probe(now));
+                let join = |queue: &mut Queue| queue.join(lane, spacing, cost);
+                return gate.probe_turn(breaker, place, join, since, now);
             }
             // Held by the breaker: wait in line (no deadline check: a wake-up may come at any
             // time; the request gives up at its deadline).
@@ -651,20 +689,8 @@ impl LocalStore {
             gate.charge(now, demand);
             return Admission::Go;
         }
-        if deadline.is_some_and(|d| d < at) {
-            if let Some(place) = place {
-                gate.queue.leave(place);
-            }
-            return Admission::TooLate { wait: at - now };
-        }
-        let place = match place {
-            Some(place) => {
-                gate.queue.quote(spacing);
-                place
-            }
-            None => gate.queue.join(lane, spacing, cost),
-        };
-        Admission::Wait(Reservation { at, place })
+        let join = |queue: &mut Queue| queue.join(lane, spacing, cost);
+        gate.wait_in_line(place, join, at, deadline, now, spacing)
     }
 
     /// Adopts what a fleet store read: this process's `share` of the fleet's rate (for every
@@ -1034,30 +1060,8 @@ impl LocalStore {
             // The quota is a continuously refilling bucket: mirror it and pace by it, rather
             // than closing until it is full again.
             Signal::TokensLow(_) if !cfg.token_pacing => {}
-            Signal::TokensLow(quota) => {
-                gate.tokens_prompt_only = quota.prompt_only;
-                match &mut gate.tokens {
-                    Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
-                    None => {
-                        gate.tokens = RequestBucket::new(now, quota, cfg.max_hold);
-                        if gate.tokens.is_some() {
-                            self.restricted.store(true, Ordering::Release);
-                            // Its answers' `usage` teaches the scope's cost estimates.
-                            self.metering.store(true, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
-            Signal::Exhausted(quota) => match &mut gate.quota {
-                Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
-                None => {
-                    gate.quota = RequestBucket::new(now, quota, cfg.max_hold);
-                    if let Some(bucket) = &gate.quota {
-                        observe::gate_closed(bucket.interval(), true);
-                        self.restricted.store(true, Ordering::Release);
-                    }
-                }
-            },
+            Signal::TokensLow(quota) => self.learn_tokens(gate, now, quota),
+            Signal::Exhausted(quota) => self.learn_quota(gate, now, quota),
             // A 429 with no hint while the gate is already closed is the same wave (requests
             // that were in flight together): it neither doubles nor extends the closure. The
             // backoff doubles only for 429s that come after the gate reopened.
@@ -1090,6 +1094,38 @@ impl LocalStore {
                 learned.closed_until = self.close(gate, time::after(now, wait));
             }
             Signal::OverLimit | Signal::Failing | Signal::Neutral => {}
+        }
+    }
+
+    /// A token quota running low: mirror it (a continuously refilling bucket) and pace by it.
+    fn learn_tokens(&self, gate: &mut Gate, now: Instant, quota: Quota) {
+        let cfg = &self.config;
+        gate.tokens_prompt_only = quota.prompt_only;
+        match &mut gate.tokens {
+            Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
+            None => {
+                gate.tokens = RequestBucket::new(now, quota, cfg.max_hold);
+                if gate.tokens.is_some() {
+                    self.restricted.store(true, Ordering::Release);
+                    // Its answers' `usage` teaches the scope's cost estimates.
+                    self.metering.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// A spent request quota: mirror it and pace by it.
+    fn learn_quota(&self, gate: &mut Gate, now: Instant, quota: Quota) {
+        let cfg = &self.config;
+        match &mut gate.quota {
+            Some(bucket) => bucket.learn(now, quota, cfg.max_hold),
+            None => {
+                gate.quota = RequestBucket::new(now, quota, cfg.max_hold);
+                if let Some(bucket) = &gate.quota {
+                    observe::gate_closed(bucket.interval(), true);
+                    self.restricted.store(true, Ordering::Release);
+                }
+            }
         }
     }
 }

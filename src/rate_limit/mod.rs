@@ -74,7 +74,7 @@ pub use self::redis::{RedisConfig, RedisStore, RedisStoreError};
 pub use adaptive::RateControl;
 pub use cost::{RequestShape, Usage};
 pub use dimensions::{TokenCharge, TokenLimits};
-pub use future::{Observer, RateLimitFuture, HUNG_AFTER};
+pub use future::{RateLimitFuture, HUNG_AFTER};
 pub use layer::RateLimitAware;
 pub use local::{GateConfig, LocalStore, MAX_SCOPES};
 pub use metered::Metered;

@@ -71,7 +71,8 @@ impl Priority {
         }
     }
 
-    /// The weight of `workload` (1..=256); under [`Fifo`](Self::Fifo), 256 for every one.
+    /// The weight of `workload` (1..=256); under [`Fifo`](Self::Fifo), 256 for every one. A
+    /// workload without a field of its own takes `batch_submit`'s.
     pub fn weight(&self, workload: Workload) -> u16 {
         let weight = match *self {
             Priority::Fifo => SCALE as u16,
@@ -84,7 +85,8 @@ impl Priority {
                 Workload::Interactive => interactive,
                 Workload::Agentic => agentic,
                 Workload::LongContext => long_context,
-                Workload::BatchSubmit => batch_submit,
+                // Batch submission, and any workload added later: the lowest class.
+                _ => batch_submit,
             },
         };
         weight.clamp(1, SCALE as u16)
@@ -94,7 +96,7 @@ impl Priority {
     pub(crate) fn lane(&self, workload: Workload) -> Lane {
         let class = match self {
             Priority::Fifo => 0,
-            Priority::Weighted { .. } => workload as usize,
+            Priority::Weighted { .. } => workload.index(),
         };
         Lane {
             class,
@@ -126,7 +128,7 @@ mod tests {
         assert_eq!(p.weight(Workload::Interactive), 1);
         assert_eq!(p.weight(Workload::LongContext), 256);
         assert_eq!(p.lane(Workload::Agentic), Lane { class: 1, step: 64 });
-        for w in Workload::ALL {
+        for &w in Workload::ALL {
             assert_eq!(Priority::Fifo.lane(w), Lane { class: 0, step: 1 });
         }
         assert_eq!(Priority::default().lane(Workload::Interactive).step, 16);

@@ -33,7 +33,7 @@ const ARRIVAL_MASK: u64 = (1 << ARRIVAL_BITS) - 1;
 /// The largest tag a place can carry (2^36 releases of the lightest weight).
 const MAX_TAG: u64 = u64::MAX >> ARRIVAL_BITS;
 /// The lanes a queue tracks (one per workload).
-const LANES: usize = 4;
+const LANES: usize = crate::Workload::COUNT;
 
 /// How much faster the pace must get, relative to the one waiters were quoted, before they are
 /// woken to be re-paced (15 %: the old pace would hold the sending rate back noticeably).

@@ -122,10 +122,12 @@ pub enum Admission {
     },
 }
 
-/// One probe turn. Only the current turn's outcome or release counts: a stale probe (from
-/// before the breaker closed and tripped again) cannot free the turn of the probe after it.
+/// One probe turn, handed out by the crate's breaker only (it cannot be made outside the
+/// crate: a store that wraps [`LocalStore`](super::LocalStore) passes its probes on). Only the
+/// current turn's outcome or release counts: a stale probe (from before the breaker closed and
+/// tripped again) cannot free the turn of the probe after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probe(pub u64);
+pub struct Probe(pub(crate) u64);
 
 /// Whether a state change should wake held requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -272,163 +272,243 @@ where
     ResB: Body + Unpin,
     ResB::Error: Into<BoxError>,
 {
-    type Output = Result<Response<ReplayBody<ResB>>, Error>;
+    type Output = Output<ResB>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            if let Some(watch) = this.deadline_watch.as_mut() {
-                if watch.as_mut().poll(cx).is_ready() {
-                    *this.deadline_watch = None;
-                    if let Some(response) = this.tracker.hand_back_at_deadline() {
-                        // Drops the attempt in flight, if any.
-                        this.state.set(State::Failed { error: None });
-                        return Poll::Ready(Ok(response));
-                    }
-                }
+            if let Some(response) = watch_deadline(this.deadline_watch, this.tracker, cx) {
+                // Drops the attempt in flight, if any.
+                this.state.set(State::Failed { error: None });
+                return Poll::Ready(Ok(response));
             }
-            match this.state.as_mut().project() {
+            let next = match this.state.as_mut().project() {
                 StateProj::Buffering => {
-                    let Some(pending) = this.pending.as_deref_mut() else {
-                        return Poll::Ready(Err(Error::from_inner(
-                            "retry future polled after completion",
-                        )));
-                    };
-                    if pending.collected.is_none() {
-                        let collected =
-                            ready!(pending.collector.poll_collect(&mut pending.body, cx));
-                        match collected {
-                            Err(e) => return Poll::Ready(Err(Error::from_inner(e))),
-                            Ok(collected) => pending.collected = Some(collected),
-                        }
-                    }
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
-                        return Poll::Ready(Err(Error::from_inner(e)));
-                    }
-                    let Some(pending) = this.pending.take() else {
-                        continue;
-                    };
-                    let Pending {
-                        parts,
-                        body,
-                        mut collector,
-                        collected,
-                    } = *pending;
-                    let request = match collected {
-                        Some(Collected::Complete) => {
-                            let replay = Replay {
-                                parts,
-                                data: collector.take_data(),
-                                trailers: collector.take_trailers(),
-                            };
-                            let request = replay.request(None);
-                            this.tracker.replay = Some(replay);
-                            request
-                        }
-                        _ => {
-                            this.tracker.replay = None;
-                            Request::from_parts(
-                                parts,
-                                ReplayBody::streaming(collector.take_data(), body),
-                            )
-                        }
-                    };
-                    let future = this.tracker.send(this.service, request);
-                    this.tracker.in_flight = true;
-                    this.state.set(State::Attempting { future });
+                    ready!(poll_buffering(this.pending, this.service, this.tracker, cx))
                 }
                 StateProj::Attempting { future } => {
-                    match ready!(this.tracker.poll_attempt(future, cx)) {
-                        Ok(response) => match this.tracker.on_response(response) {
-                            Ok(done) => return Poll::Ready(Ok(done)),
-                            Err((head, body)) => {
-                                let wait = this.tracker.drain_timeout();
-                                let collector = Collector::new(this.tracker.config.drain_cap);
-                                this.state.set(State::Draining {
-                                    drain: Box::pin(Drain {
-                                        sleep: tokio::time::sleep(wait),
-                                        head: Some(head),
-                                        body: Some(body),
-                                        collector,
-                                    }),
-                                });
-                            }
-                        },
-                        Err(e) => match this.tracker.on_error(Error::from_inner(e)) {
-                            Some(done) => return Poll::Ready(done),
-                            None => this.state.set(State::Readying),
-                        },
-                    }
+                    let result = ready!(this.tracker.poll_attempt(future, cx));
+                    this.tracker.after_attempt(result)
                 }
                 StateProj::Draining { drain } => {
-                    let DrainProj {
-                        sleep,
-                        head,
-                        body,
-                        collector,
-                    } = drain.as_mut().project();
-                    let Some(inner) = body.as_mut() else {
-                        return Poll::Ready(Err(Error::from_inner(
-                            "retry future polled after completion",
-                        )));
-                    };
-                    let mut broken = None;
-                    let drained = match collector.poll_collect(inner, cx) {
-                        Poll::Ready(Ok(Collected::Complete)) => true,
-                        // A body that breaks while being set aside does not stop the retry;
-                        // handed back, it ends with its error.
-                        Poll::Ready(Err(e)) => {
-                            broken = Some(e);
-                            true
-                        }
-                        Poll::Ready(Ok(Collected::OverCap)) => false,
-                        Poll::Pending if sleep.poll(cx).is_ready() => false,
-                        Poll::Pending => return Poll::Pending,
-                    };
-                    let (Some(head), Some(body)) = (head.take(), body.take()) else {
-                        continue;
-                    };
-                    if drained {
-                        this.tracker.last = Some(Last::Response(Box::new(SetAside {
-                            head,
-                            data: collector.take_data(),
-                            trailers: collector.take_trailers(),
-                            broken,
-                        })));
-                        if this.deadline_watch.is_none() {
-                            *this.deadline_watch = this
-                                .tracker
-                                .deadline()
-                                .map(|d| Box::pin(tokio::time::sleep_until(d.instant())));
-                        }
-                        this.state.set(State::Readying);
-                    } else {
-                        this.tracker.cancel_retry(StopReason::ResponseNotDrainable);
-                        let body = ReplayBody::streaming(collector.take_data(), body);
-                        return Poll::Ready(Ok(this
-                            .tracker
-                            .report(Response::from_parts(head, body))));
-                    }
+                    ready!(poll_draining(
+                        drain.as_mut(),
+                        this.tracker,
+                        this.deadline_watch,
+                        cx
+                    ))
                 }
-                StateProj::Readying => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
-                        // The next attempt cannot start: hand back what we had.
-                        return Poll::Ready(this.tracker.refused(Error::from_inner(e)));
-                    }
-                    let Some(request) = this.tracker.next_request() else {
-                        return Poll::Ready(Err(Error::from_inner(
-                            "retry without a replayable request",
-                        )));
-                    };
-                    let future = this.tracker.send(this.service, request);
-                    this.state.set(State::Attempting { future });
-                }
-                StateProj::Failed { error } => {
-                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                        Error::from_inner("retry future polled after completion")
-                    })));
-                }
+                StateProj::Readying => ready!(poll_readying(this.service, this.tracker, cx)),
+                StateProj::Failed { error } => Next::Done(Err(error
+                    .take()
+                    .unwrap_or_else(|| Error::from_inner("retry future polled after completion")))),
+            };
+            match next {
+                Next::Done(output) => return Poll::Ready(output),
+                Next::Go(state) => this.state.set(state),
+                Next::Again => {}
             }
+        }
+    }
+}
+
+/// What a [`RetryFuture`] resolves to.
+type Output<ResB> = Result<Response<ReplayBody<ResB>>, Error>;
+
+/// What one step of [`RetryFuture::poll`] decided.
+enum Next<F, ResB> {
+    /// The request is done.
+    Done(Output<ResB>),
+    /// Move to this state.
+    Go(State<F, ResB>),
+    /// Look at the same state again.
+    Again,
+}
+
+/// Step: once a response is set aside, the deadline hands it back (rather than a timeout).
+fn watch_deadline<ResB>(
+    watch: &mut Option<Pin<Box<Sleep>>>,
+    tracker: &mut Tracker,
+    cx: &mut Context<'_>,
+) -> Option<Response<ReplayBody<ResB>>> {
+    let fired = watch.as_mut()?.as_mut().poll(cx).is_ready();
+    if !fired {
+        return None;
+    }
+    *watch = None;
+    tracker.hand_back_at_deadline()
+}
+
+/// Step `Buffering`: read the request body, ready the service, send the first attempt.
+fn poll_buffering<S, B, ResB>(
+    pending: &mut Option<Box<Pending<B>>>,
+    service: &mut S,
+    tracker: &mut Tracker,
+    cx: &mut Context<'_>,
+) -> Poll<Next<S::Future, ResB>>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let Some(waiting) = pending.as_deref_mut() else {
+        return Poll::Ready(Next::Done(Err(Error::from_inner(
+            "retry future polled after completion",
+        ))));
+    };
+    if waiting.collected.is_none() {
+        match ready!(waiting.collector.poll_collect(&mut waiting.body, cx)) {
+            Err(e) => return Poll::Ready(Next::Done(Err(Error::from_inner(e)))),
+            Ok(collected) => waiting.collected = Some(collected),
+        }
+    }
+    if let Err(e) = ready!(service.poll_ready(cx)) {
+        return Poll::Ready(Next::Done(Err(Error::from_inner(e))));
+    }
+    let Some(read) = pending.take() else {
+        return Poll::Ready(Next::Again);
+    };
+    let Pending {
+        parts,
+        body,
+        mut collector,
+        collected,
+    } = *read;
+    let request = match collected {
+        Some(Collected::Complete) => {
+            let replay = Replay {
+                parts,
+                data: collector.take_data(),
+                trailers: collector.take_trailers(),
+            };
+            let request = replay.request(None);
+            tracker.replay = Some(replay);
+            request
+        }
+        _ => {
+            tracker.replay = None;
+            Request::from_parts(parts, ReplayBody::streaming(collector.take_data(), body))
+        }
+    };
+    let future = tracker.send(service, request);
+    tracker.in_flight = true;
+    Poll::Ready(Next::Go(State::Attempting { future }))
+}
+
+/// Step `Draining`: set a retryable response's body aside, then ready the next attempt; hand
+/// the response back as it is when it is too large or too slow to set aside.
+fn poll_draining<F, ResB>(
+    drain: Pin<&mut Drain<ResB>>,
+    tracker: &mut Tracker,
+    deadline_watch: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Next<F, ResB>>
+where
+    ResB: Body + Unpin,
+    ResB::Error: Into<BoxError>,
+{
+    let DrainProj {
+        sleep,
+        head,
+        body,
+        collector,
+    } = drain.project();
+    let Some(inner) = body.as_mut() else {
+        return Poll::Ready(Next::Done(Err(Error::from_inner(
+            "retry future polled after completion",
+        ))));
+    };
+    let mut broken = None;
+    let drained = match collector.poll_collect(inner, cx) {
+        Poll::Ready(Ok(Collected::Complete)) => true,
+        // A body that breaks while being set aside does not stop the retry; handed back, it
+        // ends with its error.
+        Poll::Ready(Err(e)) => {
+            broken = Some(e);
+            true
+        }
+        Poll::Ready(Ok(Collected::OverCap)) => false,
+        Poll::Pending if sleep.poll(cx).is_ready() => false,
+        Poll::Pending => return Poll::Pending,
+    };
+    let (Some(head), Some(body)) = (head.take(), body.take()) else {
+        return Poll::Ready(Next::Again);
+    };
+    if !drained {
+        tracker.cancel_retry(StopReason::ResponseNotDrainable);
+        let body = ReplayBody::streaming(collector.take_data(), body);
+        let response = tracker.report(Response::from_parts(head, body));
+        return Poll::Ready(Next::Done(Ok(response)));
+    }
+    tracker.last = Some(Last::Response(Box::new(SetAside {
+        head,
+        data: collector.take_data(),
+        trailers: collector.take_trailers(),
+        broken,
+    })));
+    if deadline_watch.is_none() {
+        *deadline_watch = tracker
+            .deadline()
+            .map(|d| Box::pin(tokio::time::sleep_until(d.instant())));
+    }
+    Poll::Ready(Next::Go(State::Readying))
+}
+
+/// Step `Readying`: ready the service below, then send the next attempt.
+fn poll_readying<S, B, ResB>(
+    service: &mut S,
+    tracker: &mut Tracker,
+    cx: &mut Context<'_>,
+) -> Poll<Next<S::Future, ResB>>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body + Unpin,
+    ResB::Error: Into<BoxError>,
+{
+    if let Err(e) = ready!(service.poll_ready(cx)) {
+        // The next attempt cannot start: hand back what we had.
+        return Poll::Ready(Next::Done(tracker.refused(Error::from_inner(e))));
+    }
+    let Some(request) = tracker.next_request() else {
+        return Poll::Ready(Next::Done(Err(Error::from_inner(
+            "retry without a replayable request",
+        ))));
+    };
+    let future = tracker.send(service, request);
+    Poll::Ready(Next::Go(State::Attempting { future }))
+}
+
+impl Tracker {
+    /// Step `Attempting`, once the attempt has an outcome: done, or set the response's body
+    /// aside (`Draining`), or ready the next attempt (`Readying`).
+    fn after_attempt<F, ResB, E>(&mut self, result: Result<Response<ResB>, E>) -> Next<F, ResB>
+    where
+        ResB: Body + Unpin,
+        ResB::Error: Into<BoxError>,
+        E: Into<BoxError>,
+    {
+        match result {
+            Ok(response) => match self.on_response(response) {
+                Ok(done) => Next::Done(Ok(done)),
+                Err((head, body)) => {
+                    let wait = self.drain_timeout();
+                    let collector = Collector::new(self.config.drain_cap);
+                    Next::Go(State::Draining {
+                        drain: Box::pin(Drain {
+                            sleep: tokio::time::sleep(wait),
+                            head: Some(head),
+                            body: Some(body),
+                            collector,
+                        }),
+                    })
+                }
+            },
+            Err(e) => match self.on_error(Error::from_inner(e)) {
+                Some(done) => Next::Done(done),
+                None => Next::Go(State::Readying),
+            },
         }
     }
 }

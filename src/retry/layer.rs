@@ -30,6 +30,43 @@ use super::{classify::Classifier, RetryBudget, RetryService, StatusSet};
 /// [`RetryReport`](crate::RetryReport) and a `warn` event). A single-chunk body (`Full<Bytes>`,
 /// `String`) is never copied. The body type must be `Unpin`; wrap other bodies in `Box::pin`.
 ///
+/// **What the service below receives.** Every attempt is sent as a
+/// `Request<`[`ReplayBody<B>`](crate::ReplayBody)`>`, not the caller's `Request<B>`: the service
+/// you wrap must accept that body type (a hyper-util client is built with
+/// `build_http::<ReplayBody<Full<Bytes>>>()`; building it for `Full<Bytes>` fails with an
+/// E0599 on `ready` that does not name the body). The service's response body must be `Unpin`
+/// too (hyper's `Incoming`, `Full`, `String` are; box others with `Box::pin`); the caller gets
+/// it back as a `ReplayBody` around it. A mock with `service_fn`:
+///
+/// ```
+/// use std::{convert::Infallible, sync::{atomic::{AtomicU32, Ordering}, Arc}};
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_reliability::{ReplayBody, RetryOnStatus, RetryReport};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let mock = service_fn(move |request: http::Request<ReplayBody<Full<Bytes>>>| {
+///     let calls = calls.clone();
+///     async move {
+///         let sent = request.into_body().collect().await?.to_bytes();
+///         assert_eq!(&sent[..], b"hello", "every attempt sends the same bytes");
+///         let status = if calls.fetch_add(1, Ordering::SeqCst) == 0 { 503 } else { 200 };
+///         let response = http::Response::builder().status(status).body(Full::new(Bytes::from("ok")))?;
+///         Ok::<_, tower_reliability::BoxError>(response)
+///     }
+/// });
+/// let service = ServiceBuilder::new().layer(RetryOnStatus::default()).service(mock);
+///
+/// let response = service.oneshot(http::Request::new(Full::new(Bytes::from("hello")))).await?;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.extensions().get::<RetryReport>().map(|r| r.attempts), Some(2));
+/// # Ok(())
+/// # }
+/// ```
+///
 /// The body of a response that will be retried is read (up to 64 KiB, for at most 5 s) so the
 /// connection goes back to the pool; if the retry cannot start (its wait is refused, the
 /// service below fails to get ready) or the deadline comes while it waits or is in flight

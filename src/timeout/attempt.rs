@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use crate::{
     error::{BoxError, Error, TimeoutPhase},
-    workload::Workload,
+    workload::{PerWorkload, Workload},
 };
 
 /// Limits each attempt's time to response headers; a retry layer outside retries it.
@@ -27,8 +27,9 @@ use crate::{
 /// (a wait it cuts sends nothing, and the retry layer hands back the last response).
 ///
 /// The limit comes from the request's [`Workload`] (the profiles' `attempt` field: by default
-/// only [`Workload::BatchSubmit`] has one, 20 s) or is fixed. With no limit, requests pass
-/// through with no timer at all.
+/// only [`Workload::BatchSubmit`] has one, 20 s) or is fixed; a request that carries its own
+/// [`TimeoutProfile`](crate::TimeoutProfile) gets that profile's `attempt` instead. With no
+/// limit, requests pass through with no timer at all.
 ///
 /// ```
 /// use std::time::Duration;
@@ -40,7 +41,7 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptTimeout {
     default: Workload,
-    limits: [Option<Duration>; 4],
+    limits: PerWorkload<Option<Duration>>,
 }
 
 impl AttemptTimeout {
@@ -48,7 +49,7 @@ impl AttemptTimeout {
     pub fn by_workload(default: Workload) -> Self {
         AttemptTimeout {
             default,
-            limits: Workload::ALL.map(|w| w.profile().attempt),
+            limits: PerWorkload::from_fn(|w| w.profile().attempt),
         }
     }
 
@@ -57,7 +58,7 @@ impl AttemptTimeout {
     pub fn from_timeouts(timeouts: &super::TimeoutByWorkload) -> Self {
         AttemptTimeout {
             default: timeouts.default_workload(),
-            limits: Workload::ALL.map(|w| timeouts.profile_of(w).attempt),
+            limits: PerWorkload::from_fn(|w| timeouts.profile_of(w).attempt),
         }
     }
 
@@ -65,19 +66,19 @@ impl AttemptTimeout {
     pub fn fixed(limit: Duration) -> Self {
         AttemptTimeout {
             default: Workload::Interactive,
-            limits: [Some(limit); 4],
+            limits: PerWorkload::from_fn(|_| Some(limit)),
         }
     }
 
     /// Sets (or clears) one workload's limit.
     pub fn limit(mut self, workload: Workload, limit: Option<Duration>) -> Self {
-        self.limits[workload.index()] = limit;
+        self.limits.set(workload, limit);
         self
     }
 
     /// The limit in force for `workload`.
     pub fn limit_of(&self, workload: Workload) -> Option<Duration> {
-        self.limits[workload.index()]
+        *self.limits.get(workload)
     }
 }
 
@@ -118,7 +119,10 @@ where
             .get::<Workload>()
             .copied()
             .unwrap_or(self.config.default);
-        let limit = self.config.limit_of(workload);
+        let limit = match crate::workload::profile_override(&request) {
+            Some(profile) => profile.attempt,
+            None => self.config.limit_of(workload),
+        };
         let inner = self.inner.call(request);
         let state = match limit {
             None => State::Unlimited { inner },

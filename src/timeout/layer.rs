@@ -1,13 +1,13 @@
 use tower_layer::Layer;
 
 use super::TimeoutService;
-use crate::workload::{TimeoutProfile, Workload};
+use crate::workload::{PerWorkload, TimeoutProfile, Workload};
 
 /// Enforces a request's workload timeouts: an overall deadline across every attempt and wait,
 /// and an idle-read timeout between response body frames.
 ///
 /// The workload is the request's [`Workload`] extension, else the layer's default. Its
-/// [`TimeoutProfile`] decides:
+/// [`TimeoutProfile`] (or the request's own, when it carries one in its extensions) decides:
 /// - **total**: the deadline by which the response head must be here, retries and backoff
 ///   waits included. The layers inside see it through [`Deadline::of`](crate::Deadline::of) and
 ///   never start a wait that would pass it. On expiry: [`TimeoutPhase::Deadline`].
@@ -36,7 +36,7 @@ use crate::workload::{TimeoutProfile, Workload};
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutByWorkload {
     pub(super) default: Workload,
-    pub(super) profiles: [TimeoutProfile; 4],
+    pub(super) profiles: PerWorkload<TimeoutProfile>,
     pub(super) deadline_in_extensions: bool,
 }
 
@@ -45,20 +45,20 @@ impl TimeoutByWorkload {
     pub fn new(default: Workload) -> Self {
         TimeoutByWorkload {
             default,
-            profiles: Workload::ALL.map(Workload::profile),
+            profiles: PerWorkload::from_fn(Workload::profile),
             deadline_in_extensions: false,
         }
     }
 
     /// Replaces one workload's profile.
     pub fn profile(mut self, workload: Workload, profile: TimeoutProfile) -> Self {
-        self.profiles[workload.index()] = profile;
+        self.profiles.set(workload, profile);
         self
     }
 
     /// The profile in force for `workload`.
     pub fn profile_of(&self, workload: Workload) -> TimeoutProfile {
-        self.profiles[workload.index()]
+        *self.profiles.get(workload)
     }
 
     /// The workload used when a request names none.

@@ -49,7 +49,8 @@ where
             .get::<Workload>()
             .copied()
             .unwrap_or(self.config.default);
-        let profile = self.config.profile_of(workload);
+        let profile = crate::workload::profile_override(&request)
+            .unwrap_or_else(|| self.config.profile_of(workload));
         let own = Deadline::at(crate::time::after(Instant::now(), profile.total));
         let deadline = Deadline::earliest(Some(own), Deadline::of(&request)).unwrap_or(own);
         if self.config.deadline_in_extensions {
