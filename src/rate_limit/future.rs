@@ -217,12 +217,15 @@ where
     }
 }
 
+/// An admitted request: its inner future and the duty to report its outcome.
+type Sent<F, P> = (F, Observer<P>);
+
 impl<S: Service<R>, R, P> Held<S, R, P> {
     /// Waits until admitted, then readies the service and sends.
     fn poll_admitted(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(S::Future, Observer<P>), Error>>
+    ) -> Poll<Result<Sent<S::Future, P>, Error>>
     where
         S::Error: Into<BoxError>,
     {
