@@ -21,6 +21,8 @@ use std::{error::Error as StdError, fmt, time::Duration};
 
 use crate::context::RetryReport;
 
+#[cfg(feature = "hyper-util")]
+mod hyper;
 mod not_sent;
 
 pub use not_sent::NotSentReason;
@@ -136,7 +138,7 @@ impl Error {
     pub fn from_inner(err: impl Into<BoxError>) -> Self {
         let err: BoxError = err.into();
         #[cfg(feature = "reqwest-middleware")]
-        let err = without_url(err);
+        let err = crate::middleware::errors::without_url(err);
         match err.downcast::<Error>() {
             Ok(ours) => *ours,
             Err(err) => {
@@ -309,19 +311,6 @@ impl StdError for Error {
     }
 }
 
-/// reqwest errors carry the request URL, userinfo password and query keys included, into
-/// their `Display` and `Debug`: this crate's errors keep them without it.
-#[cfg(feature = "reqwest-middleware")]
-fn without_url(err: BoxError) -> BoxError {
-    match err.downcast::<reqwest::Error>() {
-        Ok(e) => Box::new(e.without_url()),
-        Err(err) => match err.downcast::<reqwest_middleware::Error>() {
-            Ok(e) => Box::new(e.without_url()),
-            Err(err) => err,
-        },
-    }
-}
-
 /// Searches an error's source chain for a failure that certainly happened before the request
 /// reached the server (or before the server processed it): `io::ErrorKind::ConnectionRefused`
 /// / `AddrNotAvailable`, hyper-util's connect errors (feature `hyper-util`, which covers its
@@ -351,19 +340,11 @@ pub fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
             return true;
         }
         #[cfg(feature = "hyper-util")]
-        if let Some(client) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
-            if client.is_connect() {
-                return true;
-            }
+        if hyper::is_connect(err) {
+            return true;
         }
         #[cfg(feature = "reqwest-middleware")]
-        if err
-            .downcast_ref::<reqwest::Error>()
-            .is_some_and(reqwest::Error::is_connect)
-            || err
-                .downcast_ref::<reqwest_middleware::Error>()
-                .is_some_and(reqwest_middleware::Error::is_connect)
-        {
+        if crate::middleware::errors::is_connect(err) {
             return true;
         }
         next = err.source();
@@ -416,10 +397,8 @@ pub fn is_transport_failure(err: &(dyn StdError + 'static)) -> bool {
             }
         }
         #[cfg(feature = "hyper-util")]
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
-                return true;
-            }
+        if hyper::is_transport(err) {
+            return true;
         }
         next = err.source();
     }

@@ -38,6 +38,7 @@ use tower_layer::Layer;
 
 use crate::{
     backoff::{BackoffService, JitteredBackoff},
+    classify::{Policy, Standard},
     rate_limit::{Metered, RateLimitAware, RateLimitService},
     retry::{ReplayBody, RetryOnStatus, RetryService},
     timeout::{
@@ -95,17 +96,17 @@ pub fn layer(workload: Workload) -> FireworksLayer {
 /// Clones share the rate-limit state and the retry budget: build one per API key and clone it
 /// into every stack that uses the key.
 #[derive(Debug, Clone)]
-pub struct FireworksLayer {
+pub struct FireworksLayer<P = Standard> {
     timeouts: TimeoutByWorkload,
-    retry: RetryOnStatus,
+    retry: RetryOnStatus<P>,
     backoff: JitteredBackoff,
-    rate_limit: RateLimitAware,
+    rate_limit: RateLimitAware<P>,
     attempt: AttemptTimeout,
 }
 
-/// The service the preset builds around `S`.
-pub type FireworksService<S> =
-    TimeoutService<RetryService<BackoffService<RateLimitService<AttemptTimeoutService<S>>>>>;
+/// The service the preset builds around `S` (`P`: the [`classify::Policy`](crate::classify)).
+pub type FireworksService<S, P = Standard> =
+    TimeoutService<RetryService<BackoffService<RateLimitService<AttemptTimeoutService<S>, P>>, P>>;
 
 /// The request body the client below the preset receives for a caller's body `B`: the retry
 /// layer's [`ReplayBody`], which replays `B`'s bytes on every attempt. Build the client for it
@@ -115,7 +116,30 @@ pub type RequestBody<B> = ReplayBody<B>;
 /// The response body the preset hands back around the client's body `B`.
 pub type ResponseBody<B> = TimeoutBody<ReplayBody<Metered<B>>>;
 
-impl FireworksLayer {
+impl<P: Policy> FireworksLayer<P> {
+    /// Judges outcomes with `policy`, in both the retry layer and the rate-limit gate (default
+    /// [`Standard`], the guide). Call it after [`retry`](Self::retry) and
+    /// [`rate_limit`](Self::rate_limit), which bring their own.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_reliability::{classify::{Policy, Standard}, fireworks, Workload};
+    ///
+    /// // Retry 408 but don't count it for the breaker.
+    /// let layer = fireworks::layer(Workload::Interactive)
+    ///     .classify(Standard::new().retry_also(StatusCode::REQUEST_TIMEOUT).not_for_breaker(408));
+    /// # let _ = layer;
+    /// ```
+    pub fn classify<Q: Policy>(self, policy: Q) -> FireworksLayer<Q> {
+        FireworksLayer {
+            timeouts: self.timeouts,
+            retry: self.retry.classify(policy.clone()),
+            backoff: self.backoff,
+            rate_limit: self.rate_limit.classify(policy),
+            attempt: self.attempt,
+        }
+    }
+
     /// Replaces the timeouts layer. The per-attempt limits follow its profiles' `attempt`
     /// fields (call [`attempt_timeout`](Self::attempt_timeout) afterwards to set them apart).
     pub fn timeouts(mut self, timeouts: TimeoutByWorkload) -> Self {
@@ -125,7 +149,7 @@ impl FireworksLayer {
     }
 
     /// Replaces the retry layer.
-    pub fn retry(mut self, retry: RetryOnStatus) -> Self {
+    pub fn retry(mut self, retry: RetryOnStatus<P>) -> Self {
         self.retry = retry;
         self
     }
@@ -137,7 +161,7 @@ impl FireworksLayer {
     }
 
     /// Replaces the rate-limit layer (pass a clone to share a gate between presets).
-    pub fn rate_limit(mut self, rate_limit: RateLimitAware) -> Self {
+    pub fn rate_limit(mut self, rate_limit: RateLimitAware<P>) -> Self {
         self.rate_limit = rate_limit;
         self
     }
@@ -149,12 +173,12 @@ impl FireworksLayer {
     }
 
     /// The retry layer in use (its budget is shared by clones).
-    pub fn retry_layer(&self) -> &RetryOnStatus {
+    pub fn retry_layer(&self) -> &RetryOnStatus<P> {
         &self.retry
     }
 
     /// The rate-limit layer in use (its state is shared by clones).
-    pub fn rate_limit_layer(&self) -> &RateLimitAware {
+    pub fn rate_limit_layer(&self) -> &RateLimitAware<P> {
         &self.rate_limit
     }
 
@@ -164,8 +188,8 @@ impl FireworksLayer {
     }
 }
 
-impl<S> Layer<S> for FireworksLayer {
-    type Service = FireworksService<S>;
+impl<S, P: Policy> Layer<S> for FireworksLayer<P> {
+    type Service = FireworksService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = self.attempt.layer(inner);

@@ -120,6 +120,7 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod backoff;
+pub mod classify;
 #[cfg(feature = "rustls")]
 pub mod client;
 pub mod context;

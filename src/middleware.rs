@@ -47,6 +47,8 @@
 //! # }
 //! ```
 
+pub(crate) mod errors;
+
 use std::{
     future::poll_fn,
     sync::{Arc, Mutex},

@@ -458,6 +458,23 @@ async fn a_rejection_over_the_body_limit_keeps_its_first_bytes() {
     }
 }
 
+/// Statuses are judged as the retry layer judges them (`classify::Standard`): the server's
+/// `x-should-retry: true` makes a poll transient, and its `false` on a guide status does not
+/// end a wait (the next poll comes much later than a retry would).
+#[tokio::test(start_paused = true)]
+async fn polls_read_x_should_retry_as_the_retry_layer_does() {
+    let mut mock = JobMock::new(
+        [
+            Reply::Status(409, &[("x-should-retry", "true")], "busy"),
+            Reply::Status(503, &[("x-should-retry", "false")], "overloaded"),
+        ],
+        Reply::Json(COMPLETED),
+    );
+    let status = exact_poller().poll_until_done(&mut mock).await.unwrap();
+    assert_eq!(status.state, JobState::Succeeded);
+    assert_eq!(mock.count(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn answers_another_poll_cannot_fix_end_the_wait_at_once() {
     let mut mock = JobMock::new(

@@ -10,10 +10,10 @@ use tower_service::Service;
 
 use super::error::{JobErrorKind, PollFailure};
 use crate::{
+    classify::{Policy, RetryDecision},
     context::Deadline,
     error::{BoxError, Error},
     headers,
-    retry::StatusSet,
 };
 
 /// How one poll ended.
@@ -34,7 +34,9 @@ pub(super) enum Polled<E> {
 /// and a distant wait deadline (hours) would then hide the stack's nearer one (seconds). A
 /// `Deadline` the caller put there is tightened instead.
 ///
-/// Retryable statuses are not read: their body is dropped with the response, which costs at
+/// A status is transient when `policy` (the same [`Policy`] the retry layer and the gate read)
+/// judges it retryable, or retryable but for the server's `x-should-retry: false` (a poll comes
+/// much later than a retry would). Retryable statuses are not read: their body is dropped with the response, which costs at
 /// most that connection, and a stalled error body cannot hold the poll up. Other bodies are read
 /// up to `limit` bytes.
 ///
@@ -43,7 +45,7 @@ pub(super) async fn once<S, B, ResB, E>(
     service: &mut S,
     mut request: Request<B>,
     deadline: Option<Deadline>,
-    retryable: StatusSet,
+    policy: &impl Policy,
     limit: usize,
 ) -> Polled<E>
 where
@@ -69,7 +71,11 @@ where
         Err(e) => return failed(Error::from_inner(e)),
     };
     let (parts, body) = response.into_parts();
-    if retryable.contains(parts.status) {
+    let class = policy.classify_response(parts.status, &parts.headers);
+    if matches!(
+        class.retry,
+        RetryDecision::Retry(_) | RetryDecision::ServerSaidNo
+    ) {
         let hint = headers::retry_after(&parts.headers, SystemTime::now());
         return Polled::Failed(PollFailure::Status(parts.status), hint);
     }

@@ -17,10 +17,10 @@ use super::{
 };
 use crate::{
     backoff::{Jitter, RandomSource, Schedule},
+    classify::{Standard, StatusSet},
     context::Deadline,
     error::BoxError,
     headers,
-    retry::StatusSet,
 };
 
 /// Polls a job-status endpoint through a tower service until the job reaches a terminal state.
@@ -49,7 +49,8 @@ pub struct JobPoller<R, I, P = fn(&JobStatus)> {
     random: RandomSource,
     deadline: Duration,
     max_failures: u32,
-    retry_statuses: StatusSet,
+    // The guide's classification, with the statuses of `retry_statuses`.
+    policy: Standard,
     max_body_bytes: usize,
 }
 
@@ -74,7 +75,7 @@ impl<R, I> JobPoller<R, I> {
             random: RandomSource::default(),
             deadline: Duration::from_secs(24 * 60 * 60),
             max_failures: 5,
-            retry_statuses: StatusSet::GUIDE,
+            policy: Standard::new(),
             max_body_bytes: 1024 * 1024,
         }
     }
@@ -101,7 +102,7 @@ impl<R, I, P> JobPoller<R, I, P> {
             random: self.random,
             deadline: self.deadline,
             max_failures: self.max_failures,
-            retry_statuses: self.retry_statuses,
+            policy: self.policy,
             max_body_bytes: self.max_body_bytes,
         }
     }
@@ -165,9 +166,11 @@ impl<R, I, P> JobPoller<R, I, P> {
 
     /// The statuses that count as a transient failure (default [`StatusSet::GUIDE`]); any other
     /// status that is not a success ends the wait as
-    /// [`Rejected`](super::JobErrorKind::Rejected).
+    /// [`Rejected`](super::JobErrorKind::Rejected). Statuses are judged by
+    /// [`classify::Standard`](crate::classify::Standard), as the retry layer judges them: a
+    /// response with `x-should-retry: true` is transient too.
     pub fn retry_statuses(mut self, statuses: StatusSet) -> Self {
-        self.retry_statuses = statuses;
+        self.policy = self.policy.statuses(statuses);
         self
     }
 
@@ -231,7 +234,7 @@ impl<R, I, P> JobPoller<R, I, P> {
                 service,
                 (self.make_request)(),
                 deadline,
-                self.retry_statuses,
+                &self.policy,
                 self.max_body_bytes,
             );
             let polled = match deadline {
@@ -337,7 +340,7 @@ impl<R, I, P> fmt::Debug for JobPoller<R, I, P> {
             .field("schedule", &self.schedule)
             .field("deadline", &self.deadline)
             .field("max_consecutive_failures", &self.max_failures)
-            .field("retry_statuses", &self.retry_statuses)
+            .field("retry_statuses", &self.policy.retried_statuses())
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }

@@ -21,6 +21,7 @@ use super::{
     TokenLimits,
 };
 use crate::{
+    classify::{Policy, Standard},
     context::{Deadline, WaitGuard},
     error::{BoxError, Error},
     observe, Workload,
@@ -32,26 +33,26 @@ pin_project! {
     /// Small on the success path; a request that has to wait boxes its waiting state (one
     /// allocation). Dropping the future at any point releases what it held (a probe turn is
     /// handed to the next request).
-    pub struct RateLimitFuture<S, R>
+    pub struct RateLimitFuture<S, R, P = Standard>
     where
         S: Service<R>,
     {
         #[pin]
-        state: State<S, R>,
+        state: State<S, R, P>,
     }
 }
 
 pin_project! {
     #[project = Proj]
-    enum State<S, R>
+    enum State<S, R, P>
     where
         S: Service<R>,
     {
         // Admitted: the inner future, whose outcome teaches the shared state.
-        Sent { #[pin] future: S::Future, outcome: Observer },
+        Sent { #[pin] future: S::Future, outcome: Observer<P> },
         // Held at the gate, then readying a clone of the service. Boxed: only requests that
         // wait pay for it, and the future every request carries stays small.
-        Waiting { held: Pin<Box<Held<S, R>>> },
+        Waiting { held: Pin<Box<Held<S, R, P>>> },
         // Refused before sending.
         Refused { error: Option<Error> },
     }
@@ -59,28 +60,28 @@ pin_project! {
 
 pin_project! {
     #[project = HeldProj]
-    struct Held<S, R> {
+    struct Held<S, R, P> {
         #[pin]
         sleep: Sleep,
         // Armed from the start: a wake-up (a probe reported, the queue was re-paced or moved up)
         // reaches every waiter, including one that got its place in `call`.
         #[pin]
         notified: Option<OwnedNotified>,
-        place: Place,
+        place: Place<P>,
         service: S,
         request: Option<R>,
         deadline: Option<Deadline>,
         since: Instant,
         // Set once admitted: the duty to report the outcome, while the service gets ready.
-        admitted: Option<Observer>,
+        admitted: Option<Observer<P>>,
         // A retry's wait marker, released when the request is handed on.
         guard: Option<WaitGuard>,
     }
 }
 
 /// A request's place in the gate's queue: given back if the request goes away while waiting.
-struct Place {
-    shared: Arc<Shared>,
+struct Place<P> {
+    shared: Arc<Shared<P>>,
     scope: Scope,
     /// The request's estimated tokens, charged when it goes.
     tokens: u64,
@@ -92,7 +93,7 @@ struct Place {
     slot: Option<Reservation>,
 }
 
-impl Place {
+impl<P> Place<P> {
     /// What this place asks of the store.
     fn demand(&self, deadline: Option<Instant>) -> Demand<'_> {
         Demand::new(&self.scope)
@@ -111,11 +112,11 @@ impl Place {
     /// attempt, once it is sent.
     fn released(
         &mut self,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<P>>,
         probe: Option<Probe>,
         now: Instant,
         since: Instant,
-    ) -> Observer {
+    ) -> Observer<P> {
         self.slot = None;
         observe::gate_released(now.saturating_duration_since(since), probe.is_some());
         // Not sent yet (the service may not get ready): no deadline to count a hung attempt
@@ -137,16 +138,16 @@ impl Place {
     }
 }
 
-impl Drop for Place {
+impl<P> Drop for Place<P> {
     fn drop(&mut self) {
         self.give_back();
     }
 }
 
-impl<S: Service<R>, R> RateLimitFuture<S, R> {
+impl<S: Service<R>, R, P> RateLimitFuture<S, R, P> {
     pub(super) fn sent(
         future: S::Future,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<P>>,
         scope: ScopeSource,
         probe: Option<Probe>,
         sent_at: Option<Instant>,
@@ -170,7 +171,7 @@ impl<S: Service<R>, R> RateLimitFuture<S, R> {
     pub(super) fn waiting(
         service: S,
         request: R,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<P>>,
         (scope, tokens, charge, workload): (Scope, u64, TokenCharge, Workload),
         admission: Admission,
         deadline: Option<Deadline>,
@@ -213,10 +214,11 @@ fn cap(at: Instant, deadline: Option<Deadline>) -> Instant {
     deadline.map_or(at, |d| at.min(d.instant()))
 }
 
-impl<S, R, ResB> Future for RateLimitFuture<S, R>
+impl<S, R, ResB, P> Future for RateLimitFuture<S, R, P>
 where
     S: Service<R, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
+    P: Policy,
 {
     type Output = Result<Response<Metered<ResB>>, Error>;
 
@@ -248,12 +250,15 @@ where
     }
 }
 
-impl<S: Service<R>, R> Held<S, R> {
+/// An admitted request: its inner future and the duty to report its outcome.
+type Sent<F, P> = (F, Observer<P>);
+
+impl<S: Service<R>, R, P> Held<S, R, P> {
     /// Waits until admitted, then readies the service and sends.
     fn poll_admitted(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(S::Future, Observer), Error>>
+    ) -> Poll<Result<Sent<S::Future, P>, Error>>
     where
         S::Error: Into<BoxError>,
     {
@@ -331,8 +336,8 @@ impl<S: Service<R>, R> Held<S, R> {
 /// deadline left (after a long wait at the gate) had no time to answer: neither says anything
 /// about the server.
 #[derive(Debug)]
-pub(crate) struct Observer {
-    shared: Option<Arc<Shared>>,
+pub(crate) struct Observer<P = Standard> {
+    shared: Option<Arc<Shared<P>>>,
     /// The request's scope, resolved only if there is something to record.
     scope: ScopeSource,
     probe: Option<Probe>,
@@ -353,10 +358,10 @@ pub(crate) struct Observer {
 /// at the gate) had no fair chance to answer.
 pub const HUNG_AFTER: Duration = Duration::from_secs(2);
 
-impl Observer {
+impl<P> Observer<P> {
     /// `deadline`: `None` to look it up once the attempt is in flight, `Some` when known.
     fn new(
-        shared: Arc<Shared>,
+        shared: Arc<Shared<P>>,
         scope: ScopeSource,
         probe: Option<Probe>,
         sent_at: Option<Instant>,
@@ -391,7 +396,10 @@ impl Observer {
     fn observe<ResB, E: Into<BoxError>>(
         &mut self,
         result: Result<Response<ResB>, E>,
-    ) -> Result<Response<Metered<ResB>>, Error> {
+    ) -> Result<Response<Metered<ResB>>, Error>
+    where
+        P: Policy,
+    {
         let Some(shared) = self.shared.take() else {
             return result
                 .map(|r| r.map(Metered::new))
@@ -400,7 +408,11 @@ impl Observer {
         match result {
             Ok(response) => {
                 let early = !shared.store.is_unrestricted() || sample_early_signals();
-                let signal = Signal::read(response.status(), response.headers(), early);
+                let judged = shared
+                    .policy
+                    .classify_response(response.status(), response.headers())
+                    .gate;
+                let signal = Signal::read(judged, response.headers(), early);
                 let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
                 if quiet && self.probe.is_none() && shared.store.is_unrestricted() {
                     return Ok(response.map(Metered::new));
@@ -448,7 +460,7 @@ impl Observer {
                 shared.wake(shared.store.record_in(
                     Instant::now(),
                     &self.scope.resolve(),
-                    Signal::from_error(&error),
+                    shared.policy.classify_error(&error).gate,
                     self.probe,
                     self.sent_at,
                 ));
@@ -458,7 +470,7 @@ impl Observer {
     }
 }
 
-impl Drop for Observer {
+impl<P> Drop for Observer<P> {
     fn drop(&mut self) {
         let Some(shared) = self.shared.take() else {
             return;

@@ -3,6 +3,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tower_layer::Layer;
 
+use crate::classify::{Policy, Standard};
+
 use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake, WakeHandle};
 
 /// One rate-limit state per client, shared by every clone: it learns from every response and
@@ -32,6 +34,12 @@ use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake, Wake
 /// - A request whose wait would pass its [`Deadline`](crate::Deadline) fails at once with
 ///   [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited), carrying the wait.
 ///
+/// What a response or an error teaches the gate is the [`classify::Policy`](crate::classify)'s
+/// [`gate`](crate::classify::Classification::gate) judgement ([`Standard`] by default, the
+/// guide's: the list above); give the retry layer the same policy with
+/// [`classify`](Self::classify) on both, or once on the
+/// [`fireworks`](crate::fireworks::FireworksLayer::classify) preset.
+///
 /// Waiting happens in the response future, never in `poll_ready`, so the service stays
 /// `Clone` and works under axum's `Router` and tower's `Buffer` (unlike tower's `RateLimit`).
 ///
@@ -46,18 +54,23 @@ use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake, Wake
 /// # let _ = (chat, batch);
 /// ```
 #[derive(Debug, Clone)]
-pub struct RateLimitAware {
-    pub(super) shared: Arc<Shared>,
+pub struct RateLimitAware<P = Standard> {
+    pub(super) shared: Arc<Shared<P>>,
 }
 
-/// The state and the wake-ups, behind one `Arc`.
+/// The state, the wake-ups and the classification, behind one `Arc`.
 #[derive(Debug)]
-pub(super) struct Shared {
+pub(super) struct Shared<P: ?Sized = Standard> {
     pub(super) store: Arc<dyn RateLimitStore>,
     pub(super) notify: Arc<Notify>,
+    // Last: an `Arc<Shared<P>>` coerces to an `Arc<AnyShared>` for what needs no policy.
+    pub(super) policy: P,
 }
 
-impl Shared {
+/// The shared state with its policy type erased (a settling body holds one).
+pub(super) type AnyShared = Shared<dyn std::any::Any + Send + Sync>;
+
+impl<P: ?Sized> Shared<P> {
     pub(super) fn wake(&self, wake: Wake) {
         if wake == Wake::All {
             self.notify.notify_waiters();
@@ -88,8 +101,40 @@ impl RateLimitAware {
         let notify = Arc::new(Notify::new());
         store.attach(WakeHandle(notify.clone()));
         RateLimitAware {
-            shared: Arc::new(Shared { store, notify }),
+            shared: Arc::new(Shared {
+                store,
+                notify,
+                policy: Standard::new(),
+            }),
         }
+    }
+}
+
+impl<P> RateLimitAware<P> {
+    /// The same shared state, judging outcomes with `policy` (default [`Standard`]): a
+    /// response or error teaches the gate the policy's
+    /// [`gate`](crate::classify::Classification::gate) judgement.
+    ///
+    /// ```
+    /// use tower_reliability::{classify::{Policy, Standard}, RateLimitAware};
+    ///
+    /// // 500s are retried but do not trip the circuit breaker.
+    /// let gate = RateLimitAware::new().classify(Standard::new().not_for_breaker(500));
+    /// # let _ = gate;
+    /// ```
+    pub fn classify<Q: Policy>(self, policy: Q) -> RateLimitAware<Q> {
+        RateLimitAware {
+            shared: Arc::new(Shared {
+                store: self.shared.store.clone(),
+                notify: self.shared.notify.clone(),
+                policy,
+            }),
+        }
+    }
+
+    /// The policy that judges outcomes.
+    pub fn policy(&self) -> &P {
+        &self.shared.policy
     }
 
     /// The shared store.
@@ -98,13 +143,14 @@ impl RateLimitAware {
     }
 
     /// Whether two handles share one state.
-    pub fn shares_state_with(&self, other: &RateLimitAware) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+    pub fn shares_state_with<Q>(&self, other: &RateLimitAware<Q>) -> bool {
+        // The wake-ups are made once per state: clones and re-classified handles share them.
+        Arc::ptr_eq(&self.shared.notify, &other.shared.notify)
     }
 }
 
-impl<S> Layer<S> for RateLimitAware {
-    type Service = RateLimitService<S>;
+impl<S, P> Layer<S> for RateLimitAware<P> {
+    type Service = RateLimitService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimitService::new(inner, self.shared.clone())

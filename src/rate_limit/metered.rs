@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::{layer::Shared, Scope, TokenCharge, Usage};
+use super::{layer::AnyShared, Scope, TokenCharge, Usage};
 
 /// The bytes of a body's end kept to find its `usage`: a final SSE chunk or the end of a JSON
 /// completion fit many times over.
@@ -45,7 +45,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for Metered<B> {
 
 /// What settles one tapped body.
 pub(super) struct Tap {
-    shared: Arc<Shared>,
+    shared: Arc<AnyShared>,
     scope: Scope,
     sent_at: Instant,
     charged: TokenCharge,
@@ -54,7 +54,7 @@ pub(super) struct Tap {
 
 impl Tap {
     pub(super) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<AnyShared>,
         scope: Scope,
         sent_at: Instant,
         charged: TokenCharge,

@@ -12,6 +12,7 @@ use super::{
     ScopeSource, Ticket,
 };
 use crate::{
+    classify::{Policy, Standard},
     context::Deadline,
     error::{BoxError, Error},
     observe, Workload,
@@ -19,13 +20,13 @@ use crate::{
 
 /// The service made by [`RateLimitAware`](super::RateLimitAware).
 #[derive(Debug, Clone)]
-pub struct RateLimitService<S> {
+pub struct RateLimitService<S, P = Standard> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<P>>,
 }
 
-impl<S> RateLimitService<S> {
-    pub(super) fn new(inner: S, shared: Arc<Shared>) -> Self {
+impl<S, P> RateLimitService<S, P> {
+    pub(super) fn new(inner: S, shared: Arc<Shared<P>>) -> Self {
         RateLimitService { inner, shared }
     }
 
@@ -35,14 +36,15 @@ impl<S> RateLimitService<S> {
     }
 }
 
-impl<S, B, ResB> Service<Request<B>> for RateLimitService<S>
+impl<S, B, ResB, P> Service<Request<B>> for RateLimitService<S, P>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
+    P: Policy,
 {
     type Response = Response<Metered<ResB>>;
     type Error = Error;
-    type Future = RateLimitFuture<S, Request<B>>;
+    type Future = RateLimitFuture<S, Request<B>, P>;
 
     /// Only the inner service's readiness: waiting happens in the response future.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

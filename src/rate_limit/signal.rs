@@ -1,13 +1,13 @@
 //! What one response or error says about the server's capacity.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
 use super::Quota;
 use crate::{
-    error::{is_transport_failure, Error, ErrorKind, TimeoutPhase},
-    headers,
+    classify::{Policy, Standard},
+    error::Error,
 };
 
 const REMAINING_REQUESTS: http::HeaderName =
@@ -56,59 +56,51 @@ fn over_limit(headers: &HeaderMap) -> bool {
 }
 
 impl Signal {
-    /// Reads a response head.
+    /// Reads a response head, as [`Standard`] judges it (with the rate-limit headers of a
+    /// success read in full).
     pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Signal {
-        Signal::read(status, headers, true)
+        Signal::read(
+            Standard::new().classify_response(status, headers).gate,
+            headers,
+            true,
+        )
     }
 
-    /// Like [`from_response`](Self::from_response); on a success, the early signals (a low
-    /// token allowance, the over-limit flag: three more header lookups) only if `early`. The
-    /// layer reads them on every response while the gate is restricted, and on one in 16
-    /// otherwise: they describe a trend, and the success path stays at one lookup.
-    pub(crate) fn read(status: StatusCode, headers: &HeaderMap, early: bool) -> Signal {
-        if status.is_success() {
-            // The cheap common case: three header lookups, no parsing.
-            return match headers.get(&REMAINING_REQUESTS) {
-                Some(v) if v.as_bytes() == b"0" => match Quota::from_headers(headers) {
-                    Some(quota) if quota.refill_interval().is_some() => Signal::Exhausted(quota),
-                    _ => Signal::Healthy,
-                },
-                _ if !early => Signal::Healthy,
-                _ => match Quota::tokens_low(headers) {
-                    Some(tokens) => Signal::TokensLow(tokens),
-                    None if over_limit(headers) => Signal::OverLimit,
-                    None => Signal::Healthy,
-                },
-            };
+    /// Refines what a [`Policy`](crate::classify::Policy) said of a response: a
+    /// [`Healthy`](Signal::Healthy) answer is read for the server's rate-limit headers; the
+    /// early signals (a low token allowance, the over-limit flag: three more header lookups)
+    /// only if `early`. The layer reads them on every response while the gate is restricted,
+    /// and on one in 16 otherwise: they describe a trend, and the success path stays at one
+    /// lookup. Any other judgement is kept as it is.
+    pub(crate) fn read(judged: Signal, headers: &HeaderMap, early: bool) -> Signal {
+        if judged != Signal::Healthy {
+            return judged;
         }
-        let hint = || headers::retry_after(headers, SystemTime::now());
-        match status {
-            StatusCode::TOO_MANY_REQUESTS => Signal::Throttled { hint: hint() },
-            StatusCode::SERVICE_UNAVAILABLE => match hint() {
-                Some(hint) => Signal::Throttled { hint: Some(hint) },
-                None => Signal::Failing,
+        // The cheap common case: three header lookups, no parsing.
+        match headers.get(&REMAINING_REQUESTS) {
+            Some(v) if v.as_bytes() == b"0" => match Quota::from_headers(headers) {
+                Some(quota) if quota.refill_interval().is_some() => Signal::Exhausted(quota),
+                _ => Signal::Healthy,
             },
-            s if s.is_server_error() => Signal::Failing,
-            _ => Signal::Neutral,
+            _ if !early => Signal::Healthy,
+            _ => match Quota::tokens_low(headers) {
+                Some(tokens) => Signal::TokensLow(tokens),
+                None if over_limit(headers) => Signal::OverLimit,
+                None => Signal::Healthy,
+            },
         }
     }
 
-    /// Reads an error of an attempt.
+    /// Reads an error of an attempt, as [`Standard`] judges it.
     pub fn from_error(error: &Error) -> Signal {
-        match error.kind() {
-            ErrorKind::Connect | ErrorKind::Timeout(TimeoutPhase::Attempt) => Signal::Failing,
-            ErrorKind::Inner => match std::error::Error::source(error) {
-                Some(source) if is_transport_failure(source) => Signal::Failing,
-                _ => Signal::Neutral,
-            },
-            _ => Signal::Neutral,
-        }
+        Standard::new().classify_error(error).gate
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::TimeoutPhase;
 
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs

@@ -15,11 +15,11 @@ use tower_service::Service;
 
 use super::{
     body::{Collected, Collector},
-    classify::{RetryCause, Verdict},
     layer::RetryConfig,
     ReplayBody,
 };
 use crate::{
+    classify::{Policy, RetryCause, RetryDecision, Standard},
     context::{Deadline, Outcome, RetryContext, RetryReport, StopReason},
     error::{BoxError, Error, TimeoutPhase},
     headers, observe,
@@ -28,11 +28,11 @@ use crate::{
 
 pin_project! {
     /// The response future of [`RetryService`](super::RetryService).
-    pub struct RetryFuture<S, B, ResB>
+    pub struct RetryFuture<S, B, ResB, P = Standard>
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     {
-        tracker: Tracker,
+        tracker: Tracker<P>,
         #[pin]
         state: State<S::Future, ResB>,
         service: S,
@@ -43,7 +43,7 @@ pin_project! {
         deadline_watch: Option<Pin<Box<Sleep>>>,
     }
 
-    impl<S, B, ResB> PinnedDrop for RetryFuture<S, B, ResB>
+    impl<S, B, ResB, P> PinnedDrop for RetryFuture<S, B, ResB, P>
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     {
@@ -74,8 +74,8 @@ pin_project! {
 }
 
 /// The retry bookkeeping of one logical request.
-struct Tracker {
-    config: Arc<RetryConfig>,
+struct Tracker<P> {
+    config: Arc<RetryConfig<P>>,
     replay: Option<Replay>,
     attempt: u32,
     last_cost: u32,
@@ -90,7 +90,7 @@ struct Tracker {
     retry_cause: Option<RetryCause>,
 }
 
-impl Tracker {
+impl<P> Tracker<P> {
     /// The refund rule, in one place: a retry whose cost is reserved never left when it was
     /// not handed to the service below yet, or when a layer inside still holds a
     /// [`WaitGuard`](crate::context::WaitGuard) for it (see [`crate::context`], "The refund
@@ -173,11 +173,11 @@ impl SetAside {
     }
 }
 
-impl<S, B, ResB> RetryFuture<S, B, ResB>
+impl<S, B, ResB, P> RetryFuture<S, B, ResB, P>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
 {
-    fn new(service: S, config: Arc<RetryConfig>, state: State<S::Future, ResB>) -> Self {
+    fn new(service: S, config: Arc<RetryConfig<P>>, state: State<S::Future, ResB>) -> Self {
         RetryFuture {
             state,
             service,
@@ -201,7 +201,7 @@ where
     /// The body is in memory: send the first attempt now.
     pub(super) fn start(
         mut service: S,
-        config: Arc<RetryConfig>,
+        config: Arc<RetryConfig<P>>,
         parts: request::Parts,
         mut collector: Collector,
     ) -> Self {
@@ -220,7 +220,7 @@ where
     /// The body is over the replay cap: send it once, as a stream.
     pub(super) fn send_once(
         mut service: S,
-        config: Arc<RetryConfig>,
+        config: Arc<RetryConfig<P>>,
         parts: request::Parts,
         mut collector: Collector,
         body: B,
@@ -239,7 +239,7 @@ where
     /// The body is not ready yet: read it in the future, then ready `service` (unreadied).
     pub(super) fn buffering(
         service: S,
-        config: Arc<RetryConfig>,
+        config: Arc<RetryConfig<P>>,
         parts: request::Parts,
         collector: Collector,
         body: B,
@@ -256,14 +256,14 @@ where
     }
 
     /// The body failed before any attempt.
-    pub(super) fn failed(service: S, config: Arc<RetryConfig>, error: Error) -> Self {
+    pub(super) fn failed(service: S, config: Arc<RetryConfig<P>>, error: Error) -> Self {
         let mut this = Self::new(service, config, State::Failed { error: Some(error) });
         this.tracker.in_flight = false;
         this
     }
 }
 
-impl<S, B, ResB> Future for RetryFuture<S, B, ResB>
+impl<S, B, ResB, P> Future for RetryFuture<S, B, ResB, P>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
@@ -271,6 +271,7 @@ where
     B::Error: Into<BoxError>,
     ResB: Body + Unpin,
     ResB::Error: Into<BoxError>,
+    P: Policy,
 {
     type Output = Output<ResB>;
 
@@ -326,9 +327,9 @@ enum Next<F, ResB> {
 }
 
 /// Step: once a response is set aside, the deadline hands it back (rather than a timeout).
-fn watch_deadline<ResB>(
+fn watch_deadline<P: Policy, ResB>(
     watch: &mut Option<Pin<Box<Sleep>>>,
-    tracker: &mut Tracker,
+    tracker: &mut Tracker<P>,
     cx: &mut Context<'_>,
 ) -> Option<Response<ReplayBody<ResB>>> {
     let fired = watch.as_mut()?.as_mut().poll(cx).is_ready();
@@ -340,10 +341,10 @@ fn watch_deadline<ResB>(
 }
 
 /// Step `Buffering`: read the request body, ready the service, send the first attempt.
-fn poll_buffering<S, B, ResB>(
+fn poll_buffering<P: Policy, S, B, ResB>(
     pending: &mut Option<Box<Pending<B>>>,
     service: &mut S,
-    tracker: &mut Tracker,
+    tracker: &mut Tracker<P>,
     cx: &mut Context<'_>,
 ) -> Poll<Next<S::Future, ResB>>
 where
@@ -398,9 +399,9 @@ where
 
 /// Step `Draining`: set a retryable response's body aside, then ready the next attempt; hand
 /// the response back as it is when it is too large or too slow to set aside.
-fn poll_draining<F, ResB>(
+fn poll_draining<P: Policy, F, ResB>(
     drain: Pin<&mut Drain<ResB>>,
-    tracker: &mut Tracker,
+    tracker: &mut Tracker<P>,
     deadline_watch: &mut Option<Pin<Box<Sleep>>>,
     cx: &mut Context<'_>,
 ) -> Poll<Next<F, ResB>>
@@ -456,9 +457,9 @@ where
 }
 
 /// Step `Readying`: ready the service below, then send the next attempt.
-fn poll_readying<S, B, ResB>(
+fn poll_readying<P: Policy, S, B, ResB>(
     service: &mut S,
-    tracker: &mut Tracker,
+    tracker: &mut Tracker<P>,
     cx: &mut Context<'_>,
 ) -> Poll<Next<S::Future, ResB>>
 where
@@ -480,7 +481,7 @@ where
     Poll::Ready(Next::Go(State::Attempting { future }))
 }
 
-impl Tracker {
+impl<P: Policy> Tracker<P> {
     /// Step `Attempting`, once the attempt has an outcome: done, or set the response's body
     /// aside (`Draining`), or ready the next attempt (`Readying`).
     fn after_attempt<F, ResB, E>(&mut self, result: Result<Response<ResB>, E>) -> Next<F, ResB>
@@ -515,7 +516,7 @@ impl Tracker {
 
 type Retryable<ResB> = (response::Parts, ResB);
 
-impl Tracker {
+impl<P> Tracker<P> {
     /// Polls the attempt in flight. A retry may be handed on from inside that poll (a backoff
     /// or a gate below sends it once its wait is over): its body is published then too.
     fn poll_attempt<F: Future>(
@@ -544,12 +545,20 @@ impl Tracker {
     fn on_response<ResB>(
         &mut self,
         response: Response<ResB>,
-    ) -> Result<Response<ReplayBody<ResB>>, Retryable<ResB>> {
+    ) -> Result<Response<ReplayBody<ResB>>, Retryable<ResB>>
+    where
+        P: Policy,
+    {
         let status = response.status();
         self.settle_attempt();
         observe::attempt_response(self.attempt, status);
-        match self.config.classifier.response(status, response.headers()) {
-            Verdict::Final => {
+        match self
+            .config
+            .policy
+            .classify_response(status, response.headers())
+            .retry
+        {
+            RetryDecision::Final => {
                 // The AWS standard: only a success gives tokens back, and only the last
                 // retry's cost (or 1 when it needed no retry).
                 if status.is_success() {
@@ -558,11 +567,11 @@ impl Tracker {
                 }
                 Ok(self.finish(response))
             }
-            Verdict::ServerSaidNo => {
+            RetryDecision::ServerSaidNo => {
                 self.stop(StopReason::ServerSaidNo);
                 Ok(self.finish(response))
             }
-            Verdict::Retry(cause) => {
+            RetryDecision::Retry(cause) => {
                 if let Err(reason) = self.reserve_retry(cause) {
                     self.stop(reason);
                     return Ok(self.finish(response));
@@ -576,10 +585,10 @@ impl Tracker {
     }
 
     /// An attempt failed: the final outcome (`Some`), or `None` to retry.
-    fn on_error<ResB>(
-        &mut self,
-        error: Error,
-    ) -> Option<Result<Response<ReplayBody<ResB>>, Error>> {
+    fn on_error<ResB>(&mut self, error: Error) -> Option<Result<Response<ReplayBody<ResB>>, Error>>
+    where
+        P: Policy,
+    {
         if self.attempt > 1 && (error.not_sent_reason().is_some() || self.waiting_inside()) {
             // The retry never left: a layer inside refused it, or failed it (a foreign
             // timeout between ours) while still holding it. Hand back what we had.
@@ -598,7 +607,7 @@ impl Tracker {
                 return Some(Ok(self.report(set_aside.into_response())));
             }
         }
-        let Some(cause) = self.config.classifier.error(&error) else {
+        let RetryDecision::Retry(cause) = self.config.policy.classify_error(&error).retry else {
             return Some(Err(self.fail(error)));
         };
         if let Err(reason) = self.reserve_retry(cause) {

@@ -2,7 +2,8 @@ use std::{sync::Arc, time::Duration};
 
 use tower_layer::Layer;
 
-use super::{classify::Classifier, RetryBudget, RetryService, StatusSet};
+use super::{RetryBudget, RetryService, StatusSet};
+use crate::classify::{Policy, Standard};
 
 /// Re-issues a request when the outcome says another attempt can help.
 ///
@@ -14,6 +15,12 @@ use super::{classify::Classifier, RetryBudget, RetryService, StatusSet};
 ///   [`TimeoutPhase::Attempt`](crate::TimeoutPhase::Attempt), so a gateway answers 504 when
 ///   every attempt timed out, not 502);
 /// - any response with `x-should-retry: true`.
+///
+/// That is the guide, [`classify::Standard`](crate::classify::Standard); the retry decision is
+/// the [`retry`](crate::classify::Classification::retry) judgement of a
+/// [`classify::Policy`](crate::classify::Policy), set with [`classify`](Self::classify) (the
+/// knobs below adjust `Standard`). Give [`RateLimitAware`](crate::RateLimitAware) the same
+/// policy, so both layers judge an outcome alike.
 ///
 /// Never retried: 400, 401, 404, 422 and every other status outside the set; a response with
 /// `x-should-retry: false`; a total-deadline timeout; a stream already handed to the caller (the
@@ -86,13 +93,13 @@ use super::{classify::Classifier, RetryBudget, RetryService, StatusSet};
 ///     .replay_cap(1 << 20);
 /// ```
 #[derive(Debug, Clone)]
-pub struct RetryOnStatus {
-    pub(super) config: RetryConfig,
+pub struct RetryOnStatus<P = Standard> {
+    pub(super) config: RetryConfig<P>,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct RetryConfig {
-    pub(crate) classifier: Classifier,
+pub(crate) struct RetryConfig<P = Standard> {
+    pub(crate) policy: P,
     pub(crate) max_attempts: u32,
     pub(crate) replay_cap: usize,
     pub(crate) drain_cap: usize,
@@ -105,7 +112,7 @@ impl Default for RetryOnStatus {
     fn default() -> Self {
         RetryOnStatus {
             config: RetryConfig {
-                classifier: Classifier::default(),
+                policy: Standard::new(),
                 max_attempts: 5,
                 replay_cap: 16 * 1024 * 1024,
                 drain_cap: 64 * 1024,
@@ -122,40 +129,79 @@ impl RetryOnStatus {
         Self::default()
     }
 
-    /// The total number of attempts, the first included (default 5; at least 1).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.config.max_attempts = attempts.max(1);
-        self
-    }
-
     /// The statuses to retry (default [`StatusSet::GUIDE`]).
     pub fn statuses(mut self, statuses: StatusSet) -> Self {
-        self.config.classifier.statuses = statuses;
+        self.config.policy = self.config.policy.statuses(statuses);
         self
     }
 
     /// Whether a response's `x-should-retry: true|false` overrides the status (default `true`).
     pub fn honour_should_retry(mut self, honour: bool) -> Self {
-        self.config.classifier.honour_should_retry = honour;
+        self.config.policy = self.config.policy.honour_should_retry(honour);
         self
     }
 
     /// Whether to retry failures that never reached the server (default `true`).
     pub fn retry_connect_errors(mut self, retry: bool) -> Self {
-        self.config.classifier.retry_connect = retry;
+        self.config.policy = self.config.policy.retry_connect_errors(retry);
         self
     }
 
     /// Whether to retry connections lost after sending, before a response (default `true`, as
     /// the OpenAI SDK does; the server may have seen the request).
     pub fn retry_transport_errors(mut self, retry: bool) -> Self {
-        self.config.classifier.retry_transport = retry;
+        self.config.policy = self.config.policy.retry_transport_errors(retry);
         self
     }
 
     /// Whether to retry per-attempt timeouts (default `true`).
     pub fn retry_attempt_timeouts(mut self, retry: bool) -> Self {
-        self.config.classifier.retry_attempt_timeout = retry;
+        self.config.policy = self.config.policy.retry_attempt_timeouts(retry);
+        self
+    }
+}
+
+impl<P> RetryOnStatus<P> {
+    /// Judges outcomes with `policy` instead (default [`Standard`], as adjusted by the knobs
+    /// above): the layer retries what its
+    /// [`retry`](crate::classify::Classification::retry) judgement says.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_reliability::{classify::{Policy, Standard}, RetryOnStatus};
+    ///
+    /// let retry = RetryOnStatus::new().classify(Standard::new().retry_also(StatusCode::REQUEST_TIMEOUT));
+    /// # let _ = retry;
+    /// ```
+    pub fn classify<Q: Policy>(self, policy: Q) -> RetryOnStatus<Q> {
+        let RetryConfig {
+            policy: _,
+            max_attempts,
+            replay_cap,
+            drain_cap,
+            drain_timeout,
+            budget,
+        } = self.config;
+        RetryOnStatus {
+            config: RetryConfig {
+                policy,
+                max_attempts,
+                replay_cap,
+                drain_cap,
+                drain_timeout,
+                budget,
+            },
+        }
+    }
+
+    /// The policy that judges outcomes.
+    pub fn policy(&self) -> &P {
+        &self.config.policy
+    }
+
+    /// The total number of attempts, the first included (default 5; at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts.max(1);
         self
     }
 
@@ -189,8 +235,8 @@ impl RetryOnStatus {
     }
 }
 
-impl<S> Layer<S> for RetryOnStatus {
-    type Service = RetryService<S>;
+impl<S, P: Clone> Layer<S> for RetryOnStatus<P> {
+    type Service = RetryService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RetryService::new(inner, Arc::new(self.config.clone()))

@@ -18,14 +18,13 @@
 
 mod body;
 mod budget;
-mod classify;
 mod future;
 mod layer;
 mod service;
 
+pub use crate::classify::{RetryCause, StatusSet};
 pub use body::ReplayBody;
 pub use budget::RetryBudget;
-pub use classify::{RetryCause, StatusSet};
 pub use future::RetryFuture;
 pub use layer::RetryOnStatus;
 pub use service::RetryService;

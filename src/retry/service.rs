@@ -13,17 +13,20 @@ use super::{
     layer::RetryConfig,
     ReplayBody,
 };
-use crate::error::{BoxError, Error};
+use crate::{
+    classify::{Policy, Standard},
+    error::{BoxError, Error},
+};
 
 /// The service made by [`RetryOnStatus`](super::RetryOnStatus).
 #[derive(Debug, Clone)]
-pub struct RetryService<S> {
+pub struct RetryService<S, P = Standard> {
     inner: S,
-    config: Arc<RetryConfig>,
+    config: Arc<RetryConfig<P>>,
 }
 
-impl<S> RetryService<S> {
-    pub(crate) fn new(inner: S, config: Arc<RetryConfig>) -> Self {
+impl<S, P> RetryService<S, P> {
+    pub(crate) fn new(inner: S, config: Arc<RetryConfig<P>>) -> Self {
         RetryService { inner, config }
     }
 
@@ -33,8 +36,9 @@ impl<S> RetryService<S> {
     }
 }
 
-impl<S, B, ResB> Service<Request<B>> for RetryService<S>
+impl<S, B, ResB, P> Service<Request<B>> for RetryService<S, P>
 where
+    P: Policy,
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     B: Body + Unpin,
@@ -44,7 +48,7 @@ where
 {
     type Response = Response<ReplayBody<ResB>>;
     type Error = Error;
-    type Future = RetryFuture<S, B, ResB>;
+    type Future = RetryFuture<S, B, ResB, P>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Error::from_inner)
