@@ -1,232 +1,114 @@
-//! Just enough JSON reading to find a few fields in a document — a job's status, a chat
-//! request's model and limits, a response's `usage` — without a JSON library (the crate's core
-//! has none, and these few fields do not need a parse of the whole document).
+//! Reading a few members of a JSON object — a job's status, a chat request's model and limits,
+//! a response's `usage` — with `serde_json`, without building the document.
 //!
-//! Total over any input: it never panics, never recurses, never allocates more than the strings
-//! it returns, and answers `None` for anything it cannot read. It does not validate the parts of
-//! a document it skips: it only needs to find where they end.
+//! [`members`] walks the top-level object once: the members asked for are handed over as
+//! borrowed [`RawValue`]s (no copy), every other member is skipped with [`IgnoredAny`] (nothing
+//! allocated for it). The whole input must be one JSON object (whitespace around it and a UTF-8
+//! byte order mark are tolerated); anything else, cut short or nested deeper than `serde_json`'s
+//! recursion limit (128) is `None`, never a panic.
+//!
+//! Values are interpreted from their raw text by [`string`] and [`number`], so that a number
+//! `serde_json` would refuse to read as an `f64` (`1e999`) is a member that says nothing usable,
+//! not a document that cannot be read.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, fmt};
 
-/// A position in a JSON text.
-pub(crate) struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+use serde::de::{DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Calls `each(index, value)` for every top-level member of the JSON object in `bytes` whose key
+/// is `names[index]`, in document order (so the last occurrence of a member is seen last).
+/// `None` when `bytes` is not one complete JSON object.
+pub(crate) fn members<'de>(
+    bytes: &'de [u8],
+    names: &'static [&'static str],
+    each: impl FnMut(usize, &'de RawValue),
+) -> Option<()> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.deserialize_map(Members { names, each }).ok()?;
+    de.end().ok()
 }
 
-impl<'a> Cursor<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        // A UTF-8 byte order mark is tolerated, as most JSON readers do.
-        let start = if bytes.starts_with(b"\xEF\xBB\xBF") {
-            3
-        } else {
-            0
-        };
-        Cursor { bytes, pos: start }
+/// A string value, its escapes decoded (borrowed when it has none); `None` for other values.
+pub(crate) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    match serde_json::from_str::<&str>(text) {
+        Ok(borrowed) => Some(Cow::Borrowed(borrowed)),
+        Err(_) => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+    }
+}
+
+/// A number value as a finite `f64`; `None` for other values and for numbers out of range.
+pub(crate) fn number(raw: &RawValue) -> Option<f64> {
+    let text = raw.get();
+    // The document was read by serde_json, so a value starting so is a number in JSON's grammar
+    // (which `f64::from_str` reads, as it reads `inf` and `NaN` that JSON has not).
+    if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// Whether the value is an object (to be read with [`members`]).
+pub(crate) fn is_object(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
+}
+
+/// A non-negative count that fits a `u32` (larger counts saturate), or `None` for anything else.
+pub(crate) fn count(raw: &RawValue) -> Option<u32> {
+    let n = number(raw)?;
+    (n >= 0.0).then(|| n.min(f64::from(u32::MAX)) as u32)
+}
+
+struct Members<F> {
+    names: &'static [&'static str],
+    each: F,
+}
+
+impl<'de, F: FnMut(usize, &'de RawValue)> Visitor<'de> for Members<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
     }
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn bump(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.pos += 1;
-        Some(byte)
-    }
-
-    fn skip_ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
-    }
-
-    /// Consumes `byte` (after whitespace) if it is next.
-    fn eat(&mut self, byte: u8) -> bool {
-        self.skip_ws();
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether the next value (after whitespace) starts with `byte`, without consuming it.
-    pub(crate) fn at(&mut self, byte: u8) -> bool {
-        self.skip_ws();
-        self.peek() == Some(byte)
-    }
-
-    /// Calls `field(key, cursor)` for every member of the object that comes next; `field` must
-    /// consume the value (or leave it for [`skip_value`](Self::skip_value) by returning
-    /// `Ok(false)`). `None` if no complete object comes next.
-    pub(crate) fn object(
-        &mut self,
-        mut field: impl FnMut(&str, &mut Self) -> Option<bool>,
-    ) -> Option<()> {
-        if !self.eat(b'{') {
-            return None;
-        }
-        if self.eat(b'}') {
-            return Some(());
-        }
-        loop {
-            self.skip_ws();
-            let key = self.string()?;
-            if !self.eat(b':') {
-                return None;
-            }
-            if !field(&key, self)? {
-                self.skip_value()?;
-            }
-            if self.eat(b',') {
-                continue;
-            }
-            return self.eat(b'}').then_some(());
-        }
-    }
-
-    /// Reads a string value (after whitespace), decoding escapes.
-    pub(crate) fn string(&mut self) -> Option<Cow<'a, str>> {
-        if !self.eat(b'"') {
-            return None;
-        }
-        let start = self.pos;
-        // Fast path: no escapes, borrow.
-        loop {
-            match self.bump()? {
-                b'"' => {
-                    let raw = self.bytes.get(start..self.pos - 1)?;
-                    return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
-                }
-                b'\\' => break,
-                byte if byte < 0x20 => return None,
-                _ => {}
-            }
-        }
-        let mut out = String::from_utf8(self.bytes.get(start..self.pos - 1)?.to_vec()).ok()?;
-        self.pos -= 1;
-        loop {
-            let run_start = self.pos;
-            loop {
-                match self.peek()? {
-                    b'"' | b'\\' => break,
-                    byte if byte < 0x20 => return None,
-                    _ => self.pos += 1,
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(index) = map.next_key_seed(Key(self.names))? {
+            match index {
+                Some(index) => (self.each)(index, map.next_value::<&'de RawValue>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
-            out.push_str(std::str::from_utf8(self.bytes.get(run_start..self.pos)?).ok()?);
-            if self.bump()? == b'"' {
-                return Some(Cow::Owned(out));
-            }
-            let decoded = match self.bump()? {
-                b'"' => '"',
-                b'\\' => '\\',
-                b'/' => '/',
-                b'b' => '\u{8}',
-                b'f' => '\u{c}',
-                b'n' => '\n',
-                b'r' => '\r',
-                b't' => '\t',
-                b'u' => self.unicode_escape()?,
-                _ => return None,
-            };
-            out.push(decoded);
         }
+        Ok(())
+    }
+}
+
+/// A key, read as its index in a list of names (no allocation, escapes or not).
+struct Key(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Option<usize>, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
     }
 
-    /// The rest of a `\uXXXX` escape (and its low surrogate, if it is a high one).
-    fn unicode_escape(&mut self) -> Option<char> {
-        let first = self.hex4()?;
-        if (0xD800..0xDC00).contains(&first) {
-            if self.bump()? != b'\\' || self.bump()? != b'u' {
-                return None;
-            }
-            let second = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&second) {
-                return None;
-            }
-            char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
-        } else {
-            char::from_u32(first)
-        }
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let digits = self.bytes.get(self.pos..self.pos + 4)?;
-        self.pos += 4;
-        digits.iter().try_fold(0u32, |acc, &d| {
-            let value = (d as char).to_digit(16)?;
-            Some(acc * 16 + value)
-        })
-    }
-
-    /// Reads a number value (after whitespace): a finite `f64` written in JSON's grammar. On
-    /// `None` nothing is consumed, so the value can still be skipped.
-    pub(crate) fn number(&mut self) -> Option<f64> {
-        self.skip_ws();
-        let start = self.pos;
-        while matches!(
-            self.peek(),
-            Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-        ) {
-            self.pos += 1;
-        }
-        let number = self
-            .bytes
-            .get(start..self.pos)
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            // `f64::from_str` also takes `inf`, `NaN` and a leading `+`; JSON does not, and the
-            // loop above never lets letters other than `e` through.
-            .filter(|text| !text.is_empty() && !text.starts_with('+'))
-            .and_then(|text| text.parse::<f64>().ok())
-            .filter(|n| n.is_finite());
-        if number.is_none() {
-            self.pos = start;
-        }
-        number
-    }
-
-    /// Skips the value that comes next (after whitespace), whatever it is.
-    pub(crate) fn skip_value(&mut self) -> Option<()> {
-        self.skip_ws();
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' | b'[' => {
-                // Count brackets, stepping over strings: no recursion, so no depth limit needed.
-                let mut depth = 0usize;
-                loop {
-                    match self.peek()? {
-                        b'"' => {
-                            self.string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth = depth.checked_sub(1)?;
-                            if depth == 0 {
-                                self.pos += 1;
-                                return Some(());
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.pos += 1;
-                }
-            }
-            _ => {
-                // A number, `true`, `false` or `null`: up to the next delimiter.
-                let start = self.pos;
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                ) {
-                    self.pos += 1;
-                }
-                (self.pos > start).then_some(())
-            }
-        }
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|name| *name == key))
     }
 }
 
@@ -234,14 +116,12 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
 
-    fn fields(text: &str) -> Option<Vec<(String, String)>> {
+    /// The string members named `a`, `b`, `k`, in document order.
+    fn fields(text: &str) -> Option<Vec<(usize, String)>> {
         let mut out = Vec::new();
-        Cursor::new(text.as_bytes()).object(|key, cursor| {
-            if cursor.at(b'"') {
-                out.push((key.to_owned(), cursor.string()?.into_owned()));
-                Some(true)
-            } else {
-                Some(false)
+        members(text.as_bytes(), &["a", "b", "k"], |i, raw| {
+            if let Some(s) = string(raw) {
+                out.push((i, s.into_owned()));
             }
         })?;
         Some(out)
@@ -255,16 +135,17 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("b".to_owned(), "v\"\\/\n\u{e9}\u{1F600}".to_owned()),
-                ("k".to_owned(), "w".to_owned())
+                (1, "v\"\\/\n\u{e9}\u{1F600}".to_owned()),
+                (2, "w".to_owned())
             ]
         );
         assert_eq!(fields("{}").unwrap(), []);
         assert_eq!(fields("\u{feff}{\"a\":\"b\"}").unwrap().len(), 1);
+        assert_eq!(fields(r#"{"\u0061":"escaped key"}"#).unwrap().len(), 1);
     }
 
     #[test]
-    fn refuses_what_it_cannot_read() {
+    fn refuses_what_is_not_one_json_object() {
         for bad in [
             "",
             "[]",
@@ -275,22 +156,35 @@ mod tests {
             "{\"a\":\"b\"",
             "{\"a\":\"b\",}",
             "{\"a\":\"\\x\"}",
-            "{\"a\":\"\\ud83d\"}",
             "{\"a\":\"\\u12\"}",
             "{\"a\":\"tab\there\"}",
             "{\"a\":[1,2}",
             "{\"a\":{\"b\":1]]}",
+            "{\"x\":tru,\"a\":\"b\"}",
+            "{\"a\":\"b\"} trailing",
         ] {
             assert_eq!(fields(bad), None, "{bad:?}");
         }
+        // Skipped and raw values are scanned without recursion: deep nesting is no stack risk.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(fields(&deep), Some(vec![]));
     }
 
     #[test]
     fn numbers_are_json_numbers_and_finite() {
-        let number = |t: &str| Cursor::new(t.as_bytes()).number();
-        assert_eq!(number(" 42"), Some(42.0));
-        assert_eq!(number("-0.5e1"), Some(-5.0));
-        for bad in ["", "+1", "NaN", "inf", "1e999", "--1", "."] {
+        let number = |t: &str| {
+            let mut got = None;
+            members(format!("{{\"n\":{t}}}").as_bytes(), &["n"], |_, raw| {
+                got = number(raw)
+            })
+            .map(|()| got)
+        };
+        assert_eq!(number(" 42"), Some(Some(42.0)));
+        assert_eq!(number("-0.5e1"), Some(Some(-5.0)));
+        assert_eq!(number("1e999"), Some(None), "out of range: no number");
+        assert_eq!(number("\"1\""), Some(None));
+        assert_eq!(number("null"), Some(None));
+        for bad in ["", "+1", "NaN", "inf", "--1", "."] {
             assert_eq!(number(bad), None, "{bad:?}");
         }
     }
@@ -308,8 +202,9 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| alphabet[rng.usize(0..alphabet.len())])
                 .collect();
-            let mut cursor = Cursor::new(&bytes);
-            let _ = cursor.object(|_, c| c.skip_value().map(|()| true));
+            let _ = members(&bytes, &["a"], |_, raw| {
+                let _ = (string(raw), number(raw), count(raw));
+            });
         }
     }
 }

@@ -1,18 +1,18 @@
 //! [`fireworks_json`]: the ready-made interpreter for Fireworks-style job documents.
 //!
-//! Why not a JSON library: the crate's core depends on none, and a poller must not pull one in
-//! for two fields. Why not a naive substring search: `"state"` may appear inside another string
-//! or a nested object, keys come in any order with any whitespace, and strings carry escapes. So
-//! this reads the top-level object properly, with a small total scanner, and skips everything
-//! it does not need.
+//! Why not a naive substring search: `"state"` may appear inside another string or a nested
+//! object, keys come in any order with any whitespace, and strings carry escapes. So this reads
+//! the top-level object properly with `serde_json` (`crate::json`), skipping every member it
+//! does not need without building it.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use bytes::Bytes;
 use http::response::Parts;
+use serde_json::value::RawValue;
 
 use super::status::{JobState, JobStatus};
-use crate::json::Cursor;
+use crate::json;
 
 /// Reads a job-status document shaped like Fireworks' (`GET
 /// /v1/accounts/{account}/batchInferenceJobs/{id}` and friends) into a [`JobStatus`].
@@ -28,10 +28,11 @@ use crate::json::Cursor;
 ///
 /// Limits, by design: members of nested objects other than the progress object are not read;
 /// a member given twice counts as given once, by its last occurrence; the document's other
-/// parts are skipped, not validated. The body is kept in [`JobStatus::body`] for whatever else
+/// parts are skipped (checked as JSON, not built). The body is kept in [`JobStatus::body`] for whatever else
 /// you need from it.
 ///
-/// Errors: the body is not a complete JSON object, or it names no state.
+/// Errors: the body is not one complete JSON object (nothing but whitespace after it), or it
+/// names no state.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -52,43 +53,19 @@ pub fn fireworks_json(parts: &Parts, body: &Bytes) -> Result<JobStatus, JsonStat
     let mut status = None;
     let mut progress = None;
     let mut job_progress = None;
-    let mut cursor = Cursor::new(body);
-    cursor
-        .object(|key, cursor| {
-            match key {
-                "state" if cursor.at(b'"') => state = Some(cursor.string()?.into_owned()),
-                "status" if cursor.at(b'"') => status = Some(cursor.string()?.into_owned()),
-                "progress" if cursor.at(b'{') => progress = percent(cursor)?,
-                "progress" if !cursor.at(b'"') && !cursor.at(b'[') => {
-                    progress = cursor.number();
-                    if progress.is_none() {
-                        return Some(false);
-                    }
-                }
-                "jobProgress" if cursor.at(b'{') => job_progress = percent(cursor)?,
-                // A member given again with a value of another type: the last occurrence
-                // counts, and it says nothing usable.
-                "state" => {
-                    state = None;
-                    return Some(false);
-                }
-                "status" => {
-                    status = None;
-                    return Some(false);
-                }
-                "progress" => {
-                    progress = None;
-                    return Some(false);
-                }
-                "jobProgress" => {
-                    job_progress = None;
-                    return Some(false);
-                }
-                _ => return Some(false),
-            }
-            Some(true)
-        })
-        .ok_or(JsonStatusError::NotAnObject)?;
+    // The last occurrence of a member counts; a value of another type says nothing usable.
+    json::members(
+        body,
+        &["state", "status", "progress", "jobProgress"],
+        |index, raw| match index {
+            0 => state = json::string(raw).map(Cow::into_owned),
+            1 => status = json::string(raw).map(Cow::into_owned),
+            2 if json::is_object(raw) => progress = percent(raw),
+            2 => progress = json::number(raw),
+            _ => job_progress = json::is_object(raw).then(|| percent(raw)).flatten(),
+        },
+    )
+    .ok_or(JsonStatusError::NotAnObject)?;
     let raw_state = state.or(status).ok_or(JsonStatusError::NoState)?;
     let mut job =
         JobStatus::new(JobState::from_name(&raw_state), raw_state).with_body(body.clone());
@@ -96,25 +73,13 @@ pub fn fireworks_json(parts: &Parts, body: &Bytes) -> Result<JobStatus, JsonStat
     Ok(job)
 }
 
-/// The `percent` member of the object that comes next, if it is a finite number; the whole
-/// object is consumed. `None` (outer) when the object cannot be read.
-fn percent(cursor: &mut Cursor<'_>) -> Option<Option<f64>> {
+/// The `percent` member of an object, if its last occurrence is a finite number.
+fn percent(object: &RawValue) -> Option<f64> {
     let mut found = None;
-    cursor.object(|key, cursor| {
-        if key != "percent" {
-            return Some(false);
-        }
-        // The last occurrence counts: a later `percent` that is not a number clears an earlier
-        // one (and is skipped by the caller).
-        if cursor.at(b'"') || cursor.at(b'{') || cursor.at(b'[') {
-            found = None;
-            return Some(false);
-        }
-        found = cursor.number();
-        // A non-number scalar (`null`) was not consumed: let the caller skip it.
-        Some(found.is_some())
+    json::members(object.get().as_bytes(), &["percent"], |_, raw| {
+        found = json::number(raw);
     })?;
-    Some(found)
+    found
 }
 
 /// Why [`fireworks_json`] could not read a body.
@@ -220,6 +185,31 @@ mod tests {
         let huge = read(r#"{"progress":1e999,"state":"RUNNING","jobProgress":{"percent":-1e999}}"#)
             .unwrap();
         assert_eq!((huge.state, huge.progress), (JobState::Running, None));
+    }
+
+    /// Regression: a body that is not one JSON object (bad grammar in a member that is not
+    /// read, or something after the object) is an error, as `serde_json` says; the hand-written
+    /// scanner skipped such parts unvalidated and read a state from them.
+    #[test]
+    fn a_body_that_is_not_one_json_object_is_refused_wherever_it_is_broken() {
+        for bad in [
+            r#"{"x":tru,"state":"JOB_STATE_RUNNING"}"#,
+            r#"{"x":[1,}],"state":"JOB_STATE_RUNNING"}"#,
+            r#"{"state":"JOB_STATE_RUNNING"} <html>"#,
+            r#"{"state":"JOB_STATE_RUNNING"}{"state":"JOB_STATE_FAILED"}"#,
+        ] {
+            assert_eq!(
+                read(bad).unwrap_err(),
+                JsonStatusError::NotAnObject,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            read("\u{feff}{\"state\":\"JOB_STATE_RUNNING\"}\r\n")
+                .unwrap()
+                .state,
+            JobState::Running
+        );
     }
 
     #[test]

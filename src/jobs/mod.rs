@@ -36,8 +36,8 @@
 //!
 //! Reading the status is yours to define (`Fn(&Parts, &Bytes) -> Result<JobStatus, E>`), with
 //! [`fireworks_json`] ready-made for Fireworks' (and OpenAI's) batch documents. It reads only the
-//! state and the progress with a small built-in scanner, because the crate's core carries no
-//! JSON library; see its docs for the limits, and [`JobStatus::body`] for the rest.
+//! state and the progress (with `serde_json`, skipping the rest unbuilt); see its docs for the
+//! limits, and [`JobStatus::body`] for the rest.
 //!
 //! # Example
 //!

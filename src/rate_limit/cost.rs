@@ -8,13 +8,14 @@
 //! typical value) for the output — and settles the estimate when the response's `usage`
 //! arrives, as OpenAI's and Fireworks' own accounting does.
 //!
-//! Reading is total (never panics, bounded work, `None` for anything it cannot read) and
-//! looks at top-level members only: a decoy `"model"` inside a message is never read.
+//! Reading is total (never panics, bounded work, `None` for anything that is not one JSON
+//! object), is done by `serde_json` without building the document, and looks at top-level
+//! members only: a decoy `"model"` inside a message is never read.
 
 use std::sync::Arc;
 
 use super::TokenCharge;
-use crate::json::Cursor;
+use crate::json;
 
 /// What the gate needs to know of a request before it goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,38 +37,23 @@ impl RequestShape {
         };
         let mut max_tokens = None;
         let mut max_completion = None;
-        let mut cursor = Cursor::new(body);
-        let read = cursor.object(|key, cursor| {
-            // The last occurrence of a member counts, as in serde_json.
-            let consumed = match key {
-                "model" if cursor.at(b'"') => {
-                    shape.model = Some(Arc::from(cursor.string()?.as_ref()));
-                    true
-                }
-                "model" => {
-                    shape.model = None;
-                    false
-                }
-                "max_tokens" => {
-                    max_tokens = count(cursor);
-                    max_tokens.is_some()
-                }
-                "max_completion_tokens" => {
-                    max_completion = count(cursor);
-                    max_completion.is_some()
-                }
-                _ => false,
-            };
-            // What was not consumed (another member, a value of another type) is skipped.
-            Some(consumed)
-        });
+        let mut model = None;
+        // The last occurrence of a member counts, as in serde_json; a value of another type
+        // clears it.
+        let read = json::members(
+            body,
+            &["model", "max_tokens", "max_completion_tokens"],
+            |index, raw| match index {
+                0 => model = json::string(raw).map(|m| Arc::from(m.as_ref())),
+                1 => max_tokens = json::count(raw),
+                _ => max_completion = json::count(raw),
+            },
+        );
         if read.is_none() {
             // Not one JSON object (or cut short): what was read of it is not trusted.
-            return RequestShape {
-                body_bytes: body.len(),
-                ..RequestShape::default()
-            };
+            return shape;
         }
+        shape.model = model;
         shape.max_output = max_completion.or(max_tokens);
         shape
     }
@@ -132,44 +118,26 @@ impl Usage {
             .find_map(Usage::from_object)
     }
 
-    fn from_object(json: &[u8]) -> Option<Usage> {
+    fn from_object(body: &[u8]) -> Option<Usage> {
         let mut usage = None;
-        Cursor::new(json).object(|key, cursor| {
-            if key != "usage" || !cursor.at(b'{') {
-                return Some(false);
+        json::members(body, &["usage"], |_, raw| {
+            // A `usage` that is not an object is skipped (an earlier one stands).
+            if !json::is_object(raw) {
+                return;
             }
             let mut read = Usage::default();
             let mut any = false;
-            cursor.object(|key, cursor| {
-                let slot = match key {
-                    "prompt_tokens" => &mut read.prompt_tokens,
-                    "completion_tokens" => &mut read.completion_tokens,
-                    _ => return Some(false),
-                };
-                match count(cursor) {
-                    Some(n) => {
-                        *slot = n;
-                        any = true;
-                        Some(true)
-                    }
-                    None => Some(false),
+            let fields = &["prompt_tokens", "completion_tokens"];
+            let _ = json::members(raw.get().as_bytes(), fields, |index, raw| {
+                if let Some(n) = json::count(raw) {
+                    *[&mut read.prompt_tokens, &mut read.completion_tokens][index] = n;
+                    any = true;
                 }
-            })?;
+            });
             usage = any.then_some(read);
-            Some(true)
         })?;
         usage
     }
-}
-
-/// A non-negative count that fits a `u32` (larger counts saturate), or `None` (not consumed)
-/// for anything else.
-fn count(cursor: &mut Cursor<'_>) -> Option<u32> {
-    if cursor.at(b'"') || cursor.at(b'{') || cursor.at(b'[') {
-        return None;
-    }
-    let n = cursor.number()?;
-    (n >= 0.0).then(|| n.min(f64::from(u32::MAX)) as u32)
 }
 
 fn trim_start(bytes: &[u8]) -> &[u8] {
@@ -224,6 +192,28 @@ mod tests {
         }
         let huge = RequestShape::read(br#"{"max_tokens":1e12}"#);
         assert_eq!(huge.max_output, Some(u32::MAX), "saturates");
+    }
+
+    /// Regression: only one complete JSON object is read; the hand-written scanner took the
+    /// members before a broken part or trailing bytes.
+    #[test]
+    fn a_body_that_is_not_one_json_object_gives_only_its_size() {
+        for body in [
+            &br#"{"model":"m","max_tokens":5,"x":tru}"#[..],
+            br#"{"model":"m","max_tokens":5} trailing"#,
+        ] {
+            let shape = RequestShape::read(body);
+            assert_eq!((shape.model, shape.max_output), (None, None), "{body:?}");
+        }
+        let big = RequestShape::read(br#"{"model":"m","max_tokens":1e999}"#);
+        assert_eq!(
+            (big.model.as_deref(), big.max_output),
+            (Some("m"), None),
+            "a number out of range says nothing, the rest is read"
+        );
+        let last =
+            RequestShape::read(br#"{"model":"a","max_tokens":5,"model":"b","max_tokens":null}"#);
+        assert_eq!((last.model.as_deref(), last.max_output), (Some("b"), None));
     }
 
     #[test]

@@ -34,6 +34,16 @@ impl<S, P> RetryService<S, P> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The inner service, mutably. Calling it directly bypasses this layer.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, B, ResB, P> Service<Request<B>> for RetryService<S, P>
