@@ -67,12 +67,6 @@ impl<S, R> ReadyCall<S, R> {
         self.request = Some(request);
     }
 
-    /// The service, for a call that needs no readying here (readied by the caller's
-    /// `poll_ready`).
-    pub(crate) fn service_mut(&mut self) -> &mut S {
-        &mut self.service
-    }
-
     /// Readies the service; once it is ready, hands it the request through `send` (which
     /// calls it, after dropping what the waiting held), once.
     pub(crate) fn poll_call<Req, T>(
@@ -93,5 +87,89 @@ impl<S, R> ReadyCall<S, R> {
             Some(request) => Poll::Ready(Ok(send(&mut self.service, request))),
             None => Poll::Ready(Err(NotSent::Spent)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        future::{ready as done, Ready},
+        task::Waker,
+    };
+
+    use super::*;
+
+    /// Ready on the second poll (or fails then, if `fail`); counts its calls.
+    struct Slow {
+        polls: u32,
+        calls: u32,
+        fail: bool,
+    }
+
+    impl Service<u32> for Slow {
+        type Response = u32;
+        type Error = &'static str;
+        type Future = Ready<Result<u32, &'static str>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.polls += 1;
+            match (self.polls, self.fail) {
+                (1, _) => Poll::Pending,
+                (_, true) => Poll::Ready(Err("down")),
+                (_, false) => Poll::Ready(Ok(())),
+            }
+        }
+
+        fn call(&mut self, request: u32) -> Self::Future {
+            self.calls += 1;
+            done(Ok(request))
+        }
+    }
+
+    fn slow(fail: bool) -> Slow {
+        Slow {
+            polls: 0,
+            calls: 0,
+            fail,
+        }
+    }
+
+    #[test]
+    fn readies_then_calls_once() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut call = ReadyCall::new(slow(false), 7);
+        let mut sent = 0;
+        let send = |s: &mut Slow, r| s.call(r);
+        assert!(call.poll_call(&mut cx, send).is_pending());
+        let Poll::Ready(Ok(_)) = call.poll_call(&mut cx, |s: &mut Slow, r| {
+            sent += 1;
+            s.call(r)
+        }) else {
+            panic!("not sent once ready");
+        };
+        assert_eq!((sent, call.service.calls), (1, 1));
+        // Sent already: nothing is polled or called again.
+        let again = call.poll_call(&mut cx, send);
+        assert!(matches!(again, Poll::Ready(Err(NotSent::Spent))));
+        assert_eq!((call.service.polls, call.service.calls), (2, 1));
+    }
+
+    #[test]
+    fn a_readiness_error_sends_nothing() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut call = ReadyCall::idle(slow(true));
+        let send = |s: &mut Slow, r| s.call(r);
+        assert!(matches!(
+            call.poll_call(&mut cx, send),
+            Poll::Ready(Err(NotSent::Spent))
+        ));
+        call.due(3);
+        assert!(call.poll_call(&mut cx, send).is_pending());
+        let failed = call.poll_call(&mut cx, send);
+        assert!(matches!(
+            failed,
+            Poll::Ready(Err(NotSent::NotReady("down")))
+        ));
+        assert_eq!(call.service.calls, 0);
     }
 }
