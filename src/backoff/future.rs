@@ -13,6 +13,7 @@ use crate::{
     context::{RetryReport, WaitGuard},
     error::{BoxError, Error},
     observe,
+    readiness::{NotSent, ReadyCall},
 };
 
 pin_project! {
@@ -50,8 +51,8 @@ pin_project! {
     struct Held<S, R> {
         #[pin]
         sleep: Sleep,
-        service: S,
-        request: Option<R>,
+        // The service's clone and the request, sent once the wait is over.
+        call: ReadyCall<S, R>,
         slept: bool,
         // Released when the request is handed on.
         guard: Option<WaitGuard>,
@@ -76,8 +77,7 @@ impl<S: Service<R>, R> BackoffFuture<S, R> {
             state: State::Waiting {
                 held: Box::pin(Held {
                     sleep: tokio::time::sleep_until(until),
-                    service,
-                    request: Some(request),
+                    call: ReadyCall::new(service, request),
                     slept: false,
                     guard: Some(guard),
                 }),
@@ -120,8 +120,7 @@ where
                 Proj::Waiting { held } => {
                     let HeldProj {
                         sleep,
-                        service,
-                        request,
+                        call,
                         slept,
                         guard,
                     } = held.as_mut().project();
@@ -129,14 +128,19 @@ where
                         ready!(sleep.poll(cx));
                         *slept = true;
                     }
-                    ready!(service.poll_ready(cx)).map_err(Error::from_inner)?;
-                    let Some(request) = request.take() else {
-                        return Poll::Ready(Err(Error::from_inner(
-                            "backoff future polled after completion",
-                        )));
+                    let sent = ready!(call.poll_call(cx, |service, request| {
+                        guard.take();
+                        service.call(request)
+                    }));
+                    let future = match sent {
+                        Ok(future) => future,
+                        Err(NotSent::NotReady(e)) => return Poll::Ready(Err(Error::from_inner(e))),
+                        Err(NotSent::Spent) => {
+                            return Poll::Ready(Err(Error::from_inner(
+                                "backoff future polled after completion",
+                            )))
+                        }
                     };
-                    guard.take();
-                    let future = service.call(request);
                     state.set(State::Direct { future });
                 }
                 Proj::Refused { error } => {

@@ -24,7 +24,9 @@ use crate::{
     classify::{Policy, Standard},
     context::{Deadline, WaitGuard},
     error::{BoxError, Error},
-    observe, Workload,
+    observe,
+    readiness::{NotSent, ReadyCall},
+    Workload,
 };
 
 pin_project! {
@@ -68,8 +70,8 @@ pin_project! {
         #[pin]
         notified: Option<OwnedNotified>,
         place: Place<P>,
-        service: S,
-        request: Option<R>,
+        // The service's clone and the request, sent once admitted.
+        call: ReadyCall<S, R>,
         deadline: Option<Deadline>,
         since: Instant,
         // Set once admitted: the duty to report the outcome, while the service gets ready.
@@ -198,8 +200,7 @@ impl<S: Service<R>, R, P> RateLimitFuture<S, R, P> {
                         workload,
                         slot,
                     },
-                    service,
-                    request: Some(request),
+                    call: ReadyCall::new(service, request),
                     deadline,
                     since: now,
                     admitted: None,
@@ -266,8 +267,7 @@ impl<S: Service<R>, R, P> Held<S, R, P> {
             mut sleep,
             mut notified,
             place,
-            service,
-            request,
+            call,
             deadline,
             since,
             admitted,
@@ -311,18 +311,20 @@ impl<S: Service<R>, R, P> Held<S, R, P> {
                 }
             }
         }
-        if let Err(e) = ready!(service.poll_ready(cx)) {
-            return Poll::Ready(Err(Error::from_inner(e)));
-        }
-        let (Some(request), Some(mut outcome)) = (request.take(), admitted.take()) else {
-            return Poll::Ready(Err(Error::from_inner(
+        let sent = ready!(call.poll_call(cx, |service, request| {
+            let mut outcome = admitted.take()?;
+            guard.take();
+            outcome.deadline = deadline.map(Deadline::instant);
+            outcome.in_flight_since = Some(Instant::now());
+            Some((service.call(request), outcome))
+        }));
+        Poll::Ready(match sent {
+            Ok(Some(sent)) => Ok(sent),
+            Err(NotSent::NotReady(e)) => Err(Error::from_inner(e)),
+            Ok(None) | Err(NotSent::Spent) => Err(Error::from_inner(
                 "rate-limit future polled after completion",
-            )));
-        };
-        guard.take();
-        outcome.deadline = deadline.map(Deadline::instant);
-        outcome.in_flight_since = Some(Instant::now());
-        Poll::Ready(Ok((service.call(request), outcome)))
+            )),
+        })
     }
 }
 

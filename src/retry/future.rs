@@ -24,6 +24,7 @@ use crate::{
     error::{BoxError, Error, TimeoutPhase},
     headers, observe,
     rate_limit::published,
+    readiness::{NotSent, ReadyCall},
 };
 
 pin_project! {
@@ -35,7 +36,9 @@ pin_project! {
         tracker: Tracker<P>,
         #[pin]
         state: State<S::Future, ResB>,
-        service: S,
+        // Readied before each attempt the future sends itself (after the body is read, and
+        // each retry).
+        service: ReadyCall<S, Attempt>,
         // Only while a request body is still being read (boxed: rarely needed).
         pending: Option<Box<Pending<B>>>,
         // Once a response is set aside: fires at the deadline, so that the caller gets that
@@ -121,6 +124,10 @@ impl<P> Tracker<P> {
     }
 }
 
+/// An attempt is due. Its request is made from the replay only once the service is ready, so
+/// that a retry dropped while the service gets ready never left (its cost comes back).
+struct Attempt;
+
 /// A request whose body is still being read.
 struct Pending<B> {
     parts: request::Parts,
@@ -180,7 +187,7 @@ where
     fn new(service: S, config: Arc<RetryConfig<P>>, state: State<S::Future, ResB>) -> Self {
         RetryFuture {
             state,
-            service,
+            service: ReadyCall::idle(service),
             pending: None,
             deadline_watch: None,
             tracker: Tracker {
@@ -245,6 +252,7 @@ where
         body: B,
     ) -> Self {
         let mut this = Self::new(service, config, State::Buffering);
+        this.service.due(Attempt);
         this.pending = Some(Box::new(Pending {
             parts,
             body,
@@ -307,6 +315,10 @@ where
             match next {
                 Next::Done(output) => return Poll::Ready(output),
                 Next::Go(state) => this.state.set(state),
+                Next::Retry => {
+                    this.service.due(Attempt);
+                    this.state.set(State::Readying);
+                }
                 Next::Again => {}
             }
         }
@@ -322,6 +334,8 @@ enum Next<F, ResB> {
     Done(Output<ResB>),
     /// Move to this state.
     Go(State<F, ResB>),
+    /// The next attempt is due: ready the service for it (`Readying`).
+    Retry,
     /// Look at the same state again.
     Again,
 }
@@ -343,7 +357,7 @@ fn watch_deadline<P: Policy, ResB>(
 /// Step `Buffering`: read the request body, ready the service, send the first attempt.
 fn poll_buffering<P: Policy, S, B, ResB>(
     pending: &mut Option<Box<Pending<B>>>,
-    service: &mut S,
+    service: &mut ReadyCall<S, Attempt>,
     tracker: &mut Tracker<P>,
     cx: &mut Context<'_>,
 ) -> Poll<Next<S::Future, ResB>>
@@ -364,37 +378,47 @@ where
             Ok(collected) => waiting.collected = Some(collected),
         }
     }
-    if let Err(e) = ready!(service.poll_ready(cx)) {
-        return Poll::Ready(Next::Done(Err(Error::from_inner(e))));
+    let sent = ready!(service.poll_call(cx, |inner, Attempt| {
+        let request = pending.take()?.into_request(tracker);
+        let future = tracker.send(inner, request);
+        tracker.in_flight = true;
+        Some(future)
+    }));
+    Poll::Ready(match sent {
+        Ok(Some(future)) => Next::Go(State::Attempting { future }),
+        Err(NotSent::NotReady(e)) => Next::Done(Err(Error::from_inner(e))),
+        Ok(None) | Err(NotSent::Spent) => Next::Done(Err(Error::from_inner(
+            "retry future polled after completion",
+        ))),
+    })
+}
+
+impl<B> Pending<B> {
+    /// The body is read: the first attempt's request (replayable unless over the cap).
+    fn into_request<P>(self, tracker: &mut Tracker<P>) -> Request<ReplayBody<B>> {
+        let Pending {
+            parts,
+            body,
+            mut collector,
+            collected,
+        } = self;
+        match collected {
+            Some(Collected::Complete) => {
+                let replay = Replay {
+                    parts,
+                    data: collector.take_data(),
+                    trailers: collector.take_trailers(),
+                };
+                let request = replay.request(None);
+                tracker.replay = Some(replay);
+                request
+            }
+            _ => {
+                tracker.replay = None;
+                Request::from_parts(parts, ReplayBody::streaming(collector.take_data(), body))
+            }
+        }
     }
-    let Some(read) = pending.take() else {
-        return Poll::Ready(Next::Again);
-    };
-    let Pending {
-        parts,
-        body,
-        mut collector,
-        collected,
-    } = *read;
-    let request = match collected {
-        Some(Collected::Complete) => {
-            let replay = Replay {
-                parts,
-                data: collector.take_data(),
-                trailers: collector.take_trailers(),
-            };
-            let request = replay.request(None);
-            tracker.replay = Some(replay);
-            request
-        }
-        _ => {
-            tracker.replay = None;
-            Request::from_parts(parts, ReplayBody::streaming(collector.take_data(), body))
-        }
-    };
-    let future = tracker.send(service, request);
-    tracker.in_flight = true;
-    Poll::Ready(Next::Go(State::Attempting { future }))
 }
 
 /// Step `Draining`: set a retryable response's body aside, then ready the next attempt; hand
@@ -453,12 +477,12 @@ where
             .deadline()
             .map(|d| Box::pin(tokio::time::sleep_until(d.instant())));
     }
-    Poll::Ready(Next::Go(State::Readying))
+    Poll::Ready(Next::Retry)
 }
 
 /// Step `Readying`: ready the service below, then send the next attempt.
 fn poll_readying<P: Policy, S, B, ResB>(
-    service: &mut S,
+    service: &mut ReadyCall<S, Attempt>,
     tracker: &mut Tracker<P>,
     cx: &mut Context<'_>,
 ) -> Poll<Next<S::Future, ResB>>
@@ -468,17 +492,19 @@ where
     ResB: Body + Unpin,
     ResB::Error: Into<BoxError>,
 {
-    if let Err(e) = ready!(service.poll_ready(cx)) {
+    let sent = ready!(service.poll_call(cx, |inner, Attempt| {
+        let request = tracker.next_request()?;
+        Some(tracker.send(inner, request))
+    }));
+    Poll::Ready(match sent {
+        Ok(Some(future)) => Next::Go(State::Attempting { future }),
         // The next attempt cannot start: hand back what we had.
-        return Poll::Ready(Next::Done(tracker.refused(Error::from_inner(e))));
-    }
-    let Some(request) = tracker.next_request() else {
-        return Poll::Ready(Next::Done(Err(Error::from_inner(
-            "retry without a replayable request",
-        ))));
-    };
-    let future = tracker.send(service, request);
-    Poll::Ready(Next::Go(State::Attempting { future }))
+        Err(NotSent::NotReady(e)) => Next::Done(tracker.refused(Error::from_inner(e))),
+        Ok(None) => Next::Done(Err(Error::from_inner("retry without a replayable request"))),
+        Err(NotSent::Spent) => Next::Done(Err(Error::from_inner(
+            "retry future polled after completion",
+        ))),
+    })
 }
 
 impl<P: Policy> Tracker<P> {
@@ -508,7 +534,7 @@ impl<P: Policy> Tracker<P> {
             },
             Err(e) => match self.on_error(Error::from_inner(e)) {
                 Some(done) => Next::Done(done),
-                None => Next::Go(State::Readying),
+                None => Next::Retry,
             },
         }
     }
