@@ -17,7 +17,7 @@ use tower_service::Service;
 use super::{
     layer::Shared,
     metered::{Metered, Tap},
-    Admission, Demand, Probe, Quota, Reservation, Scope, ScopeSource, Signal, Ticket, TokenCharge,
+    Admission, Demand, Probe, Reservation, Scope, ScopeSource, Signal, Ticket, TokenCharge,
     TokenLimits,
 };
 use crate::{
@@ -426,19 +426,6 @@ impl<P> Observer<P> {
                         .store
                         .record_in(now, &scope, signal, self.probe, self.sent_at),
                 );
-                // A 429 that also says the token allowance runs low: mirror the bucket too, so
-                // the requests after it are paced by tokens, not only by the learned rate.
-                if matches!(signal, Signal::Throttled { .. }) {
-                    if let Some(tokens) = Quota::tokens_low(response.headers()) {
-                        shared.wake(shared.store.record_in(
-                            now,
-                            &scope,
-                            Signal::TokensLow(tokens),
-                            None,
-                            self.sent_at,
-                        ));
-                    }
-                }
                 // Restricted: the token limits the answer states size the scope's buckets
                 // (three lookups; never on the healthy path).
                 if !shared.store.is_unrestricted() {
