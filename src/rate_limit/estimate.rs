@@ -124,7 +124,11 @@ mod tests {
         for _ in 0..200 {
             l.learn(TokenCharge::new(1, 50), usage(1000, 50));
         }
-        assert_eq!(l.adjust(TokenCharge::new(100, 50)).prompt, 400, "at most 4 ×");
+        assert_eq!(
+            l.adjust(TokenCharge::new(100, 50)).prompt,
+            400,
+            "at most 4 ×"
+        );
         assert_eq!(l.unscale(TokenCharge::new(400, 50)).prompt, 100);
         // Cheaper than estimated: never lowered below bytes / 4 (the mirror keeps its slack).
         let mut cheap = CostLearner::default();
