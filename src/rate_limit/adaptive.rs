@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// How far apart two readings of one shared closure or cut may land and still be the same.
+pub(crate) const ADOPT_TOLERANCE: Duration = Duration::from_millis(50);
+
 /// How the client-side sending rate reacts to throttling (429s, hinted 503s).
 ///
 /// Both curves cut the rate once per *wave* of throttles (the requests in flight together when
@@ -387,7 +390,7 @@ impl AdaptiveRate {
         // A newer cut (by any process) wins.
         let newer = self
             .cut_at
-            .is_none_or(|mine| cut_at > mine + super::local::ADOPT_TOLERANCE);
+            .is_none_or(|mine| cut_at > mine + ADOPT_TOLERANCE);
         if newer {
             self.w_max = curve.w_max;
             self.cut_at = Some(cut_at);

@@ -11,7 +11,7 @@ use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 use tokio::time::Instant;
 
 use super::{
-    adaptive::{AdaptiveRate, Curve},
+    adaptive::{AdaptiveRate, Curve, ADOPT_TOLERANCE},
     breaker::{Breaker, Verdict},
     bucket::RequestBucket,
     dimensions::TokenModel,
@@ -110,9 +110,6 @@ impl Default for GateConfig {
 
 /// How long a due probe turn is kept for the newest waiter before an older one takes it.
 const PROBE_GRACE: Duration = Duration::from_millis(5);
-
-/// How far apart two readings of one shared closure or cut may land and still be the same.
-pub(crate) const ADOPT_TOLERANCE: Duration = Duration::from_millis(50);
 
 /// The most scopes (models) the store keeps state for at once; a request for another one
 /// while they are all busy is held by the client-wide scope. Idle scopes are dropped at once.
