@@ -69,8 +69,7 @@ impl RequestShape {
     /// it: its prompt (its body's bytes / [`BYTES_PER_TOKEN`](Self::BYTES_PER_TOKEN), rounded
     /// up) plus its output cap (`max_completion_tokens` / `max_tokens`; nothing when absent).
     pub fn estimated_tokens(&self) -> u64 {
-        let prompt = self.body_bytes.div_ceil(Self::BYTES_PER_TOKEN) as u64;
-        prompt.saturating_add(u64::from(self.max_output.unwrap_or(0)))
+        self.charge().capped_total()
     }
 }
 

@@ -114,6 +114,14 @@ impl TokenCharge {
         }
     }
 
+    /// What a single token allowance (prompt and output together) is charged: the prompt
+    /// estimate plus the output reservation when it is the request's own cap; a default
+    /// reservation counts nothing there.
+    pub fn capped_total(&self) -> u64 {
+        let output = if self.output_capped { self.output } else { 0 };
+        self.prompt.saturating_add(output)
+    }
+
     /// A charge whose output reservation is a default (the request sets no `max_tokens`).
     pub fn uncapped(prompt: u64, output: u64) -> Self {
         TokenCharge {

@@ -85,13 +85,11 @@ where
         let shape = published::body()
             .map(|body| RequestShape::read(&body))
             .unwrap_or_default();
-        let (estimate, max_output) = (shape.charge(), shape.max_output);
+        let estimate = shape.charge();
         let scope = explicit.unwrap_or_else(|| Scope::from_model(shape.model));
         // What answers taught the store about this scope's costs scales the estimate.
         let charge = self.shared.store.estimate_in(&scope, estimate);
-        let tokens = charge
-            .prompt
-            .saturating_add(max_output.map_or(0, u64::from));
+        let tokens = charge.capped_total();
         let workload = Workload::of(&request);
         let demand = Demand::new(&scope)
             .tokens(tokens)
