@@ -11,9 +11,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 use tower_reliability::{
     backoff::Jitter,
+    context::Deadline,
     headers::{self, RateLimitHeaders, MAX_HINT},
     jobs::{self, JobState},
-    Deadline, JitteredBackoff,
+    JitteredBackoff,
 };
 
 /// A check: panics when an invariant is broken on this input.

@@ -134,7 +134,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
-    use crate::TimeoutPhase;
+    use crate::error::TimeoutPhase;
 
     async fn json(response: Response) -> serde_json::Value {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();

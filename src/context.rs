@@ -198,8 +198,9 @@ impl Drop for WaitGuard {
 }
 
 impl RetryContext {
-    /// A context for attempt number `attempt` (2 for the first retry).
-    pub fn new(attempt: u32, previous: Outcome, server_hint: Option<Duration>) -> Self {
+    /// A context for attempt number `attempt` (2 for the first retry). Only the retry layer
+    /// makes one.
+    pub(crate) fn new(attempt: u32, previous: Outcome, server_hint: Option<Duration>) -> Self {
         RetryContext {
             attempt,
             previous,
@@ -254,14 +255,21 @@ impl RetryContext {
     /// with [`Error::not_sent`](crate::Error::not_sent). This is the whole refund contract
     /// (see the [module docs](crate::context)).
     ///
-    /// ```
-    /// use tower_reliability::{Outcome, RetryContext, ErrorKind};
+    /// A layer of your own that holds requests (a queue, a wait of its own) does this in its
+    /// `call`:
     ///
-    /// # let ctx = RetryContext::new(2, Outcome::Error(ErrorKind::Connect), None);
-    /// let guard = ctx.begin_wait();
-    /// assert!(ctx.is_waiting(), "held: the retry layer refunds if the attempt ends now");
-    /// drop(guard); // handing the request on
-    /// assert!(!ctx.is_waiting());
+    /// ```
+    /// use std::time::Duration;
+    /// use http::Request;
+    /// use tower_reliability::context::RetryContext;
+    ///
+    /// async fn hold_then_send<B>(request: Request<B>) -> Request<B> {
+    ///     // Only retries carry a context: a first attempt has no budget cost to give back.
+    ///     let guard = request.extensions().get::<RetryContext>().map(RetryContext::begin_wait);
+    ///     tokio::time::sleep(Duration::from_millis(10)).await; // held: not sent yet
+    ///     drop(guard); // handing the request on
+    ///     request
+    /// }
     /// ```
     pub fn begin_wait(&self) -> WaitGuard {
         self.waits.waiting.fetch_add(1, Ordering::AcqRel);

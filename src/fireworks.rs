@@ -37,12 +37,13 @@
 use tower_layer::Layer;
 
 use crate::{
-    backoff::{BackoffService, JitteredBackoff},
+    backoff::{JitteredBackoff, JitteredBackoffService},
     classify::{Policy, Standard},
-    rate_limit::{Metered, RateLimitAware, RateLimitService},
-    retry::{ReplayBody, RetryOnStatus, RetryService},
+    rate_limit::{Metered, RateLimitAware, RateLimitAwareService},
+    retry::{ReplayBody, RetryOnStatus, RetryOnStatusService},
     timeout::{
-        AttemptTimeout, AttemptTimeoutService, TimeoutBody, TimeoutByWorkload, TimeoutService,
+        AttemptTimeout, AttemptTimeoutService, TimeoutBody, TimeoutByWorkload,
+        TimeoutByWorkloadService,
     },
     workload::Workload,
 };
@@ -105,8 +106,12 @@ pub struct FireworksLayer<P = Standard> {
 }
 
 /// The service the preset builds around `S` (`P`: the [`classify::Policy`](crate::classify)).
-pub type FireworksService<S, P = Standard> =
-    TimeoutService<RetryService<BackoffService<RateLimitService<AttemptTimeoutService<S>, P>>, P>>;
+pub type FireworksService<S, P = Standard> = TimeoutByWorkloadService<
+    RetryOnStatusService<
+        JitteredBackoffService<RateLimitAwareService<AttemptTimeoutService<S>, P>>,
+        P,
+    >,
+>;
 
 /// The request body the client below the preset receives for a caller's body `B`: the retry
 /// layer's [`ReplayBody`], which replays `B`'s bytes on every attempt. Build the client for it

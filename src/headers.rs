@@ -200,17 +200,22 @@ fn unit_scale(unit: &str) -> Option<f64> {
         .map(|&(_, scale)| scale)
 }
 
+/// A header map from `(name, value)` pairs, for the unit tests of every module that reads
+/// headers.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(*name, value.parse().expect("a valid test header value"));
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, value.parse().unwrap());
-        }
-        map
-    }
+    use super::test_headers as headers;
 
     #[test]
     fn http_date_in_the_future_and_past() {

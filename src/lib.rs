@@ -143,8 +143,8 @@ pub mod timeout;
 mod workload;
 
 pub use backoff::JitteredBackoff;
-pub use context::{Deadline, Outcome, RetryContext, RetryReport, StopReason};
-pub use error::{BoxError, Error, ErrorKind, TimeoutPhase};
+pub use context::RetryReport;
+pub use error::{BoxError, Error, ErrorKind};
 pub use rate_limit::RateLimitAware;
 pub use retry::{ReplayBody, RetryOnStatus};
 pub use timeout::TimeoutByWorkload;

@@ -27,7 +27,7 @@
 //! failure handed back as reqwest's own error carries none). A stream that stalls past the idle-read timeout fails
 //! later, where reqwest reads the body (`bytes()`, `chunk()`, `bytes_stream()`): a
 //! `reqwest::Error` whose `is_timeout()` is `true`; [`find_reliability_error`] finds the typed
-//! error ([`TimeoutPhase::BodyIdle`](crate::TimeoutPhase::BodyIdle)) in it.
+//! error ([`TimeoutPhase::BodyIdle`](crate::error::TimeoutPhase::BodyIdle)) in it.
 //!
 //! ```no_run
 //! use reqwest_middleware::ClientBuilder;
@@ -113,7 +113,7 @@ pub fn reliability_error(error: &reqwest_middleware::Error) -> Option<&Error> {
 ///
 /// ```no_run
 /// # async fn run(response: reqwest::Response) {
-/// use tower_reliability::{middleware::find_reliability_error, TimeoutPhase};
+/// use tower_reliability::{middleware::find_reliability_error, error::TimeoutPhase};
 ///
 /// match response.bytes().await {
 ///     Ok(body) => { /* ... */ }

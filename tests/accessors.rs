@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 use tower_reliability::{
-    backoff::BackoffService,
-    rate_limit::RateLimitService,
-    retry::RetryService,
-    timeout::{AttemptTimeout, AttemptTimeoutService, TimeoutService},
+    backoff::JitteredBackoffService,
+    rate_limit::RateLimitAwareService,
+    retry::RetryOnStatusService,
+    timeout::{AttemptTimeout, AttemptTimeoutService, TimeoutByWorkloadService},
     JitteredBackoff, RateLimitAware, RetryOnStatus, TimeoutByWorkload, Workload,
 };
 
@@ -29,16 +29,16 @@ macro_rules! round_trip {
 
 #[test]
 fn every_service_gives_its_inner_service_back() {
-    let retry: RetryService<Inner> = RetryOnStatus::default().layer(Inner(1));
+    let retry: RetryOnStatusService<Inner> = RetryOnStatus::default().layer(Inner(1));
     round_trip!(retry);
-    let backoff: BackoffService<Inner> = JitteredBackoff::default().layer(Inner(1));
+    let backoff: JitteredBackoffService<Inner> = JitteredBackoff::default().layer(Inner(1));
     round_trip!(backoff);
-    let timeout: TimeoutService<Inner> =
+    let timeout: TimeoutByWorkloadService<Inner> =
         TimeoutByWorkload::new(Workload::Interactive).layer(Inner(1));
     round_trip!(timeout);
     let attempt: AttemptTimeoutService<Inner> =
         AttemptTimeout::fixed(Duration::from_secs(1)).layer(Inner(1));
     round_trip!(attempt);
-    let gate: RateLimitService<Inner> = RateLimitAware::new().layer(Inner(1));
+    let gate: RateLimitAwareService<Inner> = RateLimitAware::new().layer(Inner(1));
     round_trip!(gate);
 }

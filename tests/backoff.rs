@@ -7,8 +7,8 @@ use support::{body_bytes, call, post, Mock, Step};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
-    backoff::Jitter, fireworks, ErrorKind, JitteredBackoff, RetryOnStatus, RetryReport, StopReason,
-    TimeoutByWorkload, TimeoutProfile, Workload,
+    backoff::Jitter, context::StopReason, fireworks, ErrorKind, JitteredBackoff, RetryOnStatus,
+    RetryReport, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 fn gaps(mock: &Mock) -> Vec<Duration> {

@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder};
 use tower_reliability::{
     backoff::Jitter,
+    context::StopReason,
+    error::TimeoutPhase,
     retry::{ReplayBody, RetryBudget},
-    BoxError, Error, JitteredBackoff, RetryOnStatus, RetryReport, StopReason, TimeoutByWorkload,
-    TimeoutPhase, Workload,
+    BoxError, Error, JitteredBackoff, RetryOnStatus, RetryReport, TimeoutByWorkload, Workload,
 };
 
 /// A foreign layer's error type that keeps ours as its source (as many do).

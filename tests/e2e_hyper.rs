@@ -15,8 +15,8 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use support::{body_bytes, call, handler, respond, serve, streaming};
 use tower::ServiceBuilder;
 use tower_reliability::{
-    backoff::Jitter, fireworks, retry::ReplayBody, ErrorKind, JitteredBackoff, RateLimitAware,
-    RetryOnStatus, RetryReport, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+    backoff::Jitter, error::TimeoutPhase, fireworks, retry::ReplayBody, ErrorKind, JitteredBackoff,
+    RateLimitAware, RetryOnStatus, RetryReport, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 type Body = ReplayBody<Full<Bytes>>;

@@ -11,8 +11,9 @@ use support::{
 };
 use tokio::time::Instant;
 use tower_reliability::{
+    context::Deadline,
     rate_limit::{GateConfig, LocalStore, RateControl, RateLimitStore, Signal},
-    Deadline, ErrorKind,
+    ErrorKind,
 };
 
 fn ms(n: u64) -> Duration {

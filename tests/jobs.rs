@@ -23,12 +23,13 @@ use tokio::time::Instant;
 use tower::Service;
 use tower_reliability::{
     backoff::Jitter,
+    context::Deadline,
     fireworks,
     jobs::{
         fireworks_json, get_request, JobError, JobErrorKind, JobPoller, JobState, JobStatus,
         JsonStatusError, PollFailure,
     },
-    BoxError, Deadline, JitteredBackoff, RetryOnStatus, Workload,
+    BoxError, JitteredBackoff, RetryOnStatus, Workload,
 };
 
 // ---- A scripted job service ------------------------------------------------------------------

@@ -28,12 +28,13 @@ use observability_support::{
 };
 use tower::ServiceBuilder;
 use tower_reliability::{
+    context::StopReason,
+    error::TimeoutPhase,
     fireworks,
     rate_limit::{GateConfig, RateControl, RateLimitAware},
     testing::{Fault, FireworksServer, ServerConfig},
     timeout::AttemptTimeout,
-    ErrorKind, RetryOnStatus, RetryReport, StopReason, TimeoutByWorkload, TimeoutPhase,
-    TimeoutProfile, Workload,
+    ErrorKind, RetryOnStatus, RetryReport, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 use tracing::Instrument;
 
@@ -285,7 +286,7 @@ fn no_secret_reaches_logs_errors_debug_output_or_metric_labels() {
         "request never reached the server",
         "RetryReport { attempts: 4",
         "FireworksLayer",
-        "TimeoutService",
+        "TimeoutByWorkloadService",
     ] {
         assert!(
             transcript.text().contains(expected),

@@ -55,7 +55,7 @@ fn an_interactive_newcomer_is_slotted_ahead_of_a_batch_backlog() {
         let Admission::Wait(slot) = store.admit_in(t0, &chat, Ticket::New) else {
             panic!("the gate is paced: the newcomer waits");
         };
-        let wait = slot.at - t0;
+        let wait = slot.at() - t0;
         if expect_ahead {
             assert!(wait <= secs(1), "weighted: slotted ahead, {wait:?}");
         } else {

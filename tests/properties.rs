@@ -16,12 +16,13 @@ use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
     backoff::{Jitter, Schedule},
+    context::Deadline,
     rate_limit::{
         Admission, GateConfig, LocalStore, Probe, RateControl, RateLimitStore, Reservation, Signal,
         Ticket,
     },
     retry::RetryBudget,
-    Deadline, JitteredBackoff, RetryOnStatus,
+    JitteredBackoff, RetryOnStatus,
 };
 
 // ---- Generators -----------------------------------------------------------------------------
@@ -633,7 +634,7 @@ proptest! {
                     }
                     let slot = waiting.remove(which % waiting.len());
                     if !early {
-                        now = now.max(slot.at);
+                        now = now.max(slot.at());
                     }
                     (Ticket::Reserved(slot), None)
                 }
@@ -683,8 +684,8 @@ proptest! {
                     }
                 }
                 Admission::Wait(slot) => {
-                    prop_assert!(slot.at > now, "asked to come back at once: {slot:?}");
-                    let wait = slot.at - now;
+                    prop_assert!(slot.at() > now, "asked to come back at once: {slot:?}");
+                    let wait = slot.at() - now;
                     let bound = wait_bound(&config, queued);
                     prop_assert!(wait <= bound, "waits {wait:?}, above {bound:?}");
                     waiting.push(slot);

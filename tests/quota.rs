@@ -108,7 +108,7 @@ fn spent(limit: u64, reset: Duration) -> Signal {
 
 fn slot(admission: Admission) -> Instant {
     match admission {
-        Admission::Wait(r) => r.at,
+        Admission::Wait(r) => r.at(),
         other => panic!("a slot, got {other:?}"),
     }
 }
@@ -127,7 +127,7 @@ fn the_gate_mirrors_the_bucket_a_burst_after_a_quiet_spell_then_one_per_interval
             other => panic!("a slot, got {other:?}"),
         })
         .collect();
-    let slots: Vec<Instant> = reservations.iter().map(|r| r.at).collect();
+    let slots: Vec<Instant> = reservations.iter().map(|r| r.at()).collect();
     assert_eq!(slots, [t0 + secs(2), t0 + secs(4), t0 + secs(6)]);
     // A caller whose deadline comes before its place (behind the three) is refused at once,
     // and takes no place.
@@ -137,7 +137,10 @@ fn the_gate_mirrors_the_bucket_a_burst_after_a_quiet_spell_then_one_per_interval
     );
     // The three go at their slots, each charged as it goes.
     for r in reservations {
-        assert_eq!(store.admit(r.at, Ticket::Reserved(r), None), Admission::Go);
+        assert_eq!(
+            store.admit(r.at(), Ticket::Reserved(r), None),
+            Admission::Go
+        );
     }
     // Twenty quiet seconds after the last slot give ten requests back: they go at once.
     let later = t0 + secs(26);
@@ -179,7 +182,10 @@ fn slots_voided_by_a_429_are_not_charged_twice() {
     // Their holders come back at their slots and go at the quota's pace, not three intervals
     // later.
     for r in slots {
-        assert_eq!(store.admit(r.at, Ticket::Reserved(r), None), Admission::Go);
+        assert_eq!(
+            store.admit(r.at(), Ticket::Reserved(r), None),
+            Admission::Go
+        );
     }
 }
 

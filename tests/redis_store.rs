@@ -56,7 +56,7 @@ async fn a_429_seen_by_one_process_closes_the_gate_of_the_other() {
     );
     // A newcomer at B waits for the shared reopening instead of sending.
     match b.admit(now, Ticket::New, None) {
-        Admission::Wait(slot) => assert!(slot.at >= now + Duration::from_millis(2000)),
+        Admission::Wait(slot) => assert!(slot.at() >= now + Duration::from_millis(2000)),
         other => panic!("B let a request through a closed fleet gate: {other:?}"),
     }
 }

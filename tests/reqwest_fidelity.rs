@@ -10,9 +10,10 @@ use http::Extensions;
 use reqwest_middleware::{ClientBuilder, Middleware, Next};
 use support::{handler, respond, serve, streaming};
 use tower_reliability::{
+    error::TimeoutPhase,
     fireworks,
     middleware::{reliability_error, ReliabilityMiddleware},
-    TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+    TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 /// `/start` redirects to `/final`, which answers 200.

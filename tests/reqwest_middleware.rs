@@ -8,10 +8,11 @@ use common::chat::chat_json;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use tower_reliability::{
     backoff::Jitter,
+    error::TimeoutPhase,
     fireworks,
     middleware::{reliability_error, ReliabilityMiddleware},
     testing::{body_hash, Fault, FireworksServer, ServerConfig, DEFAULT_API_KEY},
-    JitteredBackoff, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+    JitteredBackoff, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 fn fast() -> ReliabilityMiddleware {

@@ -12,8 +12,9 @@ use support::{body_bytes, call, post, Mock, Step};
 use tower::ServiceBuilder;
 use tower_reliability::{
     backoff::Jitter,
+    context::StopReason,
     retry::{RetryBudget, StatusSet},
-    ErrorKind, RetryOnStatus, RetryReport, StopReason,
+    ErrorKind, RetryOnStatus, RetryReport,
 };
 
 /// Retry + a 1 ms backoff: the retry rules, without waiting.

@@ -33,13 +33,14 @@ use security_support::{
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_reliability::{
+    context::{Deadline, Outcome, RetryContext, StopReason},
     fireworks,
     headers::{parse_reset, retry_after, RateLimitHeaders, MAX_HINT},
     rate_limit::{GateConfig, LocalStore},
     retry::ReplayBody,
     testing::{Fault, FireworksServer, ServerConfig},
-    BoxError, Deadline, Error, ErrorKind, Outcome, RetryContext, RetryOnStatus, RetryReport,
-    StopReason, TimeoutByWorkload, TimeoutProfile, Workload,
+    BoxError, Error, ErrorKind, RetryOnStatus, RetryReport, TimeoutByWorkload, TimeoutProfile,
+    Workload,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -711,10 +712,10 @@ fn debug_of_bodies_contexts_and_deadlines_shows_no_request_data() {
         Some(secret_bytes.clone()),
         Full::new(Bytes::from(format!("Authorization: Bearer {KEY}"))),
     );
-    let context = RetryContext::new(
-        2,
-        Outcome::Status(StatusCode::TOO_MANY_REQUESTS),
-        Some(Duration::from_secs(1)),
+    let context = context_of_a_real_retry();
+    assert_eq!(
+        context.previous(),
+        Outcome::Status(StatusCode::TOO_MANY_REQUESTS)
     );
     context.record_wait(Duration::from_millis(5));
     let deadline = Deadline::after(Duration::from_secs(5));
@@ -724,7 +725,7 @@ fn debug_of_bodies_contexts_and_deadlines_shows_no_request_data() {
         stopped: Some(StopReason::NextAttemptRefused),
     };
     let errors = [
-        Error::timeout(tower_reliability::TimeoutPhase::Deadline),
+        Error::timeout(tower_reliability::error::TimeoutPhase::Deadline),
         Error::rate_limited(Some(Duration::from_secs(3))),
         Error::from_inner(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
@@ -741,6 +742,51 @@ fn debug_of_bodies_contexts_and_deadlines_shows_no_request_data() {
     assert!(text.contains("buffered_len"), "{text}");
     assert_no_secret("Debug of crate values", &text);
     assert_absent("ReplayBody Debug", &text, "prompt");
+}
+
+/// The [`RetryContext`] the retry layer puts on a retry (made only by the crate): a request
+/// carrying a secret answered `429` with `retry-after-ms: 1000`, then retried.
+fn context_of_a_real_retry() -> RetryContext {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |request: Request<ReplayBody<Full<Bytes>>>| {
+            let context = request.extensions().get::<RetryContext>().cloned();
+            let first = context.is_none();
+            if let Some(context) = context {
+                *seen.lock().expect("lock") = Some(context);
+            }
+            async move {
+                let mut response = Response::new(Full::new(Bytes::new()));
+                if first {
+                    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                    response
+                        .headers_mut()
+                        .insert("retry-after-ms", "1000".parse().expect("value"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        })
+    };
+    let request = Request::post("http://127.0.0.1:9/v1/chat/completions")
+        .header(http::header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .body(Full::new(Bytes::from(format!("{{\"prompt\":\"{KEY}\"}}"))))
+        .expect("request");
+    runtime.block_on(async {
+        let response = RetryOnStatus::new()
+            .layer(inner)
+            .oneshot(request)
+            .await
+            .expect("retried to a 200");
+        assert_eq!(response.status(), StatusCode::OK);
+    });
+    let context = seen.lock().expect("lock").take();
+    context.expect("the retry carried a context")
 }
 
 /// A hyper-util client error for a URL with userinfo and a key in the query, through the whole

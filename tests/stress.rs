@@ -22,6 +22,7 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_reliability::{
     backoff::Jitter,
+    error::TimeoutPhase,
     fireworks,
     rate_limit::GateConfig,
     retry::ReplayBody,
@@ -29,7 +30,7 @@ use tower_reliability::{
         FaultMix, FireworksServer, HintStyle, RateLimitConfig, ServerConfig, DEFAULT_API_KEY,
         DEFAULT_MODEL,
     },
-    ErrorKind, RateLimitAware, TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+    ErrorKind, RateLimitAware, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 const REQUESTS: usize = 3000;

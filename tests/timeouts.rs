@@ -10,8 +10,12 @@ use support::{body_bytes, post, Mock, Step};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_reliability::{
-    backoff::Jitter, fireworks, timeout::AttemptTimeout, Deadline, ErrorKind, JitteredBackoff,
-    RetryOnStatus, RetryReport, StopReason, TimeoutByWorkload, TimeoutPhase, TimeoutProfile,
+    backoff::Jitter,
+    context::{Deadline, StopReason},
+    error::TimeoutPhase,
+    fireworks,
+    timeout::AttemptTimeout,
+    ErrorKind, JitteredBackoff, RetryOnStatus, RetryReport, TimeoutByWorkload, TimeoutProfile,
     Workload,
 };
 

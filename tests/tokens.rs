@@ -89,7 +89,7 @@ fn requests_are_charged_their_tokens_and_a_huge_one_waits_for_a_full_bucket() {
     );
     // Empty now: the next 50 tokens take 3 s to come back.
     match store.admit_in(t0, &Demand::new(&model).tokens(50), Ticket::New) {
-        Admission::Wait(r) => assert_eq!(r.at - t0, Duration::from_secs(3)),
+        Admission::Wait(r) => assert_eq!(r.at() - t0, Duration::from_secs(3)),
         other => panic!("{other:?}"),
     }
     // Another model's requests are not charged here.
@@ -105,7 +105,7 @@ fn requests_are_charged_their_tokens_and_a_huge_one_waits_for_a_full_bucket() {
     let store = LocalStore::default();
     store.record_in(t0, &model, low, None, None);
     match store.admit_in(t0, &Demand::new(&model).tokens(5000), Ticket::New) {
-        Admission::Wait(r) => assert_eq!(r.at - t0, Duration::from_secs(54)),
+        Admission::Wait(r) => assert_eq!(r.at() - t0, Duration::from_secs(54)),
         other => panic!("{other:?}"),
     }
 }
@@ -213,7 +213,7 @@ fn a_throttled_scope_models_its_stated_limits_and_settles_usage() {
     let Admission::Wait(slot) = store.admit_in(t1, &demand(100), Ticket::New) else {
         panic!("the generated bucket is empty")
     };
-    assert_eq!(slot.at - t1, Duration::from_secs(10));
+    assert_eq!(slot.at() - t1, Duration::from_secs(10));
     // The first produced 20 tokens: 80 come back, and the waiter is woken to go at once.
     let usage = Usage {
         prompt_tokens: 3,
@@ -269,7 +269,7 @@ fn a_large_request_behind_small_ones_is_quoted_what_they_cost() {
         .deadline(Some(t0 + Duration::from_secs(60)));
     match store.admit_in(t0, &large, Ticket::New) {
         Admission::Wait(r) => {
-            let wait = r.at - t0;
+            let wait = r.at() - t0;
             assert!(wait <= Duration::from_secs(40), "quoted {wait:?}");
         }
         other => panic!("the large request is refused: {other:?}"),

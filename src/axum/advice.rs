@@ -107,7 +107,7 @@ impl Advice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TimeoutPhase;
+    use crate::error::TimeoutPhase;
 
     fn report(stopped: Option<StopReason>) -> RetryReport {
         RetryReport {

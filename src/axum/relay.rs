@@ -76,7 +76,7 @@ mod tests {
     use http_body_util::{BodyExt, Full};
 
     use super::*;
-    use crate::StopReason;
+    use crate::context::StopReason;
 
     fn upstream(status: u16, stopped: Option<StopReason>) -> http::Response<Full<Bytes>> {
         let mut response = http::Response::new(Full::new(Bytes::from_static(b"{}")));

@@ -158,7 +158,7 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
 
     use super::*;
-    use crate::TimeoutPhase;
+    use crate::error::TimeoutPhase;
 
     type Chunk = Result<Frame<Bytes>, Error>;
 

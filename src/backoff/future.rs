@@ -1,3 +1,6 @@
+//! The future of [`JitteredBackoffService`](super::JitteredBackoffService): the wait before a
+//! retry, then the call.
+
 use std::{
     future::Future,
     pin::Pin,
@@ -17,8 +20,8 @@ use crate::{
 };
 
 pin_project! {
-    /// The response future of [`BackoffService`](super::BackoffService).
-    pub struct BackoffFuture<S, R>
+    /// The response future of [`JitteredBackoffService`](super::JitteredBackoffService).
+    pub struct ResponseFuture<S, R>
     where
         S: Service<R>,
     {
@@ -59,21 +62,21 @@ pin_project! {
     }
 }
 
-impl<S: Service<R>, R> BackoffFuture<S, R> {
+impl<S: Service<R>, R> ResponseFuture<S, R> {
     pub(super) fn direct(future: S::Future) -> Self {
-        BackoffFuture {
+        ResponseFuture {
             state: State::Direct { future },
         }
     }
 
     pub(super) fn first(future: S::Future) -> Self {
-        BackoffFuture {
+        ResponseFuture {
             state: State::First { future },
         }
     }
 
     pub(super) fn waiting(service: S, request: R, until: Instant, guard: WaitGuard) -> Self {
-        BackoffFuture {
+        ResponseFuture {
             state: State::Waiting {
                 held: Box::pin(Held {
                     sleep: tokio::time::sleep_until(until),
@@ -86,13 +89,13 @@ impl<S: Service<R>, R> BackoffFuture<S, R> {
     }
 
     pub(super) fn refused(error: Error) -> Self {
-        BackoffFuture {
+        ResponseFuture {
             state: State::Refused { error: Some(error) },
         }
     }
 }
 
-impl<S, R, ResB> Future for BackoffFuture<S, R>
+impl<S, R, ResB> Future for ResponseFuture<S, R>
 where
     S: Service<R, Response = Response<ResB>>,
     S::Error: Into<BoxError>,

@@ -3,7 +3,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tower_layer::Layer;
 
-use super::{BackoffService, Jitter, RandomSource, Schedule};
+use super::{Jitter, JitteredBackoffService, RandomSource, Schedule};
 use crate::{
     context::Deadline,
     error::{Error, NotSentReason},
@@ -12,7 +12,7 @@ use crate::{
 /// Waits before every retried attempt: the guide's exponential backoff with jitter, or a
 /// server's `retry-after-ms` / `Retry-After` when that is longer, never past the deadline.
 ///
-/// It acts only on requests that carry a [`RetryContext`](crate::RetryContext) (retries made by
+/// It acts only on requests that carry a [`RetryContext`](crate::context::RetryContext) (retries made by
 /// [`RetryOnStatus`](crate::RetryOnStatus)); first attempts pass straight through.
 ///
 /// **Place it inside [`RetryOnStatus`](crate::RetryOnStatus)** (as the
@@ -44,7 +44,7 @@ use crate::{
 ///
 /// [`ErrorKind::RateLimited`]: crate::ErrorKind::RateLimited
 /// [`Error::not_sent`]: crate::Error::not_sent
-/// [`TimeoutPhase::Deadline`]: crate::TimeoutPhase::Deadline
+/// [`TimeoutPhase::Deadline`]: crate::error::TimeoutPhase::Deadline
 #[derive(Clone)]
 pub struct JitteredBackoff {
     pub(super) schedule: Schedule,
@@ -195,10 +195,10 @@ impl JitteredBackoff {
 }
 
 impl<S> Layer<S> for JitteredBackoff {
-    type Service = BackoffService<S>;
+    type Service = JitteredBackoffService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BackoffService::new(inner, self.clone())
+        JitteredBackoffService::new(inner, self.clone())
     }
 }
 
@@ -250,7 +250,10 @@ mod tests {
             Duration::from_secs(2)
         );
         let err = b.wait_before(2, None, None, now, deadline).unwrap_err();
-        assert_eq!(err.timeout_phase(), Some(crate::TimeoutPhase::Deadline));
+        assert_eq!(
+            err.timeout_phase(),
+            Some(crate::error::TimeoutPhase::Deadline)
+        );
         assert_eq!(err.not_sent_reason(), Some(NotSentReason::WaitPastDeadline));
         let err = b
             .wait_before(0, None, Some(Duration::from_secs(5)), now, deadline)

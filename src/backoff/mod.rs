@@ -8,11 +8,11 @@
 //!
 //! The server knows better than any schedule: a `retry-after-ms` or `Retry-After` hint replaces
 //! the computed wait when it is longer, up to [`JitteredBackoff::max_server_wait`]. Every wait is
-//! capped, and no wait starts that would end past the request's [`Deadline`](crate::Deadline).
+//! capped, and no wait starts that would end past the request's [`Deadline`](crate::context::Deadline).
 //!
 //! [`Schedule`] and [`RandomSource`] are plain values with no I/O, usable on their own.
 
-mod future;
+pub mod future;
 #[cfg(feature = "backoff")]
 mod interop;
 mod layer;
@@ -20,8 +20,7 @@ mod random;
 mod schedule;
 mod service;
 
-pub use future::BackoffFuture;
 pub use layer::{CustomSchedule, JitteredBackoff};
 pub use random::RandomSource;
 pub use schedule::{Jitter, Schedule};
-pub use service::BackoffService;
+pub use service::JitteredBackoffService;

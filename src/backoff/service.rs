@@ -4,7 +4,7 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::{BackoffFuture, JitteredBackoff};
+use super::{future::ResponseFuture, JitteredBackoff};
 use crate::{
     context::{Deadline, RetryContext},
     error::{BoxError, Error},
@@ -13,15 +13,15 @@ use crate::{
 
 /// The service made by [`JitteredBackoff`].
 #[derive(Debug, Clone)]
-pub struct BackoffService<S> {
+pub struct JitteredBackoffService<S> {
     inner: S,
     policy: JitteredBackoff,
 }
 
-impl<S> BackoffService<S> {
+impl<S> JitteredBackoffService<S> {
     /// Wraps `inner` with the given backoff policy.
     pub fn new(inner: S, policy: JitteredBackoff) -> Self {
-        BackoffService { inner, policy }
+        JitteredBackoffService { inner, policy }
     }
 
     /// The inner service.
@@ -40,14 +40,14 @@ impl<S> BackoffService<S> {
     }
 }
 
-impl<S, B, ResB> Service<Request<B>> for BackoffService<S>
+impl<S, B, ResB> Service<Request<B>> for JitteredBackoffService<S>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = Error;
-    type Future = BackoffFuture<S, Request<B>>;
+    type Future = ResponseFuture<S, Request<B>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Error::from_inner)
@@ -55,7 +55,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let Some(ctx) = request.extensions().get::<RetryContext>() else {
-            return BackoffFuture::first(self.inner.call(request));
+            return ResponseFuture::first(self.inner.call(request));
         };
         let now = Instant::now();
         let retry = ctx.attempt().saturating_sub(2);
@@ -68,16 +68,16 @@ where
         ) {
             Err(refusal) => {
                 observe::backoff_refused(ctx.attempt(), &refusal);
-                BackoffFuture::refused(refusal)
+                ResponseFuture::refused(refusal)
             }
-            Ok(wait) if wait.is_zero() => BackoffFuture::direct(self.inner.call(request)),
+            Ok(wait) if wait.is_zero() => ResponseFuture::direct(self.inner.call(request)),
             Ok(wait) => {
                 ctx.record_wait(wait);
                 observe::backoff(ctx.attempt(), wait, ctx.server_hint());
                 // Sleeping must not hold a permit or slot of the inner service: give back
                 // what `poll_ready` reserved and ready a clone after the wait.
                 let guard = ctx.begin_wait();
-                BackoffFuture::waiting(
+                ResponseFuture::waiting(
                     crate::readiness::release(&mut self.inner),
                     request,
                     crate::time::after(now, wait),

@@ -118,7 +118,7 @@ pub enum RetryDecision {
     /// Retryable, for this cause.
     Retry(RetryCause),
     /// Retryable by status, but the server said `x-should-retry: false`: handed to the caller,
-    /// with [`StopReason::ServerSaidNo`](crate::StopReason::ServerSaidNo) in its report.
+    /// with [`StopReason::ServerSaidNo`](crate::context::StopReason::ServerSaidNo) in its report.
     ServerSaidNo,
 }
 

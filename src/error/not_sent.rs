@@ -34,7 +34,7 @@ pub enum NotSentReason {
         hint: Duration,
     },
     /// The backoff wait before this retry would end past the request's
-    /// [`Deadline`](crate::Deadline). Kind: [`Timeout`](ErrorKind::Timeout)
+    /// [`Deadline`](crate::context::Deadline). Kind: [`Timeout`](ErrorKind::Timeout)
     /// ([`TimeoutPhase::Deadline`]).
     WaitPastDeadline,
     /// The backoff schedule ended: a [custom schedule](crate::JitteredBackoff::custom)

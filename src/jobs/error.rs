@@ -190,7 +190,7 @@ mod tests {
         let failures: JobError<JsonStatusError> = JobError::new(
             JobErrorKind::TooManyFailures {
                 failures: 3,
-                last: PollFailure::Error(Error::timeout(crate::TimeoutPhase::Attempt)),
+                last: PollFailure::Error(Error::timeout(crate::error::TimeoutPhase::Attempt)),
             },
             None,
             3,

@@ -20,7 +20,7 @@
 //! - **Two clocks.** Each poll's own deadline is the stack's
 //!   ([`TimeoutByWorkload`](crate::TimeoutByWorkload)); the poller's
 //!   [`deadline`](JobPoller::deadline) bounds the whole wait, and is published to the stack as
-//!   each poll's [`Deadline`](crate::Deadline) (the earlier of the two wins), so no retry inside
+//!   each poll's [`Deadline`](crate::context::Deadline) (the earlier of the two wins), so no retry inside
 //!   a poll outlives it.
 //! - **Failures tolerated, within reason.** A poll that fails in a way another poll can fix (a
 //!   connect failure, a timeout, a reset, a `503` that outlived the stack's retries) is counted;

@@ -280,17 +280,7 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
+    use crate::headers::test_headers as h;
 
     #[test]
     fn limits_are_read_in_both_forms() {

@@ -1,3 +1,6 @@
+//! The future of [`RateLimitAwareService`](super::RateLimitAwareService): a place in the gate's
+//! queue, then the call, then what its outcome teaches the gate.
+
 use std::{
     future::Future,
     pin::Pin,
@@ -30,12 +33,12 @@ use crate::{
 };
 
 pin_project! {
-    /// The response future of [`RateLimitService`](super::RateLimitService).
+    /// The response future of [`RateLimitAwareService`](super::RateLimitAwareService).
     ///
     /// Small on the success path; a request that has to wait boxes its waiting state (one
     /// allocation). Dropping the future at any point releases what it held (a probe turn is
     /// handed to the next request).
-    pub struct RateLimitFuture<S, R, P = Standard>
+    pub struct ResponseFuture<S, R, P = Standard>
     where
         S: Service<R>,
     {
@@ -146,7 +149,7 @@ impl<P> Drop for Place<P> {
     }
 }
 
-impl<S: Service<R>, R, P> RateLimitFuture<S, R, P> {
+impl<S: Service<R>, R, P> ResponseFuture<S, R, P> {
     pub(super) fn sent(
         future: S::Future,
         shared: Arc<Shared<P>>,
@@ -157,13 +160,13 @@ impl<S: Service<R>, R, P> RateLimitFuture<S, R, P> {
     ) -> Self {
         let mut outcome = Observer::new(shared, scope, probe, sent_at, None);
         outcome.charge = charge;
-        RateLimitFuture {
+        ResponseFuture {
             state: State::Sent { future, outcome },
         }
     }
 
     pub(super) fn refused(error: Error) -> Self {
-        RateLimitFuture {
+        ResponseFuture {
             state: State::Refused { error: Some(error) },
         }
     }
@@ -187,7 +190,7 @@ impl<S: Service<R>, R, P> RateLimitFuture<S, R, P> {
             _ => None,
         };
         let notified = shared.notify.clone().notified_owned();
-        RateLimitFuture {
+        ResponseFuture {
             state: State::Waiting {
                 held: Box::pin(Held {
                     sleep: tokio::time::sleep_until(cap(slot.map_or(now, |s| s.at), deadline)),
@@ -215,7 +218,7 @@ fn cap(at: Instant, deadline: Option<Deadline>) -> Instant {
     deadline.map_or(at, |d| at.min(d.instant()))
 }
 
-impl<S, R, ResB, P> Future for RateLimitFuture<S, R, P>
+impl<S, R, ResB, P> Future for ResponseFuture<S, R, P>
 where
     S: Service<R, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
@@ -358,7 +361,7 @@ pub(crate) struct Observer<P = Standard> {
 /// How long an attempt must have been in flight, with no answer, for a cut by its deadline to
 /// count as the server's failure: one sent with less of its deadline left (after a long wait
 /// at the gate) had no fair chance to answer.
-pub const HUNG_AFTER: Duration = Duration::from_secs(2);
+pub(crate) const HUNG_AFTER: Duration = Duration::from_secs(2);
 
 impl<P> Observer<P> {
     /// `deadline`: `None` to look it up once the attempt is in flight, `Some` when known.

@@ -5,7 +5,7 @@ use tower_layer::Layer;
 
 use crate::classify::{Policy, Standard};
 
-use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake, WakeHandle};
+use super::{GateConfig, LocalStore, RateLimitAwareService, RateLimitStore, Wake, WakeHandle};
 
 /// One rate-limit state per client, shared by every clone: it learns from every response and
 /// paces every request, so the process backs off as a whole.
@@ -31,7 +31,7 @@ use super::{GateConfig, LocalStore, RateLimitService, RateLimitStore, Wake, Wake
 ///   (at the learned rate, or [`release_spacing`](GateConfig::release_spacing) before one is
 ///   learned, doubling while successes come back after a breaker spell), not as a herd. A
 ///   request that goes away while waiting gives its place back.
-/// - A request whose wait would pass its [`Deadline`](crate::Deadline) fails at once with
+/// - A request whose wait would pass its [`Deadline`](crate::context::Deadline) fails at once with
 ///   [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited), carrying the wait.
 ///
 /// What a response or an error teaches the gate is the [`classify::Policy`](crate::classify)'s
@@ -150,9 +150,9 @@ impl<P> RateLimitAware<P> {
 }
 
 impl<S, P> Layer<S> for RateLimitAware<P> {
-    type Service = RateLimitService<S, P>;
+    type Service = RateLimitAwareService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService::new(inner, self.shared.clone())
+        RateLimitAwareService::new(inner, self.shared.clone())
     }
 }

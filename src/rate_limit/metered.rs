@@ -1,4 +1,4 @@
-//! [`Metered`]: the response body of [`RateLimitService`](super::RateLimitService), which
+//! [`Metered`]: the response body of [`RateLimitAwareService`](super::RateLimitAwareService), which
 //! settles a request's token charge with the `usage` its answer reports.
 //!
 //! Only a request admitted while its scope's token buckets are modelled is tapped: the body

@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::{
-    layer::Shared, published, Admission, Demand, Metered, RateLimitFuture, RequestShape, Scope,
-    ScopeSource, Ticket,
+    future::ResponseFuture, layer::Shared, published, Admission, Demand, Metered, RequestShape,
+    Scope, ScopeSource, Ticket,
 };
 use crate::{
     classify::{Policy, Standard},
@@ -20,14 +20,14 @@ use crate::{
 
 /// The service made by [`RateLimitAware`](super::RateLimitAware).
 #[derive(Debug, Clone)]
-pub struct RateLimitService<S, P = Standard> {
+pub struct RateLimitAwareService<S, P = Standard> {
     inner: S,
     shared: Arc<Shared<P>>,
 }
 
-impl<S, P> RateLimitService<S, P> {
+impl<S, P> RateLimitAwareService<S, P> {
     pub(super) fn new(inner: S, shared: Arc<Shared<P>>) -> Self {
-        RateLimitService { inner, shared }
+        RateLimitAwareService { inner, shared }
     }
 
     /// The inner service.
@@ -46,7 +46,7 @@ impl<S, P> RateLimitService<S, P> {
     }
 }
 
-impl<S, B, ResB, P> Service<Request<B>> for RateLimitService<S, P>
+impl<S, B, ResB, P> Service<Request<B>> for RateLimitAwareService<S, P>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
@@ -54,7 +54,7 @@ where
 {
     type Response = Response<Metered<ResB>>;
     type Error = Error;
-    type Future = RateLimitFuture<S, Request<B>, P>;
+    type Future = ResponseFuture<S, Request<B>, P>;
 
     /// Only the inner service's readiness: waiting happens in the response future.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -70,7 +70,7 @@ where
                 Some(scope) => ScopeSource::Known(scope),
                 None => published::body().map_or(ScopeSource::Global, ScopeSource::Body),
             };
-            return RateLimitFuture::sent(
+            return ResponseFuture::sent(
                 self.inner.call(request),
                 self.shared.clone(),
                 scope,
@@ -102,7 +102,7 @@ where
                     Admission::Probe(probe) => Some(probe),
                     _ => None,
                 };
-                RateLimitFuture::sent(
+                ResponseFuture::sent(
                     self.inner.call(request),
                     self.shared.clone(),
                     ScopeSource::Known(scope),
@@ -113,7 +113,7 @@ where
             }
             Admission::TooLate { wait } => {
                 observe::gate_refused(Some(wait));
-                RateLimitFuture::refused(Error::rate_limited(Some(wait)))
+                ResponseFuture::refused(Error::rate_limited(Some(wait)))
             }
             admission => {
                 // Waiting must not hold a permit or slot of the inner service: give back what
@@ -123,7 +123,7 @@ where
                     .extensions()
                     .get::<crate::context::RetryContext>()
                     .map(crate::context::RetryContext::begin_wait);
-                RateLimitFuture::waiting(
+                ResponseFuture::waiting(
                     crate::readiness::release(&mut self.inner),
                     request,
                     self.shared.clone(),

@@ -102,17 +102,7 @@ mod tests {
     use super::*;
     use crate::error::TimeoutPhase;
 
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
+    use crate::headers::test_headers as h;
 
     #[test]
     fn reads_statuses_and_hints() {

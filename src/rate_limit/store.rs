@@ -93,12 +93,26 @@ pub enum Ticket {
 /// A place is kept in order until the request is sent or gives it back: the queue is first
 /// come, first served, and a waiter's time follows from the live places ahead of it (callers
 /// that went away give theirs back), the pace, and when the gate opens.
+///
+/// Like [`Probe`], a reservation is handed out by the crate's queue only (it cannot be made
+/// outside the crate): a store that wraps [`LocalStore`](super::LocalStore) passes its
+/// reservations on, so a caller cannot forge a place ahead of others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
+    pub(crate) at: Instant,
+    pub(crate) place: u64,
+}
+
+impl Reservation {
     /// When to ask again (unless woken earlier): the paced slot, or the breaker's next probe.
-    pub at: Instant,
-    /// The place in the queue.
-    pub place: u64,
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// The place in the queue (higher: later).
+    pub fn place(&self) -> u64 {
+        self.place
+    }
 }
 
 /// The answer to "may I send now?".

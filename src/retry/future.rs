@@ -1,3 +1,6 @@
+//! The future of [`RetryOnStatusService`](super::RetryOnStatusService): one logical request,
+//! attempt after attempt, until an answer to hand back.
+
 use std::{
     future::Future,
     pin::Pin,
@@ -28,8 +31,8 @@ use crate::{
 };
 
 pin_project! {
-    /// The response future of [`RetryService`](super::RetryService).
-    pub struct RetryFuture<S, B, ResB, P = Standard>
+    /// The response future of [`RetryOnStatusService`](super::RetryOnStatusService).
+    pub struct ResponseFuture<S, B, ResB, P = Standard>
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     {
@@ -46,7 +49,7 @@ pin_project! {
         deadline_watch: Option<Pin<Box<Sleep>>>,
     }
 
-    impl<S, B, ResB, P> PinnedDrop for RetryFuture<S, B, ResB, P>
+    impl<S, B, ResB, P> PinnedDrop for ResponseFuture<S, B, ResB, P>
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     {
@@ -180,12 +183,12 @@ impl SetAside {
     }
 }
 
-impl<S, B, ResB, P> RetryFuture<S, B, ResB, P>
+impl<S, B, ResB, P> ResponseFuture<S, B, ResB, P>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
 {
     fn new(service: S, config: Arc<RetryConfig<P>>, state: State<S::Future, ResB>) -> Self {
-        RetryFuture {
+        ResponseFuture {
             state,
             service: ReadyCall::idle(service),
             pending: None,
@@ -271,7 +274,7 @@ where
     }
 }
 
-impl<S, B, ResB, P> Future for RetryFuture<S, B, ResB, P>
+impl<S, B, ResB, P> Future for ResponseFuture<S, B, ResB, P>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
@@ -325,10 +328,10 @@ where
     }
 }
 
-/// What a [`RetryFuture`] resolves to.
+/// What a [`ResponseFuture`] resolves to.
 type Output<ResB> = Result<Response<ReplayBody<ResB>>, Error>;
 
-/// What one step of [`RetryFuture::poll`] decided.
+/// What one step of [`ResponseFuture::poll`] decided.
 enum Next<F, ResB> {
     /// The request is done.
     Done(Output<ResB>),

@@ -2,7 +2,7 @@ use std::{sync::Arc, time::Duration};
 
 use tower_layer::Layer;
 
-use super::{RetryBudget, RetryService, StatusSet};
+use super::{RetryBudget, RetryOnStatusService, StatusSet};
 use crate::classify::{Policy, Standard};
 
 /// Re-issues a request when the outcome says another attempt can help.
@@ -12,7 +12,7 @@ use crate::classify::{Policy, Standard};
 /// - connect failures, transport failures before a response (reset, closed), and per-attempt
 ///   timeouts: [`AttemptTimeout`](crate::timeout::AttemptTimeout)'s, and tower's own
 ///   `tower::timeout` placed inside this layer (its `Elapsed` is read as
-///   [`TimeoutPhase::Attempt`](crate::TimeoutPhase::Attempt), so a gateway answers 504 when
+///   [`TimeoutPhase::Attempt`](crate::error::TimeoutPhase::Attempt), so a gateway answers 504 when
 ///   every attempt timed out, not 502);
 /// - any response with `x-should-retry: true`.
 ///
@@ -28,12 +28,12 @@ use crate::classify::{Policy, Standard};
 ///
 /// Limits: at most [`max_attempts`](Self::max_attempts) attempts (5, the guide's loop), a
 /// [`RetryBudget`] shared by every clone (an outage cannot multiply load), and no retry that
-/// cannot start before the [`Deadline`](crate::Deadline).
+/// cannot start before the [`Deadline`](crate::context::Deadline).
 ///
 /// **Bodies.** The request body is read into memory, up to [`replay_cap`](Self::replay_cap)
 /// (16 MiB: about four million tokens of JSON, more than any long-context prompt), and every
 /// attempt sends the same bytes. A larger body is sent once, as a stream, and not retried
-/// ([`StopReason::BodyNotReplayable`](crate::StopReason::BodyNotReplayable) in the
+/// ([`StopReason::BodyNotReplayable`](crate::context::StopReason::BodyNotReplayable) in the
 /// [`RetryReport`](crate::RetryReport) and a `warn` event). A single-chunk body (`Full<Bytes>`,
 /// `String`) is never copied. The body type must be `Unpin`; wrap other bodies in `Box::pin`.
 ///
@@ -77,7 +77,7 @@ use crate::classify::{Policy, Standard};
 /// The body of a response that will be retried is read (up to 64 KiB, for at most 5 s) so the
 /// connection goes back to the pool; if the retry cannot start (its wait is refused, the
 /// service below fails to get ready) or the deadline comes while it waits or is in flight
-/// ([`StopReason::DeadlineReached`](crate::StopReason::DeadlineReached)), you get that response
+/// ([`StopReason::DeadlineReached`](crate::context::StopReason::DeadlineReached)), you get that response
 /// back, status, headers and body intact (a body that broke while being set aside ends with
 /// its error). A response too large or too slow to set aside is handed to you as it is, not
 /// retried.
@@ -236,9 +236,9 @@ impl<P> RetryOnStatus<P> {
 }
 
 impl<S, P: Clone> Layer<S> for RetryOnStatus<P> {
-    type Service = RetryService<S, P>;
+    type Service = RetryOnStatusService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RetryService::new(inner, Arc::new(self.config.clone()))
+        RetryOnStatusService::new(inner, Arc::new(self.config.clone()))
     }
 }

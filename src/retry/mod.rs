@@ -18,13 +18,12 @@
 
 mod body;
 mod budget;
-mod future;
+pub mod future;
 mod layer;
 mod service;
 
 pub use crate::classify::{RetryCause, StatusSet};
 pub use body::ReplayBody;
 pub use budget::RetryBudget;
-pub use future::RetryFuture;
 pub use layer::RetryOnStatus;
-pub use service::RetryService;
+pub use service::RetryOnStatusService;

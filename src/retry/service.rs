@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::{
     body::{Collected, Collector},
-    future::RetryFuture,
+    future::ResponseFuture,
     layer::RetryConfig,
     ReplayBody,
 };
@@ -20,14 +20,14 @@ use crate::{
 
 /// The service made by [`RetryOnStatus`](super::RetryOnStatus).
 #[derive(Debug, Clone)]
-pub struct RetryService<S, P = Standard> {
+pub struct RetryOnStatusService<S, P = Standard> {
     inner: S,
     config: Arc<RetryConfig<P>>,
 }
 
-impl<S, P> RetryService<S, P> {
+impl<S, P> RetryOnStatusService<S, P> {
     pub(crate) fn new(inner: S, config: Arc<RetryConfig<P>>) -> Self {
-        RetryService { inner, config }
+        RetryOnStatusService { inner, config }
     }
 
     /// The inner service.
@@ -46,7 +46,7 @@ impl<S, P> RetryService<S, P> {
     }
 }
 
-impl<S, B, ResB, P> Service<Request<B>> for RetryService<S, P>
+impl<S, B, ResB, P> Service<Request<B>> for RetryOnStatusService<S, P>
 where
     P: Policy,
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
@@ -58,7 +58,7 @@ where
 {
     type Response = Response<ReplayBody<ResB>>;
     type Error = Error;
-    type Future = RetryFuture<S, B, ResB, P>;
+    type Future = ResponseFuture<S, B, ResB, P>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Error::from_inner)
@@ -72,25 +72,25 @@ where
         let mut collector = Collector::new(self.config.replay_cap);
         let config = self.config.clone();
         if body.is_end_stream() {
-            return RetryFuture::start(service, config, parts, collector);
+            return ResponseFuture::start(service, config, parts, collector);
         }
         // Most request bodies are already in memory (`Full<Bytes>`, `String`): one poll with a
         // no-op waker collects them, so the first attempt starts here, with no extra state.
         // A body that is not ready is polled again, with the real waker, by the future.
         match collector.poll_collect(&mut body, &mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(Collected::Complete)) => {
-                RetryFuture::start(service, config, parts, collector)
+                ResponseFuture::start(service, config, parts, collector)
             }
             Poll::Ready(Ok(Collected::OverCap)) => {
-                RetryFuture::send_once(service, config, parts, collector, body)
+                ResponseFuture::send_once(service, config, parts, collector, body)
             }
-            Poll::Ready(Err(e)) => RetryFuture::failed(service, config, Error::from_inner(e)),
+            Poll::Ready(Err(e)) => ResponseFuture::failed(service, config, Error::from_inner(e)),
             // Reading a body that is still streaming in is a wait: give back what
             // `poll_ready` reserved; the future readies a clone once the body is in.
             Poll::Pending => {
                 drop(service);
                 let waiter = self.inner.clone();
-                RetryFuture::buffering(waiter, config, parts, collector, body)
+                ResponseFuture::buffering(waiter, config, parts, collector, body)
             }
         }
     }

@@ -124,7 +124,7 @@ where
 {
     type Response = S::Response;
     type Error = Error;
-    type Future = AttemptFuture<S::Future>;
+    type Future = AttemptResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Error::from_inner)
@@ -148,13 +148,13 @@ where
                 sleep: tokio::time::sleep(limit),
             },
         };
-        AttemptFuture { state }
+        AttemptResponseFuture { state }
     }
 }
 
 pin_project! {
     /// The response future of [`AttemptTimeoutService`].
-    pub struct AttemptFuture<F> {
+    pub struct AttemptResponseFuture<F> {
         #[pin]
         state: State<F>,
     }
@@ -170,7 +170,7 @@ pin_project! {
     }
 }
 
-impl<F, T, E> Future for AttemptFuture<F>
+impl<F, T, E> Future for AttemptResponseFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,

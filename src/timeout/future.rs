@@ -1,3 +1,6 @@
+//! The futures of [`TimeoutByWorkloadService`](super::TimeoutByWorkloadService) (the deadline)
+//! and [`AttemptTimeoutService`](super::AttemptTimeoutService) (one attempt's limit).
+
 use std::{
     future::Future,
     pin::Pin,
@@ -9,6 +12,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
+pub use super::attempt::AttemptResponseFuture;
 use super::TimeoutBody;
 use crate::{
     context::Ambient,
@@ -16,8 +20,8 @@ use crate::{
 };
 
 pin_project! {
-    /// The response future of [`TimeoutService`](super::TimeoutService).
-    pub struct TimeoutFuture<F> {
+    /// The response future of [`TimeoutByWorkloadService`](super::TimeoutByWorkloadService).
+    pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         // Created on the first `Pending`: a response that is ready at once never touches the
@@ -29,9 +33,9 @@ pin_project! {
     }
 }
 
-impl<F> TimeoutFuture<F> {
+impl<F> ResponseFuture<F> {
     pub(super) fn new(inner: F, ambient: Ambient, idle_read: Duration) -> Self {
-        TimeoutFuture {
+        ResponseFuture {
             inner,
             sleep: None,
             ambient,
@@ -40,7 +44,7 @@ impl<F> TimeoutFuture<F> {
     }
 }
 
-impl<F, ResB, E> Future for TimeoutFuture<F>
+impl<F, ResB, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResB>, E>>,
     E: Into<BoxError>,

@@ -1,6 +1,6 @@
 use tower_layer::Layer;
 
-use super::TimeoutService;
+use super::TimeoutByWorkloadService;
 use crate::workload::{PerWorkload, TimeoutProfile, Workload};
 
 /// Enforces a request's workload timeouts: an overall deadline across every attempt and wait,
@@ -9,7 +9,7 @@ use crate::workload::{PerWorkload, TimeoutProfile, Workload};
 /// The workload is the request's [`Workload`] extension, else the layer's default. Its
 /// [`TimeoutProfile`] (or the request's own, when it carries one in its extensions) decides:
 /// - **total**: the deadline by which the response head must be here, retries and backoff
-///   waits included. The layers inside see it through [`Deadline::of`](crate::Deadline::of) and
+///   waits included. The layers inside see it through [`Deadline::of`](crate::context::Deadline::of) and
 ///   never start a wait that would pass it. On expiry: [`TimeoutPhase::Deadline`].
 /// - **idle read**: after the head, the body may stream for as long as it keeps producing;
 ///   a gap longer than this between two frames fails the body with [`TimeoutPhase::BodyIdle`].
@@ -31,8 +31,8 @@ use crate::workload::{PerWorkload, TimeoutProfile, Workload};
 /// assert_eq!(interactive.idle_read, Duration::from_secs(30));
 /// ```
 ///
-/// [`TimeoutPhase::Deadline`]: crate::TimeoutPhase::Deadline
-/// [`TimeoutPhase::BodyIdle`]: crate::TimeoutPhase::BodyIdle
+/// [`TimeoutPhase::Deadline`]: crate::error::TimeoutPhase::Deadline
+/// [`TimeoutPhase::BodyIdle`]: crate::error::TimeoutPhase::BodyIdle
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutByWorkload {
     pub(super) default: Workload,
@@ -66,7 +66,7 @@ impl TimeoutByWorkload {
         self.default
     }
 
-    /// Also insert the [`Deadline`](crate::Deadline) into each request's extensions (default
+    /// Also insert the [`Deadline`](crate::context::Deadline) into each request's extensions (default
     /// off: the deadline is published to the layers inside without allocating). Turn it on
     /// when a layer inside moves the request to another task, such as `tower::buffer`.
     pub fn deadline_in_extensions(mut self, enabled: bool) -> Self {
@@ -83,9 +83,9 @@ impl Default for TimeoutByWorkload {
 }
 
 impl<S> Layer<S> for TimeoutByWorkload {
-    type Service = TimeoutService<S>;
+    type Service = TimeoutByWorkloadService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService::new(inner, *self)
+        TimeoutByWorkloadService::new(inner, *self)
     }
 }

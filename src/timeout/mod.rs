@@ -20,12 +20,11 @@
 
 mod attempt;
 mod body;
-mod future;
+pub mod future;
 mod layer;
 mod service;
 
-pub use attempt::{AttemptFuture, AttemptTimeout, AttemptTimeoutService};
+pub use attempt::{AttemptTimeout, AttemptTimeoutService};
 pub use body::TimeoutBody;
-pub use future::TimeoutFuture;
 pub use layer::TimeoutByWorkload;
-pub use service::TimeoutService;
+pub use service::TimeoutByWorkloadService;

@@ -4,7 +4,7 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::{TimeoutBody, TimeoutByWorkload, TimeoutFuture};
+use super::{future::ResponseFuture, TimeoutBody, TimeoutByWorkload};
 use crate::{
     context::{Ambient, Deadline},
     error::{BoxError, Error},
@@ -13,15 +13,15 @@ use crate::{
 
 /// The service made by [`TimeoutByWorkload`].
 #[derive(Debug, Clone)]
-pub struct TimeoutService<S> {
+pub struct TimeoutByWorkloadService<S> {
     inner: S,
     config: TimeoutByWorkload,
 }
 
-impl<S> TimeoutService<S> {
+impl<S> TimeoutByWorkloadService<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, config: TimeoutByWorkload) -> Self {
-        TimeoutService { inner, config }
+        TimeoutByWorkloadService { inner, config }
     }
 
     /// The inner service.
@@ -40,14 +40,14 @@ impl<S> TimeoutService<S> {
     }
 }
 
-impl<S, B, ResB> Service<Request<B>> for TimeoutService<S>
+impl<S, B, ResB> Service<Request<B>> for TimeoutByWorkloadService<S>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
     type Response = Response<TimeoutBody<ResB>>;
     type Error = Error;
-    type Future = TimeoutFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Error::from_inner)
@@ -72,6 +72,6 @@ where
             workload: Some(workload),
         };
         let future = ambient.scope(|| inner.call(request));
-        TimeoutFuture::new(future, ambient, profile.idle_read)
+        ResponseFuture::new(future, ambient, profile.idle_read)
     }
 }

@@ -33,10 +33,11 @@ use serde_json::Value;
 use tower::{util::BoxCloneSyncService, Layer, Service, ServiceExt};
 use tower_reliability::{
     backoff::Jitter,
+    context::RetryContext,
     fireworks::{self, FireworksLayer, FireworksService},
     retry::ReplayBody,
     testing::{FireworksServer, ServerConfig, Stats, DEFAULT_API_KEY},
-    BoxError, Error, JitteredBackoff, RetryContext, TimeoutByWorkload, TimeoutProfile, Workload,
+    BoxError, Error, JitteredBackoff, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 /// The total deadline of most rows: every attempt and wait until the response head.

@@ -12,12 +12,14 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tower_reliability::{
     backoff::Jitter,
+    context::StopReason,
+    error::TimeoutPhase,
     fireworks::{self, FireworksLayer},
     rate_limit::LocalStore,
     testing::{body_hash, Fault, HintStyle, RateLimitConfig, DEFAULT_API_KEY, DEFAULT_MODEL},
     timeout::AttemptTimeout,
-    Error, ErrorKind, JitteredBackoff, RateLimitAware, RetryOnStatus, RetryReport, StopReason,
-    TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+    Error, ErrorKind, JitteredBackoff, RateLimitAware, RetryOnStatus, RetryReport,
+    TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 use super::{

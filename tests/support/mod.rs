@@ -21,7 +21,10 @@ use http_body::{Body, Frame};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use tokio::time::Instant;
 use tower::Service;
-use tower_reliability::{BoxError, Deadline, RetryContext};
+use tower_reliability::{
+    context::{Deadline, RetryContext},
+    BoxError,
+};
 
 pub type TestBody = BoxBody<Bytes, BoxError>;
 

@@ -13,8 +13,8 @@ use hyper_util::{
 };
 use tower::{Layer, ServiceExt};
 use tower_reliability::{
-    fireworks, rate_limit::RateLimitAware, retry::ReplayBody, ErrorKind, RetryReport,
-    TimeoutByWorkload, TimeoutPhase, TimeoutProfile, Workload,
+    error::TimeoutPhase, fireworks, rate_limit::RateLimitAware, retry::ReplayBody, ErrorKind,
+    RetryReport, TimeoutByWorkload, TimeoutProfile, Workload,
 };
 
 use super::record::{CountAttempts, Outcome, RunLog};
