@@ -141,7 +141,7 @@ proptest! {
         previous in proptest::option::of(millis()),
         unit in prop_oneof![0.0f64..1.0, any::<f64>()],
     ) {
-        let schedule = Schedule { base: config.base, cap: config.cap, jitter: config.jitter, spread: config.spread };
+        let schedule = Schedule::default().with_base(config.base).with_cap(config.cap).with_jitter(config.jitter).with_spread(config.spread);
         let d = schedule.delay(n, previous, unit);
         prop_assert!(d <= config.cap, "{d:?} > {:?}", config.cap);
     }
@@ -176,11 +176,7 @@ proptest! {
 #[test]
 fn schedule_delay_never_exceeds_a_cap_not_exact_in_f64() {
     let cap = Duration::from_millis(u64::MAX / 4_000_000);
-    let schedule = Schedule {
-        cap,
-        jitter: Jitter::None,
-        ..Schedule::default()
-    };
+    let schedule = Schedule::default().with_cap(cap).with_jitter(Jitter::None);
     let d = schedule.delay(63, None, 0.5);
     assert!(d <= cap, "{d:?} > {cap:?}");
 }
