@@ -513,21 +513,21 @@ fn gate_config() -> impl Strategy<Value = GateConfig> {
                 (release_spacing, hinted_plateau, forget_after, max_hold, no_hint_base),
                 (no_hint_max, sampling_duration, probe_base, probe_max),
                 (rate_control, min_rate, failure_ratio, minimum_throughput),
-            )| GateConfig {
-                release_spacing,
-                rate_control,
-                min_rate,
-                hinted_plateau,
-                forget_after,
-                max_hold,
-                no_hint_base,
-                no_hint_max,
-                failure_ratio,
-                minimum_throughput,
-                sampling_duration,
-                probe_base,
-                probe_max,
-                ..GateConfig::default()
+            )| {
+                GateConfig::default()
+                    .with_release_spacing(release_spacing)
+                    .with_rate_control(rate_control)
+                    .with_min_rate(min_rate)
+                    .with_hinted_plateau(hinted_plateau)
+                    .with_forget_after(forget_after)
+                    .with_max_hold(max_hold)
+                    .with_no_hint_base(no_hint_base)
+                    .with_no_hint_max(no_hint_max)
+                    .with_failure_ratio(failure_ratio)
+                    .with_minimum_throughput(minimum_throughput)
+                    .with_sampling_duration(sampling_duration)
+                    .with_probe_base(probe_base)
+                    .with_probe_max(probe_max)
             },
         )
 }
@@ -580,19 +580,19 @@ fn plus(a: Duration, b: Duration) -> Duration {
 /// longest closure, the longest hold between probes (and the moment a due probe is kept for
 /// the newest waiter), then a slot per place at the slowest pace.
 fn wait_bound(config: &GateConfig, queued: usize) -> Duration {
-    let closure = config.max_hold.max(config.no_hint_max);
+    let closure = config.max_hold().max(config.no_hint_max());
     let probe = plus(
-        config.probe_max.max(Duration::from_millis(1)),
+        config.probe_max().max(Duration::from_millis(1)),
         Duration::from_millis(5),
     );
-    let min_rate = if config.min_rate.is_finite() && config.min_rate > 0.0 {
-        config.min_rate
+    let min_rate = if config.min_rate().is_finite() && config.min_rate() > 0.0 {
+        config.min_rate()
     } else {
         0.5
     };
     let slowest = Duration::try_from_secs_f64(1.0 / min_rate).unwrap_or(Duration::MAX);
     // A spent request quota spaces its queue by its refill interval, capped at `max_hold`.
-    let spacing = config.release_spacing.max(slowest).max(config.max_hold);
+    let spacing = config.release_spacing().max(slowest).max(config.max_hold());
     let places = u32::try_from(queued + 1).unwrap_or(u32::MAX);
     plus(plus(closure, probe), spacing.saturating_mul(places))
 }

@@ -325,10 +325,8 @@ async fn shared_times_are_bounded_and_garbage_is_repaired() {
         .command(&["HSET", &key, "closed_until", &ahead])
         .await
         .unwrap();
-    let gate = tower_reliability::rate_limit::GateConfig {
-        max_hold: Duration::from_millis(300),
-        ..Default::default()
-    };
+    let gate = tower_reliability::rate_limit::GateConfig::default()
+        .with_max_hold(Duration::from_millis(300));
     let a = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
     assert!(eventually(Duration::from_secs(1), || a.is_shared()).await);
     // Closed for at most max_hold, then open for good (not re-closed on every sync).
@@ -419,10 +417,8 @@ async fn a_cut_older_than_forget_after_is_not_revived_at_recovery() {
         return;
     };
     let prefix = prefix("revived");
-    let gate = tower_reliability::rate_limit::GateConfig {
-        forget_after: Duration::from_millis(800),
-        ..Default::default()
-    };
+    let gate = tower_reliability::rate_limit::GateConfig::default()
+        .with_forget_after(Duration::from_millis(800));
     let a = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
     let b = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
     assert!(both_counted(&a, &b).await);

@@ -90,10 +90,7 @@ async fn run(args: &WorkerArgs) -> WorkerReport {
     let (rate_limit, probe) = match args.store {
         Store::Local | Store::Off => {
             let gate = if args.store == Store::Off {
-                GateConfig {
-                    rate_control: RateControl::Off,
-                    ..GateConfig::default()
-                }
+                GateConfig::default().with_rate_control(RateControl::Off)
             } else {
                 GateConfig::default()
             };
