@@ -106,7 +106,7 @@ async fn run(args: &WorkerArgs) -> WorkerReport {
                 return failed_report("redis mode without redis=URL");
             };
             let config = RedisConfig::new(url.clone(), args.prefix.clone())
-                .cluster(args.store == Store::Cluster);
+                .with_cluster(args.store == Store::Cluster);
             match RedisStore::spawn(config) {
                 Ok(store) => {
                     let store = Arc::new(store);
