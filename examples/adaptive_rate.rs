@@ -39,10 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let server = FireworksServer::start(ServerConfig::default().rate_limit(limit(LIMIT))).await?;
 
     // The preset, with its gate's store kept here to read the learned rate.
-    let store = Arc::new(LocalStore::new(GateConfig {
-        rate_control: RateControl::CUBIC,
-        ..GateConfig::default()
-    }));
+    let store = Arc::new(LocalStore::new(
+        GateConfig::default().with_rate_control(RateControl::CUBIC),
+    ));
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     let service = fireworks::layer(Workload::Interactive)
         .rate_limit(RateLimitAware::with_store(store.clone()))

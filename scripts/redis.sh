@@ -15,7 +15,7 @@
 #                                 certificate signed by a throwaway authority made now with the
 #                                 openssl CLI (for 127.0.0.1 and localhost); also prints
 #                                   REDIS_URL=rediss://127.0.0.1:PORT
-#                                   REDIS_CA=DIR/ca.pem     (RedisConfig::ca_cert)
+#                                   REDIS_CA=DIR/ca.pem     (RedisConfig::with_ca_cert)
 #   scripts/redis.sh start-cluster  three masters (`--cluster-enabled yes`, no replicas) joined
 #                                 by `redis-cli --cluster create`; prints REDIS_URL (one node),
 #                                 REDIS_CLUSTER=1 and REDIS_DIR.

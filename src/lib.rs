@@ -94,7 +94,7 @@
 //!
 //! # How the layers talk
 //!
-//! Through values in the request ([`Deadline`], [`RetryContext`]) and response
+//! Through values in the request ([`context::Deadline`], [`context::RetryContext`]) and response
 //! ([`RetryReport`]), so each works alone or under other crates' layers: see [`context`]. A
 //! request a layer chose not to send says why ([`Error::not_sent_reason`]), and a retry's
 //! budget cost comes back by one rule ([`context`], "The refund contract").

@@ -193,20 +193,27 @@ pub(crate) fn profile_override<B>(request: &http::Request<B>) -> Option<TimeoutP
 /// [`Workload::profile`] gives each workload's; a [`TimeoutByWorkload`](crate::TimeoutByWorkload)
 /// can replace them, and a request can carry its own in its extensions (it then wins over
 /// both, in `TimeoutByWorkload` and in [`AttemptTimeout`](crate::timeout::AttemptTimeout)).
+///
+/// Like every configuration value of this crate, it is built with [`new`](Self::new) (or
+/// taken from a workload), changed with `with_*` setters and read back with getters named
+/// after what they return:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_reliability::Workload;
+///
+/// let profile = Workload::Interactive.profile().with_total(Duration::from_secs(45));
+/// assert_eq!(profile.total(), Duration::from_secs(45));
+/// assert_eq!(profile.idle_read(), Duration::from_secs(30));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeoutProfile {
-    /// The overall deadline: every attempt and every wait until the response head arrives.
-    pub total: Duration,
-    /// The longest gap allowed between two response body frames (httpx's `read`).
-    pub idle_read: Duration,
-    /// An optional limit on each attempt's time to response headers.
-    pub attempt: Option<Duration>,
-    /// Time to establish a connection. Applied by connectors that support it.
-    pub connect: Duration,
-    /// Time to send the request. Applied by connectors that support it.
-    pub write: Duration,
-    /// Time to get a connection from the pool. Applied by clients that support it.
-    pub pool: Duration,
+    pub(crate) total: Duration,
+    pub(crate) idle_read: Duration,
+    pub(crate) attempt: Option<Duration>,
+    pub(crate) connect: Duration,
+    pub(crate) write: Duration,
+    pub(crate) pool: Duration,
 }
 
 impl TimeoutProfile {
@@ -258,6 +265,36 @@ impl TimeoutProfile {
         self.pool = pool;
         self
     }
+
+    /// The overall deadline: every attempt and every wait until the response head arrives.
+    pub const fn total(&self) -> Duration {
+        self.total
+    }
+
+    /// The longest gap allowed between two response body frames (httpx's `read`).
+    pub const fn idle_read(&self) -> Duration {
+        self.idle_read
+    }
+
+    /// The optional limit on each attempt's time to response headers.
+    pub const fn attempt(&self) -> Option<Duration> {
+        self.attempt
+    }
+
+    /// Time to establish a connection. Applied by connectors that support it.
+    pub const fn connect(&self) -> Duration {
+        self.connect
+    }
+
+    /// Time to send the request. Applied by connectors that support it.
+    pub const fn write(&self) -> Duration {
+        self.write
+    }
+
+    /// Time to get a connection from the pool. Applied by clients that support it.
+    pub const fn pool(&self) -> Duration {
+        self.pool
+    }
 }
 
 #[cfg(test)]
@@ -266,22 +303,51 @@ mod tests {
 
     #[test]
     fn profiles_sit_inside_the_guides_ranges() {
-        let secs = |w: Workload| w.profile().total.as_secs();
+        let secs = |w: Workload| w.profile().total().as_secs();
         assert!((30..=60).contains(&secs(Workload::Interactive)));
         assert!((5 * 60..=30 * 60).contains(&secs(Workload::Agentic)));
         assert!((10 * 60..=30 * 60).contains(&secs(Workload::LongContext)));
         assert_eq!(secs(Workload::BatchSubmit), 60);
         assert_eq!(
-            Workload::LongContext.profile().idle_read,
+            Workload::LongContext.profile().idle_read(),
             Duration::from_secs(1800)
         );
         for w in Workload::ALL {
             let p = w.profile();
-            assert_eq!(p.connect, Duration::from_secs(10));
-            assert_eq!(p.write, Duration::from_secs(30));
-            assert_eq!(p.pool, Duration::from_secs(10));
-            assert!(p.attempt.is_none_or(|a| a <= p.total));
+            assert_eq!(p.connect(), Duration::from_secs(10));
+            assert_eq!(p.write(), Duration::from_secs(30));
+            assert_eq!(p.pool(), Duration::from_secs(10));
+            assert!(p.attempt().is_none_or(|a| a <= p.total()));
             assert_eq!(Workload::ALL[w.index()], *w);
         }
+    }
+
+    #[test]
+    fn setters_round_trip_through_the_getters() {
+        let secs = Duration::from_secs;
+        let p = TimeoutProfile::new(secs(1))
+            .with_total(secs(2))
+            .with_idle_read(secs(3))
+            .with_attempt(Some(secs(4)))
+            .with_connect(secs(5))
+            .with_write(secs(6))
+            .with_pool(secs(7));
+        assert_eq!(
+            (p.total(), p.idle_read(), p.attempt()),
+            (secs(2), secs(3), Some(secs(4)))
+        );
+        assert_eq!(
+            (p.connect(), p.write(), p.pool()),
+            (secs(5), secs(6), secs(7))
+        );
+        assert_eq!(p.with_attempt(None).attempt(), None);
+        // `new` keeps the guide's per-phase defaults.
+        let fresh = TimeoutProfile::new(secs(9));
+        assert_eq!((fresh.total(), fresh.idle_read()), (secs(9), secs(1800)));
+        assert_eq!(fresh.attempt(), None);
+        assert_eq!(
+            (fresh.connect(), fresh.write(), fresh.pool()),
+            (secs(10), secs(30), secs(10))
+        );
     }
 }

@@ -125,10 +125,9 @@ const WARM_UP: u64 = 5;
 /// Poisson arrivals at twice the first limit for two phases; the limit halves between them.
 async fn run(control: RateControl) -> Run {
     let server = Limited::new(LIMIT, 5, Duration::from_millis(30));
-    let store = Arc::new(LocalStore::new(GateConfig {
-        rate_control: control,
-        ..GateConfig::default()
-    }));
+    let store = Arc::new(LocalStore::new(
+        GateConfig::default().with_rate_control(control),
+    ));
     let svc = fireworks::layer(Workload::Interactive)
         .timeouts(TimeoutByWorkload::new(Workload::Interactive).profile(
             Workload::Interactive,

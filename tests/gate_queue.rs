@@ -25,10 +25,9 @@ fn ms(n: u64) -> Duration {
 /// paced, not all in the same instant.
 #[tokio::test(start_paused = true)]
 async fn a_second_breaker_close_releases_slot_holders_paced() {
-    let store = Arc::new(LocalStore::new(GateConfig {
-        rate_control: RateControl::Off,
-        ..GateConfig::default()
-    }));
+    let store = Arc::new(LocalStore::new(
+        GateConfig::default().with_rate_control(RateControl::Off),
+    ));
     // The first request is slow: it answers, healthy, after the breaker tripped a second time.
     let mock = Mock::new([Step::Delay(ms(600), Box::new(Step::ok()))], Step::ok());
     let svc = gate_over(&store, &mock);
@@ -74,10 +73,9 @@ async fn a_second_breaker_close_releases_slot_holders_paced() {
 /// newcomer goes at the reopening. A refusal for queueing locally does not claim a server hint.
 #[tokio::test(start_paused = true)]
 async fn callers_that_go_away_give_their_places_back() {
-    let store = Arc::new(LocalStore::new(GateConfig {
-        rate_control: RateControl::Off,
-        ..GateConfig::default()
-    }));
+    let store = Arc::new(LocalStore::new(
+        GateConfig::default().with_rate_control(RateControl::Off),
+    ));
     let mock = Mock::always(Step::ok());
     let svc = gate_over(&store, &mock);
     let start = Instant::now();
@@ -130,14 +128,14 @@ async fn callers_that_go_away_give_their_places_back() {
 /// that got their slot on arrival), and stay ahead of later arrivals: first come, first served.
 #[tokio::test(start_paused = true)]
 async fn slot_holders_are_re_paced_and_served_first() {
-    let store = Arc::new(LocalStore::new(GateConfig {
-        // After a cut to 5/s the rate grows by 50/s every second.
-        rate_control: RateControl::Aimd {
-            beta: 0.1,
-            increase: 50.0,
-        },
-        ..GateConfig::default()
-    }));
+    let store = Arc::new(LocalStore::new(
+        GateConfig::default()
+            // After a cut to 5/s the rate grows by 50/s every second.
+            .with_rate_control(RateControl::Aimd {
+                beta: 0.1,
+                increase: 50.0,
+            }),
+    ));
     let mock = Mock::always(Step::ok());
     let svc = gate_over(&store, &mock);
     let start = Instant::now();

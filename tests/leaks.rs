@@ -517,7 +517,7 @@ fn dropped_probe_gives_its_turn_back() {
         let rig = Rig::start().await;
         let start = rig.requests();
         let now = tokio::time::Instant::now();
-        for _ in 0..rig.store.config().minimum_throughput {
+        for _ in 0..rig.store.config().minimum_throughput() {
             rig.store.record(now, Signal::Failing, None);
         }
         assert!(rig.store.breaker_engaged());

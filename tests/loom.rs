@@ -166,10 +166,7 @@ fn budget_deposit_at_full_and_withdraw_race() {
 
 /// The default gate, but a breaker that trips on three failures (of three): small models.
 fn config() -> GateConfig {
-    GateConfig {
-        minimum_throughput: 3,
-        ..GateConfig::default()
-    }
+    GateConfig::default().with_minimum_throughput(3)
 }
 
 /// A store whose breaker tripped at `t0` (three failures): open until `t0 + probe_base`.

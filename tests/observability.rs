@@ -73,17 +73,17 @@ fn secret_scenario_preset(seed: u64) -> fireworks::FireworksLayer {
                 ),
         )
         .backoff(seeded_backoff(seed))
-        .rate_limit(RateLimitAware::with_config(GateConfig {
-            // The adaptive rate's metrics depend on measured timing: `tests/adaptive.rs`.
-            rate_control: RateControl::Off,
-            // Three failures (of three) trip the breaker, as the scenario's steps expect.
-            minimum_throughput: 3,
-            release_spacing: Duration::from_millis(5),
-            no_hint_base: Duration::from_millis(20),
-            probe_base: Duration::from_millis(20),
-            probe_max: Duration::from_millis(40),
-            ..GateConfig::default()
-        }))
+        .rate_limit(RateLimitAware::with_config(
+            GateConfig::default()
+                // The adaptive rate's metrics depend on measured timing: `tests/adaptive.rs`.
+                .with_rate_control(RateControl::Off)
+                // Three failures (of three) trip the breaker, as the scenario's steps expect.
+                .with_minimum_throughput(3)
+                .with_release_spacing(Duration::from_millis(5))
+                .with_no_hint_base(Duration::from_millis(20))
+                .with_probe_base(Duration::from_millis(20))
+                .with_probe_max(Duration::from_millis(40)),
+        ))
         .attempt_timeout(
             AttemptTimeout::fixed(Duration::from_millis(400)).limit(Workload::Agentic, None),
         )
@@ -404,12 +404,12 @@ fn metrics_preset() -> fireworks::FireworksLayer {
         ))
         .retry(RetryOnStatus::default().max_attempts(3))
         .backoff(seeded_backoff(7))
-        .rate_limit(RateLimitAware::with_config(GateConfig {
-            rate_control: RateControl::Off,
-            minimum_throughput: 3,
-            sampling_duration: Duration::from_millis(100),
-            ..GateConfig::default()
-        }))
+        .rate_limit(RateLimitAware::with_config(
+            GateConfig::default()
+                .with_rate_control(RateControl::Off)
+                .with_minimum_throughput(3)
+                .with_sampling_duration(Duration::from_millis(100)),
+        ))
 }
 
 async fn quick_server() -> FireworksServer {

@@ -35,10 +35,7 @@ fn secs(n: u64) -> Duration {
 #[test]
 fn an_interactive_newcomer_is_slotted_ahead_of_a_batch_backlog() {
     for (priority, expect_ahead) in [(Priority::default(), true), (Priority::Fifo, false)] {
-        let store = LocalStore::new(GateConfig {
-            priority,
-            ..GateConfig::default()
-        });
+        let store = LocalStore::new(GateConfig::default().with_priority(priority));
         let scope = Scope::named("m");
         let t0 = Instant::now();
         // A spent quota of 60 a minute: one request a second.
@@ -77,10 +74,9 @@ fn preset(priority: Priority) -> fireworks::FireworksLayer {
     }
     fireworks::layer(Workload::BatchSubmit)
         .timeouts(timeouts)
-        .rate_limit(RateLimitAware::with_config(GateConfig {
-            priority,
-            ..GateConfig::default()
-        }))
+        .rate_limit(RateLimitAware::with_config(
+            GateConfig::default().with_priority(priority),
+        ))
 }
 
 fn chat(server: &FireworksServer, workload: Option<Workload>) -> http::Request<Full<Bytes>> {

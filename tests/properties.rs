@@ -142,7 +142,7 @@ proptest! {
         previous in proptest::option::of(millis()),
         unit in prop_oneof![0.0f64..1.0, any::<f64>()],
     ) {
-        let schedule = Schedule { base: config.base, cap: config.cap, jitter: config.jitter, spread: config.spread };
+        let schedule = Schedule::default().with_base(config.base).with_cap(config.cap).with_jitter(config.jitter).with_spread(config.spread);
         let d = schedule.delay(n, previous, unit);
         prop_assert!(d <= config.cap, "{d:?} > {:?}", config.cap);
     }
@@ -177,11 +177,7 @@ proptest! {
 #[test]
 fn schedule_delay_never_exceeds_a_cap_not_exact_in_f64() {
     let cap = Duration::from_millis(u64::MAX / 4_000_000);
-    let schedule = Schedule {
-        cap,
-        jitter: Jitter::None,
-        ..Schedule::default()
-    };
+    let schedule = Schedule::default().with_cap(cap).with_jitter(Jitter::None);
     let d = schedule.delay(63, None, 0.5);
     assert!(d <= cap, "{d:?} > {cap:?}");
 }
@@ -518,21 +514,21 @@ fn gate_config() -> impl Strategy<Value = GateConfig> {
                 (release_spacing, hinted_plateau, forget_after, max_hold, no_hint_base),
                 (no_hint_max, sampling_duration, probe_base, probe_max),
                 (rate_control, min_rate, failure_ratio, minimum_throughput),
-            )| GateConfig {
-                release_spacing,
-                rate_control,
-                min_rate,
-                hinted_plateau,
-                forget_after,
-                max_hold,
-                no_hint_base,
-                no_hint_max,
-                failure_ratio,
-                minimum_throughput,
-                sampling_duration,
-                probe_base,
-                probe_max,
-                ..GateConfig::default()
+            )| {
+                GateConfig::default()
+                    .with_release_spacing(release_spacing)
+                    .with_rate_control(rate_control)
+                    .with_min_rate(min_rate)
+                    .with_hinted_plateau(hinted_plateau)
+                    .with_forget_after(forget_after)
+                    .with_max_hold(max_hold)
+                    .with_no_hint_base(no_hint_base)
+                    .with_no_hint_max(no_hint_max)
+                    .with_failure_ratio(failure_ratio)
+                    .with_minimum_throughput(minimum_throughput)
+                    .with_sampling_duration(sampling_duration)
+                    .with_probe_base(probe_base)
+                    .with_probe_max(probe_max)
             },
         )
 }
@@ -585,19 +581,19 @@ fn plus(a: Duration, b: Duration) -> Duration {
 /// longest closure, the longest hold between probes (and the moment a due probe is kept for
 /// the newest waiter), then a slot per place at the slowest pace.
 fn wait_bound(config: &GateConfig, queued: usize) -> Duration {
-    let closure = config.max_hold.max(config.no_hint_max);
+    let closure = config.max_hold().max(config.no_hint_max());
     let probe = plus(
-        config.probe_max.max(Duration::from_millis(1)),
+        config.probe_max().max(Duration::from_millis(1)),
         Duration::from_millis(5),
     );
-    let min_rate = if config.min_rate.is_finite() && config.min_rate > 0.0 {
-        config.min_rate
+    let min_rate = if config.min_rate().is_finite() && config.min_rate() > 0.0 {
+        config.min_rate()
     } else {
         0.5
     };
     let slowest = Duration::try_from_secs_f64(1.0 / min_rate).unwrap_or(Duration::MAX);
     // A spent request quota spaces its queue by its refill interval, capped at `max_hold`.
-    let spacing = config.release_spacing.max(slowest).max(config.max_hold);
+    let spacing = config.release_spacing().max(slowest).max(config.max_hold());
     let places = u32::try_from(queued + 1).unwrap_or(u32::MAX);
     plus(plus(closure, probe), spacing.saturating_mul(places))
 }

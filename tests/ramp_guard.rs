@@ -25,10 +25,9 @@ fn offer(store: &LocalStore, scope: &Scope, minutes: u32) -> Vec<u32> {
 
 #[test]
 fn a_guarded_scope_doubles_at_most_once_per_doubling_time() {
-    let store = LocalStore::new(GateConfig {
-        ramp_guard: Some(RampGuard::new(10.0, Duration::from_secs(60))),
-        ..GateConfig::default()
-    });
+    let store = LocalStore::new(
+        GateConfig::default().with_ramp_guard(Some(RampGuard::new(10.0, Duration::from_secs(60)))),
+    );
     let sent = offer(&store, &Scope::named("m"), 4);
     // 10/s in the first minute, then twice the previous minute's rate, up to what is offered.
     let expected = [600, 1200, 2400, 4800];

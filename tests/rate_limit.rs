@@ -177,10 +177,9 @@ async fn an_outage_costs_about_one_attempt_per_request_and_held_requests_succeed
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_lets_another_request_probe() {
     // A breaker that trips once three outcomes are in and most failed.
-    let store = std::sync::Arc::new(LocalStore::new(GateConfig {
-        minimum_throughput: 3,
-        ..GateConfig::default()
-    }));
+    let store = std::sync::Arc::new(LocalStore::new(
+        GateConfig::default().with_minimum_throughput(3),
+    ));
     let gate = RateLimitAware::with_store(store.clone());
     // Three failures trip the breaker; then the server hangs on the probe.
     let mock = Mock::new(

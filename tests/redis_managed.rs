@@ -59,7 +59,7 @@ async fn rediss_with_the_servers_authority_shares_the_fleet_state() {
     };
     let prefix = prefix("tls");
     let spawn = || {
-        RedisStore::spawn(config(&redis.url(None), &prefix).ca_cert(redis.ca_pem().to_vec()))
+        RedisStore::spawn(config(&redis.url(None), &prefix).with_ca_cert(redis.ca_pem().to_vec()))
             .unwrap()
     };
     let (a, b) = (spawn(), spawn());
@@ -170,7 +170,7 @@ async fn rediss_with_an_acl_user() {
         return;
     };
     let store = RedisStore::spawn(
-        config(&redis.url(Some(USER)), &prefix("tls-acl")).ca_cert(redis.ca_pem().to_vec()),
+        config(&redis.url(Some(USER)), &prefix("tls-acl")).with_ca_cert(redis.ca_pem().to_vec()),
     )
     .unwrap();
     assert!(eventually(Duration::from_secs(3), || store.is_shared()).await);
@@ -196,8 +196,8 @@ async fn a_cluster_shares_the_fleet_state_and_survives_a_node_restart() {
     }
     // A seeds from the node that will restart, B from another: each must find the slot.
     let other = (home + 1) % 3;
-    let a = RedisStore::spawn(config(&cluster.url(home), &prefix).cluster(true)).unwrap();
-    let b = RedisStore::spawn(config(&cluster.url(other), &prefix).cluster(true)).unwrap();
+    let a = RedisStore::spawn(config(&cluster.url(home), &prefix).with_cluster(true)).unwrap();
+    let b = RedisStore::spawn(config(&cluster.url(other), &prefix).with_cluster(true)).unwrap();
     assert!(
         both_counted(&a, &b).await,
         "through the cluster: {a:?} {b:?}"
@@ -259,7 +259,7 @@ async fn a_cluster_node_without_cluster_mode_is_a_clear_fallback() {
     assert!(
         eventually(Duration::from_secs(2), || capture
             .text()
-            .contains("RedisConfig::cluster"))
+            .contains("RedisConfig::with_cluster(true)"))
         .await,
         "the warning says what to do: {}",
         capture.text()

@@ -69,9 +69,9 @@ async fn delaying_proxy(target: std::net::SocketAddr, delay: Duration) -> std::n
 
 fn config(url: &str, prefix: &str) -> RedisConfig {
     RedisConfig::new(url, prefix)
-        .sync_interval(Duration::from_millis(50))
-        .timeout(Duration::from_millis(150))
-        .fallback_after(Duration::from_secs(30))
+        .with_sync_interval(Duration::from_millis(50))
+        .with_timeout(Duration::from_millis(150))
+        .with_fallback_after(Duration::from_secs(30))
 }
 
 #[tokio::test]

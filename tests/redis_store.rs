@@ -260,7 +260,8 @@ fn what_cannot_work_is_rejected_with_a_clear_error() {
         .to_string()
         .contains("invalid Redis URL"));
     // A `ca_cert` that is not PEM is refused at once.
-    let pem = RedisStore::spawn(RedisConfig::new("rediss://127.0.0.1:1", "p").ca_cert(*b"nope"));
+    let pem =
+        RedisStore::spawn(RedisConfig::new("rediss://127.0.0.1:1", "p").with_ca_cert(*b"nope"));
     assert!(pem.is_err(), "a bad ca_cert was accepted");
 }
 
@@ -272,8 +273,9 @@ async fn members_outlive_a_slow_sync_interval() {
     // A sync every 400 ms with a member TTL of 100 ms: each process would drop the other
     // between its syncs and pace at the whole fleet's rate.
     let prefix = prefix("member-ttl");
-    let mut config = config(&redis.url(), &prefix).sync_interval(Duration::from_millis(400));
-    config.member_ttl = Duration::from_millis(100);
+    let config = config(&redis.url(), &prefix)
+        .with_sync_interval(Duration::from_millis(400))
+        .with_member_ttl(Duration::from_millis(100));
     let a = RedisStore::spawn(config.clone()).unwrap();
     let b = RedisStore::spawn(config).unwrap();
     assert!(both_counted(&a, &b).await);
@@ -325,11 +327,9 @@ async fn shared_times_are_bounded_and_garbage_is_repaired() {
         .command(&["HSET", &key, "closed_until", &ahead])
         .await
         .unwrap();
-    let gate = tower_reliability::rate_limit::GateConfig {
-        max_hold: Duration::from_millis(300),
-        ..Default::default()
-    };
-    let a = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
+    let gate = tower_reliability::rate_limit::GateConfig::default()
+        .with_max_hold(Duration::from_millis(300));
+    let a = RedisStore::spawn(config(&redis.url(), &prefix).with_gate(gate)).unwrap();
     assert!(eventually(Duration::from_secs(1), || a.is_shared()).await);
     // Closed for at most max_hold, then open for good (not re-closed on every sync).
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -358,7 +358,7 @@ async fn shared_times_are_bounded_and_garbage_is_repaired() {
     assert_eq!(field(&redis, &key, "closed_until").await, None);
     assert_eq!(field(&redis, &key, "cut").await, None);
     // A new cut is accepted (a "nan" cut no longer blocks every cut).
-    let b = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
+    let b = RedisStore::spawn(config(&redis.url(), &prefix).with_gate(gate)).unwrap();
     assert!(both_counted(&a, &b).await);
     a.record(Instant::now(), Signal::Throttled { hint: None }, None);
     assert!(
@@ -419,12 +419,10 @@ async fn a_cut_older_than_forget_after_is_not_revived_at_recovery() {
         return;
     };
     let prefix = prefix("revived");
-    let gate = tower_reliability::rate_limit::GateConfig {
-        forget_after: Duration::from_millis(800),
-        ..Default::default()
-    };
-    let a = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
-    let b = RedisStore::spawn(config(&redis.url(), &prefix).gate(gate)).unwrap();
+    let gate = tower_reliability::rate_limit::GateConfig::default()
+        .with_forget_after(Duration::from_millis(800));
+    let a = RedisStore::spawn(config(&redis.url(), &prefix).with_gate(gate)).unwrap();
+    let b = RedisStore::spawn(config(&redis.url(), &prefix).with_gate(gate)).unwrap();
     assert!(both_counted(&a, &b).await);
     redis.stop().await;
     // A is throttled alone, during the outage; the outage outlasts forget_after.

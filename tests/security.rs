@@ -161,7 +161,7 @@ async fn a_trusting_client_is_still_bounded_by_its_deadline_and_max_hold() {
     global_capture();
     let server = server().await;
     let url = server.echo_url();
-    let max_hold = GateConfig::default().max_hold;
+    let max_hold = GateConfig::default().max_hold();
     let trusting = security_support::seeded_backoff().max_server_wait(Duration::MAX);
     let total = Duration::from_secs(2);
     for hint in [

@@ -81,10 +81,9 @@ async fn thousands_of_requests_through_one_preset_all_end_within_their_deadline(
         )
         .backoff(fast_backoff(Jitter::Full, 20).max_delay(Duration::from_millis(500)))
         // Release held requests at about the server's rate (500/s), not the default 50/s.
-        .rate_limit(RateLimitAware::with_config(GateConfig {
-            release_spacing: Duration::from_millis(2),
-            ..GateConfig::default()
-        }));
+        .rate_limit(RateLimitAware::with_config(
+            GateConfig::default().with_release_spacing(Duration::from_millis(2)),
+        ));
     let budget = preset.retry_layer().current_budget().clone();
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     let svc = ServiceBuilder::new().layer(preset).service(client);

@@ -214,12 +214,10 @@ async fn huge_configured_durations_never_panic() {
         .layer(RetryOnStatus::default())
         .layer(fast_backoff(Jitter::None, 1).max_delay(never))
         .layer(tower_reliability::RateLimitAware::with_config(
-            tower_reliability::rate_limit::GateConfig {
-                max_hold: never,
-                release_spacing: never,
-                probe_max: never,
-                ..Default::default()
-            },
+            tower_reliability::rate_limit::GateConfig::default()
+                .with_max_hold(never)
+                .with_release_spacing(never)
+                .with_probe_max(never),
         ))
         .service(mock.clone());
     let response = support::call(&mut svc, post("{}")).await.unwrap();

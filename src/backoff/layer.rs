@@ -89,25 +89,25 @@ impl JitteredBackoff {
 
     /// Selects the jitter mode (default [`Jitter::Guide`]).
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.schedule.jitter = jitter;
+        self.schedule = self.schedule.with_jitter(jitter);
         self
     }
 
     /// The base of the exponential (default 1 s).
     pub fn base(mut self, base: Duration) -> Self {
-        self.schedule.base = base;
+        self.schedule = self.schedule.with_base(base);
         self
     }
 
     /// The additive spread of [`Jitter::Guide`] (default 1 s).
     pub fn spread(mut self, spread: Duration) -> Self {
-        self.schedule.spread = spread;
+        self.schedule = self.schedule.with_spread(spread);
         self
     }
 
     /// The cap on any computed wait (default 30 s).
     pub fn max_delay(mut self, cap: Duration) -> Self {
-        self.schedule.cap = cap;
+        self.schedule = self.schedule.with_cap(cap);
         self
     }
 
@@ -173,7 +173,7 @@ impl JitteredBackoff {
         let computed = match &self.custom {
             None => self.schedule.delay(retry, previous, self.random.unit()),
             Some(custom) => match custom(retry, previous) {
-                Some(wait) => wait.min(self.schedule.cap),
+                Some(wait) => wait.min(self.schedule.cap()),
                 // The schedule is spent: this retry is not sent.
                 None => return Err(Error::not_sent(NotSentReason::ScheduleEnded)),
             },

@@ -23,17 +23,18 @@ pub enum Jitter {
     None,
 }
 
-/// An exponential schedule with jitter. Every value it returns is at most [`Schedule::cap`].
+/// An exponential schedule with jitter. Every value it returns is at most its
+/// [`cap`](Self::cap).
+///
+/// Like every configuration value of this crate, it starts from [`Default`] (the guide's
+/// numbers), is changed with `with_*` setters and read back with getters named after what
+/// they return.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Schedule {
-    /// The first wait's scale (`base` above). Guide: 1 s.
-    pub base: Duration,
-    /// The largest wait the schedule itself produces.
-    pub cap: Duration,
-    /// The jitter mode.
-    pub jitter: Jitter,
-    /// The additive spread of [`Jitter::Guide`]. Guide: 1 s.
-    pub spread: Duration,
+    base: Duration,
+    cap: Duration,
+    jitter: Jitter,
+    spread: Duration,
 }
 
 impl Default for Schedule {
@@ -50,6 +51,50 @@ impl Default for Schedule {
 }
 
 impl Schedule {
+    /// Sets the first wait's scale (`base` in [`Jitter`]'s formulas).
+    pub const fn with_base(mut self, base: Duration) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Sets the largest wait the schedule itself produces.
+    pub const fn with_cap(mut self, cap: Duration) -> Self {
+        self.cap = cap;
+        self
+    }
+
+    /// Sets the jitter mode.
+    pub const fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Sets the additive spread of [`Jitter::Guide`].
+    pub const fn with_spread(mut self, spread: Duration) -> Self {
+        self.spread = spread;
+        self
+    }
+
+    /// The first wait's scale (`base` in [`Jitter`]'s formulas). Guide: 1 s.
+    pub const fn base(&self) -> Duration {
+        self.base
+    }
+
+    /// The largest wait the schedule itself produces. Default: 30 s.
+    pub const fn cap(&self) -> Duration {
+        self.cap
+    }
+
+    /// The jitter mode. Default: [`Jitter::Guide`].
+    pub const fn jitter(&self) -> Jitter {
+        self.jitter
+    }
+
+    /// The additive spread of [`Jitter::Guide`]. Guide: 1 s.
+    pub const fn spread(&self) -> Duration {
+        self.spread
+    }
+
     /// The wait before retry number `n` (0 for the first retry). `previous` is the last wait
     /// actually made (used by [`Jitter::Decorrelated`]); `unit` is a uniform draw in `[0, 1)`.
     ///
@@ -62,7 +107,7 @@ impl Schedule {
     /// let waits: Vec<_> = (0..4).map(|n| guide.delay(n, None, 0.5)).collect();
     /// assert_eq!(waits, [1500, 2500, 4500, 8500].map(Duration::from_millis));
     ///
-    /// let full = Schedule { jitter: Jitter::Full, ..guide };
+    /// let full = guide.with_jitter(Jitter::Full);
     /// assert!(full.delay(3, None, 0.999) < Duration::from_secs(8));
     /// ```
     pub fn delay(&self, n: u32, previous: Option<Duration>, unit: f64) -> Duration {
@@ -99,6 +144,28 @@ mod tests {
     }
 
     #[test]
+    fn setters_round_trip_through_the_getters() {
+        let s = Schedule::default()
+            .with_base(Duration::from_millis(10))
+            .with_cap(Duration::from_secs(3))
+            .with_jitter(Jitter::Full)
+            .with_spread(Duration::from_millis(7));
+        assert_eq!(s.base(), Duration::from_millis(10));
+        assert_eq!(s.cap(), Duration::from_secs(3));
+        assert_eq!(s.jitter(), Jitter::Full);
+        assert_eq!(s.spread(), Duration::from_millis(7));
+        let d = Schedule::default();
+        assert_eq!(
+            (d.base(), d.cap()),
+            (Duration::from_secs(1), Duration::from_secs(30))
+        );
+        assert_eq!(
+            (d.jitter(), d.spread()),
+            (Jitter::Guide, Duration::from_secs(1))
+        );
+    }
+
+    #[test]
     fn guide_matches_the_python_loop() {
         let s = Schedule::default();
         for n in 0..4u32 {
@@ -118,11 +185,9 @@ mod tests {
             Jitter::Decorrelated,
             Jitter::None,
         ] {
-            let s = Schedule {
-                jitter,
-                cap: Duration::from_secs(5),
-                ..Schedule::default()
-            };
+            let s = Schedule::default()
+                .with_jitter(jitter)
+                .with_cap(Duration::from_secs(5));
             for n in [0, 1, 10, 63, u32::MAX] {
                 for unit in [0.0, 0.5, 0.999, f64::NAN, -3.0, 7.0] {
                     let d = s.delay(n, Some(Duration::from_secs(1_000_000)), unit);
@@ -137,36 +202,21 @@ mod tests {
 
     #[test]
     fn full_equal_and_decorrelated_ranges() {
-        let base = Schedule {
-            cap: Duration::from_secs(100),
-            ..Schedule::default()
-        };
-        let full = Schedule {
-            jitter: Jitter::Full,
-            ..base
-        };
+        let base = Schedule::default().with_cap(Duration::from_secs(100));
+        let full = base.with_jitter(Jitter::Full);
         assert_eq!(full.delay(2, None, 0.0), Duration::ZERO);
         assert_eq!(full.delay(2, None, 0.5), Duration::from_secs(2));
-        let equal = Schedule {
-            jitter: Jitter::Equal,
-            ..base
-        };
+        let equal = base.with_jitter(Jitter::Equal);
         assert_eq!(equal.delay(2, None, 0.0), Duration::from_secs(2));
         assert_eq!(equal.delay(2, None, 1.0), Duration::from_secs(4));
-        let dec = Schedule {
-            jitter: Jitter::Decorrelated,
-            ..base
-        };
+        let dec = base.with_jitter(Jitter::Decorrelated);
         assert_eq!(dec.delay(0, None, 0.0), Duration::from_secs(1));
         assert_eq!(dec.delay(0, None, 1.0), Duration::from_secs(3));
         assert_eq!(
             dec.delay(5, Some(Duration::from_secs(3)), 1.0),
             Duration::from_secs(9)
         );
-        let none = Schedule {
-            jitter: Jitter::None,
-            ..base
-        };
+        let none = base.with_jitter(Jitter::None);
         assert_eq!(none.delay(3, None, 0.7), Duration::from_secs(8));
     }
 }

@@ -68,10 +68,7 @@ impl<R, I> JobPoller<R, I> {
             make_request,
             interpret,
             on_progress: no_progress,
-            schedule: Schedule {
-                jitter: Jitter::Equal,
-                ..Schedule::default()
-            },
+            schedule: Schedule::default().with_jitter(Jitter::Equal),
             random: RandomSource::default(),
             deadline: Duration::from_secs(24 * 60 * 60),
             max_failures: 5,
@@ -117,20 +114,20 @@ impl<R, I, P> JobPoller<R, I, P> {
 
     /// The scale of the first interval (the schedule's base; default 1 s).
     pub fn first_interval(mut self, interval: Duration) -> Self {
-        self.schedule.base = interval;
+        self.schedule = self.schedule.with_base(interval);
         self
     }
 
     /// The longest interval between polls (the schedule's cap; default 30 s).
     pub fn max_interval(mut self, interval: Duration) -> Self {
-        self.schedule.cap = interval;
+        self.schedule = self.schedule.with_cap(interval);
         self
     }
 
     /// The jitter mode of the intervals (default [`Jitter::Equal`]: at least half the nominal
     /// interval, so many pollers spread out without any of them polling in a burst).
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.schedule.jitter = jitter;
+        self.schedule = self.schedule.with_jitter(jitter);
         self
     }
 

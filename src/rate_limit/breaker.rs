@@ -162,12 +162,9 @@ impl Breaker {
             probe_wait: first_wait,
             turns: 0,
             free_since: None,
-            ratio: if config.failure_ratio.is_nan() {
-                GateConfig::default().failure_ratio
-            } else {
-                config.failure_ratio
-            },
-            minimum: config.minimum_throughput.max(1),
+            // The setters keep both sane: no NaN ratio, at least one outcome.
+            ratio: config.failure_ratio,
+            minimum: config.minimum_throughput,
             first_wait,
             max_wait,
         }
@@ -382,11 +379,11 @@ mod tests {
     #[test]
     fn extreme_waits_are_capped_and_floored() {
         let t0 = Instant::now();
-        let mut b = Breaker::new(&GateConfig {
-            probe_base: Duration::MAX,
-            probe_max: Duration::MAX,
-            ..GateConfig::default()
-        });
+        let mut b = Breaker::new(
+            &GateConfig::default()
+                .with_probe_base(Duration::MAX)
+                .with_probe_max(Duration::MAX),
+        );
         for _ in 0..100 {
             b.failure(t0, None);
         }
@@ -401,12 +398,12 @@ mod tests {
                 Verdict::Pass => panic!("engaged"),
             }
         }
-        let mut zero = Breaker::new(&GateConfig {
-            probe_base: Duration::ZERO,
-            probe_max: Duration::ZERO,
-            sampling_duration: Duration::ZERO,
-            ..GateConfig::default()
-        });
+        let mut zero = Breaker::new(
+            &GateConfig::default()
+                .with_probe_base(Duration::ZERO)
+                .with_probe_max(Duration::ZERO)
+                .with_sampling_duration(Duration::ZERO),
+        );
         for _ in 0..10 {
             zero.failure(t0, None);
         }

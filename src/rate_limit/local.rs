@@ -19,94 +19,10 @@ use super::{
     queue::Queue,
     ramp::Ramp,
     ramp_guard::GuardState,
-    Admission, Demand, Priority, Probe, Quota, RampGuard, RateControl, RateLimitStore, Reservation,
-    Scope, Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, WakeHandle,
+    Admission, Demand, GateConfig, Probe, Quota, RampGuard, RateLimitStore, Reservation, Scope,
+    Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, WakeHandle,
 };
 use crate::{observe, time};
-
-/// The knobs of the in-memory state. Every wait has a cap, and every duration is safe from
-/// zero to `Duration::MAX`.
-///
-/// Set some knobs and keep the rest: `GateConfig { max_hold, ..GateConfig::default() }`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GateConfig {
-    /// Gap between two requests released after the gate reopens (default 20 ms, 50 per
-    /// second), so they do not reach the server as a herd, while no adaptive rate is
-    /// learned yet (after a circuit-breaker spell; with [`RateControl::Off`]). Until the held
-    /// backlog is released, newcomers queue behind it. After a breaker spell the release
-    /// starts at this pace and doubles every 250 ms while successes come back.
-    pub release_spacing: Duration,
-    /// How the client-side sending rate adapts to throttling (default
-    /// [`RateControl::CUBIC`]). Off until the first 429: a healthy client pays nothing.
-    pub rate_control: RateControl,
-    /// The lowest adaptive rate, requests per second (default 0.5); with a fleet store, the
-    /// whole fleet's floor (each process paces at least at its share of it).
-    pub min_rate: f64,
-    /// After a 429 *with* a hint, how long the adaptive rate holds at the limit it found
-    /// before probing above it again (default 10 s): every failed probe then holds the whole
-    /// client for the hint's wait, so probing is rare. Without a hint it probes at once.
-    pub hinted_plateau: Duration,
-    /// Adapting stops once no throttle came for this long and the learned rate is well above
-    /// what the client sends (default 30 s): the lock-free path is back.
-    pub forget_after: Duration,
-    /// The longest the gate stays closed on one server hint (default 120 s, the backoff's
-    /// `max_server_wait`). A longer hint holds the gate this long.
-    pub max_hold: Duration,
-    /// How long a 429 without any hint closes the gate at first (default 100 ms); doubled on
-    /// each 429 in a row, up to `no_hint_max`, reset by any success.
-    pub no_hint_base: Duration,
-    /// The cap on the no-hint closure (default 5 s).
-    pub no_hint_max: Duration,
-    /// The share of failures (5xx without hint, broken connections, attempts cut by their
-    /// deadline) among the outcomes of the last `sampling_duration` that trips the circuit
-    /// breaker (default 0.8). Load shedding (a third of requests answered 503 while the rest
-    /// succeed) stays well below it; an outage reaches it at once. Above 1: never trips.
-    pub failure_ratio: f64,
-    /// The fewest outcomes within `sampling_duration` before the ratio counts (default 10):
-    /// after a healthy spell, an outage trips the breaker after this many failures.
-    pub minimum_throughput: u32,
-    /// How far back the breaker's failure ratio looks (default 10 s).
-    pub sampling_duration: Duration,
-    /// How long the breaker holds everyone before the first probe (default 500 ms); doubled
-    /// after each failed probe up to `probe_max`. A probe that has not answered within it
-    /// counts as failed, and the next request probes.
-    pub probe_base: Duration,
-    /// The cap on the time between probes (default 2 s): recovery is noticed within it.
-    pub probe_max: Duration,
-    /// Whether a response saying the token allowance runs low makes the scope's gate mirror
-    /// the server's token bucket and charge each request its estimated tokens (default
-    /// `true`). Off, the gate paces requests only, as before token pacing.
-    pub token_pacing: bool,
-    /// The order of the waiting queue when the limit binds (default
-    /// [`Priority::default`]: weighted by workload, interactive first; see [`Priority`]).
-    pub priority: Priority,
-    /// An optional cap on how fast each scope's sending rate may grow (default `None`; see
-    /// [`RampGuard`]), for a provider whose limits punish a fast ramp.
-    pub ramp_guard: Option<RampGuard>,
-}
-
-impl Default for GateConfig {
-    fn default() -> Self {
-        GateConfig {
-            release_spacing: Duration::from_millis(20),
-            rate_control: RateControl::default(),
-            min_rate: 0.5,
-            forget_after: Duration::from_secs(30),
-            hinted_plateau: Duration::from_secs(10),
-            max_hold: Duration::from_secs(120),
-            no_hint_base: Duration::from_millis(100),
-            no_hint_max: Duration::from_secs(5),
-            failure_ratio: 0.8,
-            minimum_throughput: 10,
-            sampling_duration: Duration::from_secs(10),
-            probe_base: Duration::from_millis(500),
-            probe_max: Duration::from_secs(2),
-            token_pacing: true,
-            priority: Priority::default(),
-            ramp_guard: None,
-        }
-    }
-}
 
 /// How long a due probe turn is kept for the newest waiter before an older one takes it.
 const PROBE_GRACE: Duration = Duration::from_millis(5);
@@ -1130,6 +1046,7 @@ impl LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limit::RateControl;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -1151,10 +1068,7 @@ mod tests {
 
     /// The gate alone, without the adaptive rate.
     fn gate_only() -> LocalStore {
-        LocalStore::new(GateConfig {
-            rate_control: RateControl::Off,
-            ..GateConfig::default()
-        })
+        LocalStore::new(GateConfig::default().with_rate_control(RateControl::Off))
     }
 
     #[test]

@@ -26,8 +26,8 @@ const SCALE: u64 = 256;
 /// use tower_reliability::rate_limit::{GateConfig, Priority};
 ///
 /// // Interactive four times batch's share, the others in between; or first come, first served.
-/// let weighted = GateConfig { priority: Priority::weighted(4, 2, 2, 1), ..GateConfig::default() };
-/// let fifo = GateConfig { priority: Priority::Fifo, ..GateConfig::default() };
+/// let weighted = GateConfig::default().with_priority(Priority::weighted(4, 2, 2, 1));
+/// let fifo = GateConfig::default().with_priority(Priority::Fifo);
 /// # let _ = (weighted, fifo);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

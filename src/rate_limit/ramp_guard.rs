@@ -26,42 +26,84 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// full path (the store's lock and the request body's model), because the guard measures
 /// every scope's rate. With a fleet store each process guards its own sending.
 ///
+/// Like every configuration value of this crate, it is built with [`new`](Self::new), changed
+/// with `with_*` setters and read back with getters named after what they return. The setters
+/// keep it sane rather than fail: a floor that is not a positive number becomes the most
+/// careful one (0.01 a second), an infinite one the largest finite (no guard), and the
+/// doubling time is at least a millisecond.
+///
 /// ```
 /// use std::time::Duration;
 /// use tower_reliability::rate_limit::{GateConfig, RampGuard};
 ///
 /// // 20 requests a second at any time, doubling at most every hour above that.
-/// let config = GateConfig {
-///     ramp_guard: Some(RampGuard::new(20.0, Duration::from_secs(3600))),
-///     ..GateConfig::default()
-/// };
-/// # let _ = config;
+/// let guard = RampGuard::new(20.0, Duration::from_secs(3600));
+/// let config = GateConfig::default().with_ramp_guard(Some(guard));
+/// assert_eq!(config.ramp_guard().map(|g| g.floor()), Some(20.0));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RampGuard {
-    /// Requests per second a scope may always send (its guaranteed or starting rate).
-    pub floor: f64,
-    /// The shortest time in which the sending rate may double above `floor`.
-    pub doubling: Duration,
+    floor: f64,
+    doubling: Duration,
 }
 
+/// The lowest floor: a floor that is not a positive number is the most careful one.
+const MIN_FLOOR: f64 = 0.01;
+
+/// The shortest doubling time.
+const MIN_DOUBLING: Duration = Duration::from_millis(1);
+
 impl RampGuard {
-    /// A guard allowing `floor` requests a second, doubling at most every `doubling` above it.
-    pub fn new(floor: f64, doubling: Duration) -> Self {
-        RampGuard { floor, doubling }
+    /// A guard allowing `floor` requests a second, doubling at most every `doubling` above it
+    /// (both clamped as the setters do).
+    pub const fn new(floor: f64, doubling: Duration) -> Self {
+        RampGuard {
+            floor: MIN_FLOOR,
+            doubling: MIN_DOUBLING,
+        }
+        .with_floor(floor)
+        .with_doubling(doubling)
+    }
+
+    /// Sets the requests per second a scope may always send. NaN, zero or negative: 0.01;
+    /// infinite: `f64::MAX` (no guard).
+    pub const fn with_floor(mut self, floor: f64) -> Self {
+        self.floor = if floor.is_nan() || floor < MIN_FLOOR {
+            MIN_FLOOR
+        } else if floor > f64::MAX {
+            f64::MAX
+        } else {
+            floor
+        };
+        self
+    }
+
+    /// Sets the shortest time in which the sending rate may double above the floor (at least
+    /// a millisecond).
+    pub const fn with_doubling(mut self, doubling: Duration) -> Self {
+        self.doubling = if doubling.as_nanos() < MIN_DOUBLING.as_nanos() {
+            MIN_DOUBLING
+        } else {
+            doubling
+        };
+        self
+    }
+
+    /// Requests per second a scope may always send (its guaranteed or starting rate).
+    pub const fn floor(&self) -> f64 {
+        self.floor
+    }
+
+    /// The shortest time in which the sending rate may double above [`floor`](Self::floor).
+    pub const fn doubling(&self) -> Duration {
+        self.doubling
     }
 
     /// The rate allowed in a window after one that sent `previous` requests a second.
     fn allowed(&self, previous: f64) -> f64 {
-        // A floor that is not a number is the most careful one; an infinite one, no guard.
-        let floor = if self.floor.is_nan() {
-            0.01
-        } else {
-            self.floor.clamp(0.01, f64::MAX)
-        };
-        let doubling = self.doubling.as_secs_f64().max(1e-3);
+        let doubling = self.doubling.as_secs_f64();
         let growth = 2f64.powf((WINDOW.as_secs_f64() / doubling).min(64.0));
-        (previous * growth).max(floor)
+        (previous * growth).max(self.floor)
     }
 }
 
@@ -172,6 +214,34 @@ mod tests {
         let after_idle = drain(&mut s, later, WINDOW);
         assert!((600..=622).contains(&after_idle), "{after_idle}");
         assert!(s.is_idle(later + WINDOW * 3));
+    }
+
+    #[test]
+    fn setters_round_trip_through_the_getters() {
+        let g = RampGuard::new(20.0, Duration::from_secs(3600));
+        assert_eq!((g.floor(), g.doubling()), (20.0, Duration::from_secs(3600)));
+        let g = g.with_floor(5.5).with_doubling(Duration::from_secs(60));
+        assert_eq!((g.floor(), g.doubling()), (5.5, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn odd_settings_are_clamped_in_the_setters() {
+        let ms = Duration::from_millis(1);
+        // A floor that is not a number, or not positive, is the most careful one.
+        for odd in [f64::NAN, 0.0, -3.0, f64::NEG_INFINITY] {
+            assert_eq!(RampGuard::new(odd, ms).floor(), 0.01, "{odd}");
+            assert_eq!(
+                RampGuard::new(1.0, ms).with_floor(odd).floor(),
+                0.01,
+                "{odd}"
+            );
+        }
+        // An infinite one: no guard, as a finite number.
+        assert_eq!(RampGuard::new(f64::INFINITY, ms).floor(), f64::MAX);
+        // The doubling time is at least a millisecond.
+        let quick = RampGuard::new(1.0, Duration::ZERO);
+        assert_eq!(quick.doubling(), ms);
+        assert_eq!(quick.with_doubling(Duration::from_nanos(1)).doubling(), ms);
     }
 
     #[test]

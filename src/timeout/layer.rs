@@ -28,7 +28,7 @@ use crate::workload::{PerWorkload, TimeoutProfile, Workload};
 /// let interactive = Workload::Interactive.profile().with_total(Duration::from_secs(45));
 /// let timeouts = TimeoutByWorkload::new(Workload::Interactive)
 ///     .profile(Workload::Interactive, interactive);
-/// assert_eq!(interactive.idle_read, Duration::from_secs(30));
+/// assert_eq!(interactive.idle_read(), Duration::from_secs(30));
 /// ```
 ///
 /// [`TimeoutPhase::Deadline`]: crate::error::TimeoutPhase::Deadline

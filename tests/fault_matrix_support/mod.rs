@@ -311,7 +311,7 @@ impl Rig {
         let total = layer
             .timeouts_layer()
             .profile_of(Workload::Interactive)
-            .total;
+            .total();
         let svc = layer.layer(transport.client(log.clone()));
         Rig {
             server,

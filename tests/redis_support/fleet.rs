@@ -25,9 +25,9 @@ pub fn unique_prefix(test: &str) -> String {
 /// after 300 ms.
 pub fn fast_config(url: &str, prefix: &str) -> RedisConfig {
     RedisConfig::new(url, prefix)
-        .sync_interval(Duration::from_millis(20))
-        .timeout(Duration::from_millis(200))
-        .fallback_after(Duration::from_millis(300))
+        .with_sync_interval(Duration::from_millis(20))
+        .with_timeout(Duration::from_millis(200))
+        .with_fallback_after(Duration::from_millis(300))
 }
 
 /// Two processes of one fleet: two stores with one fresh prefix (from `test`) on `redis`,

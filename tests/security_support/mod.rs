@@ -86,15 +86,15 @@ where
 
 /// A gate that holds at most `max_hold`, reopens fast without a hint, and paces tightly.
 pub fn gate(max_hold: Duration) -> Arc<LocalStore> {
-    Arc::new(LocalStore::new(GateConfig {
-        max_hold,
-        release_spacing: Duration::from_millis(1),
-        no_hint_base: Duration::from_millis(20),
-        no_hint_max: Duration::from_millis(100),
-        probe_base: Duration::from_millis(20),
-        probe_max: Duration::from_millis(40),
-        ..GateConfig::default()
-    }))
+    Arc::new(LocalStore::new(
+        GateConfig::default()
+            .with_max_hold(max_hold)
+            .with_release_spacing(Duration::from_millis(1))
+            .with_no_hint_base(Duration::from_millis(20))
+            .with_no_hint_max(Duration::from_millis(100))
+            .with_probe_base(Duration::from_millis(20))
+            .with_probe_max(Duration::from_millis(40)),
+    ))
 }
 
 /// The preset with a `total` deadline, a 1 s per-attempt limit, fast seeded backoff

@@ -90,10 +90,7 @@ async fn run(args: &WorkerArgs) -> WorkerReport {
     let (rate_limit, probe) = match args.store {
         Store::Local | Store::Off => {
             let gate = if args.store == Store::Off {
-                GateConfig {
-                    rate_control: RateControl::Off,
-                    ..GateConfig::default()
-                }
+                GateConfig::default().with_rate_control(RateControl::Off)
             } else {
                 GateConfig::default()
             };
@@ -109,7 +106,7 @@ async fn run(args: &WorkerArgs) -> WorkerReport {
                 return failed_report("redis mode without redis=URL");
             };
             let config = RedisConfig::new(url.clone(), args.prefix.clone())
-                .cluster(args.store == Store::Cluster);
+                .with_cluster(args.store == Store::Cluster);
             match RedisStore::spawn(config) {
                 Ok(store) => {
                     let store = Arc::new(store);

@@ -110,10 +110,9 @@ async fn run_lane(
     }
     let layer = fireworks::layer(Workload::BatchSubmit)
         .timeouts(timeouts)
-        .rate_limit(RateLimitAware::with_config(GateConfig {
-            priority,
-            ..GateConfig::default()
-        }));
+        .rate_limit(RateLimitAware::with_config(
+            GateConfig::default().with_priority(priority),
+        ));
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
     let service = ServiceBuilder::new().layer(layer).service(client);
     let results = Arc::new(Mutex::new(Vec::new()));

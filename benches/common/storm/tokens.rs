@@ -185,10 +185,7 @@ async fn run_form(config: &StormConfig, form: Form) {
             let url = server.chat_url();
             let uri: http::Uri = url.parse().expect("a valid URL");
             let gate = |token_pacing| {
-                RateLimitAware::with_config(GateConfig {
-                    token_pacing,
-                    ..GateConfig::default()
-                })
+                RateLimitAware::with_config(GateConfig::default().with_token_pacing(token_pacing))
             };
             let strategy: Arc<dyn Strategy> = match i {
                 0 => Kind::GuideLoop.build(&url, deadline, log.clone()),

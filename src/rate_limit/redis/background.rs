@@ -128,7 +128,7 @@ impl std::fmt::Display for SyncError {
             // A single-server store pointed at a cluster node that does not hold the slot.
             SyncError::Redis(e) if e.redirect_node().is_some() => write!(
                 f,
-                "{e} (this Redis is a node of a Redis Cluster: set RedisConfig::cluster)"
+                "{e} (this Redis is a node of a Redis Cluster: use RedisConfig::with_cluster(true))"
             ),
             SyncError::Redis(e) => write!(f, "{e}"),
             SyncError::TimedOut(limit) => write!(f, "no answer within {limit:?}"),

@@ -35,6 +35,7 @@
 //! the headers of its own responses).
 
 mod background;
+mod config;
 mod connection;
 
 use std::{
@@ -44,146 +45,16 @@ use std::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
 };
 
 use tokio::{sync::Notify, time::Instant};
 
 use super::{
-    local::Learned, Admission, Demand, GateConfig, LocalStore, Probe, RateLimitStore, Reservation,
-    Scope, Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, MAX_SCOPES,
+    local::Learned, Admission, Demand, LocalStore, Probe, RateLimitStore, Reservation, Scope,
+    Signal, Ticket, TokenCharge, TokenLimits, Usage, Wake, MAX_SCOPES,
 };
 
-/// Where the fleet's state lives, and how often to sync it.
-///
-/// Its `Debug` output hides the URL's password.
-#[derive(Clone)]
-pub struct RedisConfig {
-    /// The Redis URL, for example `redis://127.0.0.1:6379/0`, `rediss://` for TLS (rustls;
-    /// the system's roots, or [`ca_cert`](Self::ca_cert)), with `user:password@` for an ACL
-    /// user (the password is printed nowhere). With [`cluster`](Self::cluster), any node of
-    /// the cluster.
-    pub url: String,
-    /// `url` is a node of a Redis Cluster (default `false`): the store finds the node that
-    /// holds the prefix's slot (both keys are in one slot) and follows it through resharding,
-    /// failovers and restarts.
-    pub cluster: bool,
-    /// PEM certificates to trust for `rediss://` instead of the system's roots (a managed
-    /// Redis's own authority, a self-signed server). `None` (default): the system's roots.
-    pub ca_cert: Option<Vec<u8>>,
-    /// The key prefix: every process with the same prefix shares one state. Use one per API
-    /// key (account), for example `"tower-reliability:fireworks:prod"`. The keys are
-    /// `{prefix}:gate` (every scope's state), `{prefix}:members` and `{prefix}:demand`, all in
-    /// the prefix's hash slot. Must not be empty nor contain `{` or `}`.
-    pub prefix: String,
-    /// How often the background task syncs (default 100 ms). A throttle seen by this process
-    /// is published at once, not at the next tick.
-    pub sync_interval: Duration,
-    /// The longest one sync (connecting included) may take before it counts as failed
-    /// (default 250 ms).
-    pub timeout: Duration,
-    /// How long syncs may fail before the process stops counting on the fleet's state: its
-    /// share goes back to the whole rate, and a `warn` event says so (default 1 s).
-    pub fallback_after: Duration,
-    /// A process not heard from for this long is no longer counted in the fleet (default 3 s).
-    /// Never less than three sync intervals plus two timeouts: a live process is never
-    /// dropped between two of its syncs.
-    pub member_ttl: Duration,
-    /// The in-process gate's knobs.
-    pub gate: GateConfig,
-}
-
-impl RedisConfig {
-    /// Defaults for `url` and `prefix`.
-    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
-        RedisConfig {
-            url: url.into(),
-            cluster: false,
-            ca_cert: None,
-            prefix: prefix.into(),
-            sync_interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(250),
-            fallback_after: Duration::from_secs(1),
-            member_ttl: Duration::from_secs(3),
-            gate: GateConfig::default(),
-        }
-    }
-
-    /// With `url` a node of a Redis Cluster (or not).
-    pub fn cluster(mut self, cluster: bool) -> Self {
-        self.cluster = cluster;
-        self
-    }
-
-    /// Trusting these PEM certificates for `rediss://` instead of the system's roots.
-    pub fn ca_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca_cert = Some(pem.into());
-        self
-    }
-
-    /// With these gate knobs.
-    pub fn gate(mut self, gate: GateConfig) -> Self {
-        self.gate = gate;
-        self
-    }
-
-    /// With this sync interval.
-    pub fn sync_interval(mut self, interval: Duration) -> Self {
-        self.sync_interval = interval;
-        self
-    }
-
-    /// With this time limit per sync.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// With this fallback delay.
-    pub fn fallback_after(mut self, after: Duration) -> Self {
-        self.fallback_after = after;
-        self
-    }
-
-    /// The member TTL used: [`member_ttl`](Self::member_ttl), raised to outlast three sync
-    /// intervals and two timeouts.
-    pub(crate) fn effective_member_ttl(&self) -> Duration {
-        let floor = self
-            .sync_interval
-            .saturating_mul(3)
-            .saturating_add(self.timeout.saturating_mul(2));
-        self.member_ttl.max(floor)
-    }
-}
-
-impl fmt::Debug for RedisConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("url", &redact(&self.url))
-            .field("cluster", &self.cluster)
-            .field("ca_cert", &self.ca_cert.as_ref().map(|pem| pem.len()))
-            .field("prefix", &self.prefix)
-            .field("sync_interval", &self.sync_interval)
-            .field("timeout", &self.timeout)
-            .field("fallback_after", &self.fallback_after)
-            .field("member_ttl", &self.member_ttl)
-            .field("gate", &self.gate)
-            .finish()
-    }
-}
-
-/// The URL with any password (`user:password@`, or a bare `:password@`) replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
-    format!("{scheme}://{user}:***{}", &rest[at..])
-}
+pub use config::RedisConfig;
 
 /// Why a [`RedisStore`] could not be made.
 #[derive(Debug)]

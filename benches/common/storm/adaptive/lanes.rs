@@ -108,10 +108,9 @@ pub fn lanes(config: &StormConfig, base: &str, start: Instant) -> Vec<Running> {
             let url = format!("{base}/nohint/{ZONE}/{}", contender.slug());
             let (strategy, store): (Arc<dyn Strategy>, _) = match contender {
                 Contender::Gate(control) => {
-                    let store = Arc::new(LocalStore::new(GateConfig {
-                        rate_control: control.rate_control(),
-                        ..GateConfig::default()
-                    }));
+                    let store = Arc::new(LocalStore::new(
+                        GateConfig::default().with_rate_control(control.rate_control()),
+                    ));
                     let gated = Fireworks::new(
                         url.parse().expect("a valid URL"),
                         config.deadline,
