@@ -129,6 +129,7 @@ pub mod fireworks;
 pub mod headers;
 pub mod jobs;
 mod json;
+mod macros;
 #[cfg(feature = "reqwest-middleware")]
 pub mod middleware;
 pub mod observe;

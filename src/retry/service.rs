@@ -30,20 +30,7 @@ impl<S, P> RetryOnStatusService<S, P> {
         RetryOnStatusService { inner, config }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably. Calling it directly bypasses this layer.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes this service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::service_accessors!();
 }
 
 impl<S, B, ResB, P> Service<Request<B>> for RetryOnStatusService<S, P>
