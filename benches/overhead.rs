@@ -30,6 +30,9 @@
 //! `OVERHEAD_LOOPBACK=1` the chosen loopback stacks run instead ([`IN_FLIGHT`] in flight, the
 //! layers-alone rows included), each for `OVERHEAD_SECONDS`. For example:
 //!
+//! `OVERHEAD_SIZES=1` prints instead the size of the service, response future, request and
+//! response body at each layer of the preset (what every request moves around), and exits.
+//!
 //! ```text
 //! CARGO_PROFILE_BENCH_DEBUG=1 cargo bench --bench overhead --no-run
 //! OVERHEAD_ONLY=preset perf record -g --call-graph dwarf target/release/deps/overhead-<hash>
@@ -49,6 +52,8 @@ mod knobs;
 mod loopback;
 #[path = "common/profile.rs"]
 mod profile;
+#[path = "common/sizes.rs"]
+mod sizes;
 #[path = "common/tower_retry.rs"]
 mod tower_retry;
 
@@ -162,6 +167,10 @@ fn current_thread_runtime() -> Runtime {
 fn main() {
     let runtime = current_thread_runtime();
     let mut stacks = stacks();
+    if std::env::var_os("OVERHEAD_SIZES").is_some() {
+        sizes::print_preset_sizes(Workload::Interactive);
+        return;
+    }
     if let Some(mode) = ProfileMode::from_env() {
         if mode.loopback {
             run_loopback(true, |stacks| {
