@@ -17,7 +17,9 @@
 //!
 //! `cargo bench --bench overhead` runs both (about two minutes). Options, as environment
 //! variables:
-//! - `OVERHEAD_LOOPBACK_LAYERS=1`: also each of our layers alone over the loopback client;
+//! - `OVERHEAD_LOOPBACK_LAYERS=1`: also each of our layers alone over the loopback client, and
+//!   diagnostics (the preset without its timers, and the bare client sent the preset's request
+//!   body type);
 //! - `OVERHEAD_TRACE_ALLOCS=1`: print a backtrace for every allocation of one request through
 //!   each stack (build with `CARGO_PROFILE_BENCH_DEBUG=1` for file and line numbers);
 //! - `OVERHEAD_SKIP_LOOPBACK=1`: the in-process part only.
@@ -61,12 +63,14 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
 use bytes::Bytes;
 use criterion::Criterion;
-use http::Uri;
+use http::{Request, Uri};
+use http_body::Body;
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::runtime::{Builder, Runtime};
@@ -430,9 +434,28 @@ fn loopback_stacks(uri: Uri, each_layer: bool) -> Vec<LoopbackStack> {
                 uri.clone(),
                 IN_FLIGHT,
             ),
+            // Diagnostic: no layer, but the client and request body type the preset uses.
+            LoopbackStack::new(
+                "bare client, ReplayBody request body",
+                tower::util::MapRequest::new(replayed.clone(), replay_request as fn(_) -> _),
+                uri.clone(),
+                IN_FLIGHT,
+            ),
         ]);
     }
     stacks
+}
+
+/// Sends a request with its body in a [`ReplayBody`], as the preset's client receives it.
+/// The body is read into memory first (one poll), as the retry layer does.
+fn replay_request(request: Request<Full<Bytes>>) -> Request<ReplayBody<Full<Bytes>>> {
+    request.map(|mut body| {
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => ReplayBody::buffered(frame.into_data().ok(), None),
+            _ => ReplayBody::streaming(None, body),
+        }
+    })
 }
 
 /// Loopback throughput: bare client, the user-written tower stack and the full preset (and,
