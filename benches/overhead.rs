@@ -178,7 +178,7 @@ fn main() {
     if let Some(mode) = ProfileMode::from_env() {
         if mode.loopback {
             run_loopback(true, |stacks| {
-                Box::pin(async move { mode.run_loopback(&stacks).await })
+                Box::pin(async move { mode.run_loopback(&stacks, allocations).await })
             });
         } else {
             let chosen = stacks.iter_mut().map(|s| (s.name, &mut s.requests));

@@ -82,14 +82,17 @@ impl ProfileMode {
     }
 
     /// Runs every chosen loopback stack's closed loop alone for the set time and prints its
-    /// throughput.
-    pub async fn run_loopback(&self, stacks: &[LoopbackStack]) {
+    /// throughput, CPU and heap allocations (`allocations`: the process's count so far; client
+    /// and server together) per request.
+    pub async fn run_loopback(&self, stacks: &[LoopbackStack], allocations: fn() -> u64) {
         let mut ran = false;
         for stack in stacks.iter().filter(|s| self.chooses(s.name)) {
             ran = true;
             // Opens the pool's connections first.
             stack.run_for(Duration::from_millis(200)).await;
+            let before = allocations();
             let run = stack.run_for(self.duration).await;
+            let allocs = (allocations() - before) as f64 / run.completed.max(1) as f64;
             let cpu = run.cpu.map_or_else(
                 || "–".to_owned(),
                 |cpu| {
@@ -100,7 +103,7 @@ impl ProfileMode {
                 },
             );
             println!(
-                "{}: {:.0} req/s, CPU {cpu} µs/req, {} errors",
+                "{}: {:.0} req/s, CPU {cpu} µs/req, {allocs:.2} allocs/req, {} errors",
                 stack.name,
                 run.per_second(),
                 run.errors
