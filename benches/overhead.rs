@@ -17,9 +17,30 @@
 //!
 //! `cargo bench --bench overhead` runs both (about two minutes). Options, as environment
 //! variables:
-//! - `OVERHEAD_LOOPBACK_LAYERS=1`: also each of our layers alone over the loopback client;
+//! - `OVERHEAD_LOOPBACK_LAYERS=1`: also each of our layers alone over the loopback client, and
+//!   diagnostics (the preset without its timers, and the bare client sent the preset's request
+//!   body type);
 //! - `OVERHEAD_TRACE_ALLOCS=1`: print a backtrace for every allocation of one request through
-//!   each stack (build with `CARGO_PROFILE_BENCH_DEBUG=1` for file and line numbers).
+//!   each stack (build with `CARGO_PROFILE_BENCH_DEBUG=1` for file and line numbers);
+//! - `OVERHEAD_SKIP_LOOPBACK=1`: the in-process part only.
+//!
+//! **Profiling.** `OVERHEAD_ONLY=<part of a stack's name>` (any case) turns the binary into a
+//! profiling target: no criterion, no table, no other stack; each stack whose name contains it
+//! runs its in-process loop alone for `OVERHEAD_SECONDS` (default 10), or for exactly
+//! `OVERHEAD_REQUESTS` requests (for instruction counters), and prints the size of its response
+//! future and body and its ns/req (median of 10 000-request chunks). With
+//! `OVERHEAD_LOOPBACK=1` the chosen loopback stacks run instead ([`IN_FLIGHT`] in flight, the
+//! layers-alone rows included), each for `OVERHEAD_SECONDS`. For example:
+//!
+//! `OVERHEAD_SIZES=1` prints instead the size of the service, response future, request and
+//! response body at each layer of the preset (what every request moves around), and exits.
+//!
+//! ```text
+//! CARGO_PROFILE_BENCH_DEBUG=1 cargo bench --bench overhead --no-run
+//! OVERHEAD_ONLY=preset perf record -g --call-graph dwarf target/release/deps/overhead-<hash>
+//! OVERHEAD_ONLY=retryonstatus OVERHEAD_REQUESTS=100000 valgrind --tool=callgrind target/release/deps/overhead-<hash>
+//! OVERHEAD_ONLY=preset OVERHEAD_LOOPBACK=1 perf record -g target/release/deps/overhead-<hash>
+//! ```
 
 #[path = "common/alloc_counter.rs"]
 mod alloc_counter;
@@ -27,19 +48,29 @@ mod alloc_counter;
 mod chat;
 #[path = "common/in_process.rs"]
 mod in_process;
+#[path = "common/knobs.rs"]
+mod knobs;
 #[path = "common/loopback.rs"]
 mod loopback;
+#[path = "common/profile.rs"]
+mod profile;
+#[path = "common/sizes.rs"]
+mod sizes;
 #[path = "common/tower_retry.rs"]
 mod tower_retry;
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
 use bytes::Bytes;
 use criterion::Criterion;
-use http::Uri;
+use http::{Request, Uri};
+use http_body::Body;
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::runtime::{Builder, Runtime};
@@ -52,6 +83,7 @@ use tower_reliability::{
 use alloc_counter::{allocations, trace_allocations, CountingAllocator};
 use in_process::{answer, RequestLoop, StackLoop};
 use loopback::LoopbackStack;
+use profile::ProfileMode;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -139,6 +171,21 @@ fn current_thread_runtime() -> Runtime {
 fn main() {
     let runtime = current_thread_runtime();
     let mut stacks = stacks();
+    if std::env::var_os("OVERHEAD_SIZES").is_some() {
+        sizes::print_preset_sizes(Workload::Interactive);
+        return;
+    }
+    if let Some(mode) = ProfileMode::from_env() {
+        if mode.loopback {
+            run_loopback(true, |stacks| {
+                Box::pin(async move { mode.run_loopback(&stacks, allocations).await })
+            });
+        } else {
+            let chosen = stacks.iter_mut().map(|s| (s.name, &mut s.requests));
+            mode.run_in_process(&runtime, chosen);
+        }
+        return;
+    }
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
@@ -171,7 +218,9 @@ fn main() {
     if std::env::var_os("OVERHEAD_TRACE_ALLOCS").is_some() {
         print_allocation_traces(&runtime, &mut stacks);
     }
-    print_loopback_table(std::env::var_os("OVERHEAD_LOOPBACK_LAYERS").is_some());
+    if std::env::var_os("OVERHEAD_SKIP_LOOPBACK").is_none() {
+        print_loopback_table(std::env::var_os("OVERHEAD_LOOPBACK_LAYERS").is_some());
+    }
 }
 
 /// One row of the in-process table.
@@ -292,93 +341,128 @@ fn print_allocation_traces(runtime: &Runtime, stacks: &mut [Stack]) {
     }
 }
 
-/// Loopback throughput: bare client, the user-written tower stack and the full preset (and,
-/// with `each_layer`, each of our layers alone), compared round by round with the bare client.
-fn print_loopback_table(each_layer: bool) {
-    type Replayed = ReplayBody<Full<Bytes>>;
+/// Starts the loopback server on a two-worker runtime, builds the loopback stacks (with
+/// `each_layer`, each of our layers alone and two diagnostics too) and hands them to `use_them`.
+fn run_loopback<T>(
+    each_layer: bool,
+    use_them: impl FnOnce(Vec<LoopbackStack>) -> Pin<Box<dyn Future<Output = T>>>,
+) -> T {
     let runtime = Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let results = runtime.block_on(async {
+    runtime.block_on(async {
         let addr = loopback::start_ok_server().await;
         let uri: Uri = format!("http://{addr}/inference/v1/chat/completions")
             .parse()
             .expect("valid URI");
-        let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let replayed = Client::builder(TokioExecutor::new()).build_http::<Replayed>();
-        let interactive = Workload::Interactive;
-        let stack = |name, service| LoopbackStack::new(name, service, uri.clone(), IN_FLIGHT);
-        let mut stacks = vec![
-            stack("bare hyper-util client", plain.clone()),
+        use_them(loopback_stacks(uri, each_layer)).await
+    })
+}
+
+/// The loopback stacks: bare client, the user-written tower stack and the full preset (and,
+/// with `each_layer`, each of our layers alone and two diagnostics).
+fn loopback_stacks(uri: Uri, each_layer: bool) -> Vec<LoopbackStack> {
+    type Replayed = ReplayBody<Full<Bytes>>;
+    let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let replayed = Client::builder(TokioExecutor::new()).build_http::<Replayed>();
+    let interactive = Workload::Interactive;
+    let stack = |name, service| LoopbackStack::new(name, service, uri.clone(), IN_FLIGHT);
+    let mut stacks = vec![
+        stack("bare hyper-util client", plain.clone()),
+        LoopbackStack::new(
+            "tower Timeout+Retry (user-written)",
+            tower_retry::tower_retry_stack(plain.clone(), 5, Duration::from_secs(60)),
+            uri.clone(),
+            IN_FLIGHT,
+        ),
+        LoopbackStack::new(
+            "fireworks::layer (full preset)",
+            fireworks::layer(interactive).layer(replayed.clone()),
+            uri.clone(),
+            IN_FLIGHT,
+        ),
+    ];
+    if each_layer {
+        stacks.extend([
             LoopbackStack::new(
-                "tower Timeout+Retry (user-written)",
-                tower_retry::tower_retry_stack(plain.clone(), 5, Duration::from_secs(60)),
+                "TimeoutByWorkload",
+                TimeoutByWorkload::new(interactive).layer(plain.clone()),
                 uri.clone(),
                 IN_FLIGHT,
             ),
             LoopbackStack::new(
-                "fireworks::layer (full preset)",
-                fireworks::layer(interactive).layer(replayed.clone()),
+                "RetryOnStatus",
+                RetryOnStatus::default().layer(replayed.clone()),
                 uri.clone(),
                 IN_FLIGHT,
             ),
-        ];
-        if each_layer {
-            stacks.extend([
-                LoopbackStack::new(
-                    "TimeoutByWorkload",
-                    TimeoutByWorkload::new(interactive).layer(plain.clone()),
-                    uri.clone(),
-                    IN_FLIGHT,
+            LoopbackStack::new(
+                "JitteredBackoff",
+                JitteredBackoff::default().layer(plain.clone()),
+                uri.clone(),
+                IN_FLIGHT,
+            ),
+            LoopbackStack::new(
+                "RateLimitAware",
+                RateLimitAware::new().layer(plain.clone()),
+                uri.clone(),
+                IN_FLIGHT,
+            ),
+            // Diagnostic: the preset without its timers (no TimeoutByWorkload).
+            LoopbackStack::new(
+                "preset minus TimeoutByWorkload",
+                RetryOnStatus::default().layer(
+                    JitteredBackoff::default().layer(RateLimitAware::new().layer(replayed.clone())),
                 ),
-                LoopbackStack::new(
-                    "RetryOnStatus",
-                    RetryOnStatus::default().layer(replayed.clone()),
-                    uri.clone(),
-                    IN_FLIGHT,
-                ),
-                LoopbackStack::new(
-                    "JitteredBackoff",
-                    JitteredBackoff::default().layer(plain.clone()),
-                    uri.clone(),
-                    IN_FLIGHT,
-                ),
-                LoopbackStack::new(
-                    "RateLimitAware",
-                    RateLimitAware::new().layer(plain.clone()),
-                    uri.clone(),
-                    IN_FLIGHT,
-                ),
-                // Diagnostic: the preset without its timers (no TimeoutByWorkload).
-                LoopbackStack::new(
-                    "preset minus TimeoutByWorkload",
-                    RetryOnStatus::default().layer(
-                        JitteredBackoff::default()
-                            .layer(RateLimitAware::new().layer(replayed.clone())),
-                    ),
-                    uri.clone(),
-                    IN_FLIGHT,
-                ),
-                // Diagnostic: the body idle timer no longer expires before the deadline timer.
-                LoopbackStack::new(
-                    "fireworks::layer, idle read 120 s (> 60 s total)",
-                    fireworks::layer(interactive)
-                        .timeouts(
-                            TimeoutByWorkload::new(interactive).profile(
-                                interactive,
-                                TimeoutProfile::new(Duration::from_secs(60))
-                                    .with_idle_read(Duration::from_secs(120)),
-                            ),
-                        )
-                        .layer(replayed.clone()),
-                    uri.clone(),
-                    IN_FLIGHT,
-                ),
-            ]);
+                uri.clone(),
+                IN_FLIGHT,
+            ),
+            // Diagnostic: the body idle timer no longer expires before the deadline timer.
+            LoopbackStack::new(
+                "fireworks::layer, idle read 120 s (> 60 s total)",
+                fireworks::layer(interactive)
+                    .timeouts(
+                        TimeoutByWorkload::new(interactive).profile(
+                            interactive,
+                            TimeoutProfile::new(Duration::from_secs(60))
+                                .with_idle_read(Duration::from_secs(120)),
+                        ),
+                    )
+                    .layer(replayed.clone()),
+                uri.clone(),
+                IN_FLIGHT,
+            ),
+            // Diagnostic: no layer, but the client and request body type the preset uses.
+            LoopbackStack::new(
+                "bare client, ReplayBody request body",
+                tower::util::MapRequest::new(replayed.clone(), replay_request as fn(_) -> _),
+                uri.clone(),
+                IN_FLIGHT,
+            ),
+        ]);
+    }
+    stacks
+}
+
+/// Sends a request with its body in a [`ReplayBody`], as the preset's client receives it.
+/// The body is read into memory first (one poll), as the retry layer does.
+fn replay_request(request: Request<Full<Bytes>>) -> Request<ReplayBody<Full<Bytes>>> {
+    request.map(|mut body| {
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => ReplayBody::buffered(frame.into_data().ok(), None),
+            _ => ReplayBody::streaming(None, body),
         }
-        loopback::compare(&stacks, LOOPBACK_ROUNDS, LOOPBACK_SLICE).await
+    })
+}
+
+/// Loopback throughput: bare client, the user-written tower stack and the full preset (and,
+/// with `each_layer`, each of our layers alone), compared round by round with the bare client.
+fn print_loopback_table(each_layer: bool) {
+    let results = run_loopback(each_layer, |stacks| {
+        Box::pin(async move { loopback::compare(&stacks, LOOPBACK_ROUNDS, LOOPBACK_SLICE).await })
     });
     println!();
     println!(

@@ -48,6 +48,10 @@ pub trait RequestLoop {
     /// Sends `requests` requests one after another on `runtime`, reading each response body to
     /// its end, and returns the time taken.
     fn run(&mut self, runtime: &Runtime, requests: u64) -> Duration;
+
+    /// The sizes in bytes of the stack's response future and of its response body (what
+    /// each request moves around).
+    fn sizes(&self) -> (usize, usize);
 }
 
 /// A [`RequestLoop`] over a service `S`.
@@ -93,5 +97,12 @@ where
             }
             start.elapsed()
         })
+    }
+
+    fn sizes(&self) -> (usize, usize) {
+        (
+            std::mem::size_of::<S::Future>(),
+            std::mem::size_of::<ResB>(),
+        )
     }
 }

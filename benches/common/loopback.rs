@@ -176,6 +176,13 @@ impl LoopbackStack {
     }
 }
 
+impl LoopbackStack {
+    /// Runs the stack's closed loop once, for `duration`.
+    pub async fn run_for(&self, duration: Duration) -> Throughput {
+        (self.run)(duration).await
+    }
+}
+
 /// Totals of one stack over all rounds of [`compare`].
 #[derive(Debug, Clone)]
 pub struct Comparison {
