@@ -49,6 +49,7 @@
 //! [`RateLimitAware`]: crate::RateLimitAware
 
 use std::{
+    cell::Cell,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -61,8 +62,21 @@ use tokio::time::Instant;
 
 use crate::{error::ErrorKind, workload::Workload};
 
-tokio::task_local! {
-    static AMBIENT: Ambient;
+thread_local! {
+    /// What the innermost running [`Ambient::scope`] published on this thread. Every scope is
+    /// synchronous (a `call` or one `poll`: nothing awaits inside), so a thread-local set on
+    /// entry and restored on exit sees exactly what a task-local would, without moving the
+    /// scope's return value (a layer's whole future) through tokio's `sync_scope`.
+    static AMBIENT: Cell<Option<Ambient>> = const { Cell::new(None) };
+}
+
+/// Puts back the enclosing scope's value when a scope ends (also on unwind).
+struct Restore(Option<Ambient>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = AMBIENT.try_with(|cell| cell.set(self.0));
+    }
 }
 
 /// What an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload) publishes to the layers
@@ -77,20 +91,30 @@ pub(crate) struct Ambient {
 impl Ambient {
     /// Runs `f` with this published: the earlier of its deadline and any enclosing one, and
     /// its workload (else the enclosing one).
+    #[inline]
     pub(crate) fn scope<R>(self, f: impl FnOnce() -> R) -> R {
-        let effective = match AMBIENT.try_with(|a| *a) {
-            Ok(outer) => Ambient {
+        let outer = Ambient::current();
+        let effective = match outer {
+            Some(outer) => Ambient {
                 deadline: self.deadline.min(outer.deadline),
                 workload: self.workload.or(outer.workload),
             },
-            Err(_) => self,
+            None => self,
         };
-        AMBIENT.sync_scope(effective, f)
+        // Only a thread being torn down has no thread-locals: `f` then runs unpublished.
+        let _ = AMBIENT.try_with(|cell| cell.set(Some(effective)));
+        let _restore = Restore(outer);
+        f()
+    }
+
+    /// What the innermost running scope published, if any.
+    fn current() -> Option<Ambient> {
+        AMBIENT.try_with(Cell::get).ok().flatten()
     }
 
     /// The workload published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload).
     pub(crate) fn workload() -> Option<Workload> {
-        AMBIENT.try_with(|a| a.workload).ok().flatten()
+        Ambient::current().and_then(|a| a.workload)
     }
 }
 
@@ -129,7 +153,7 @@ impl Deadline {
     /// The deadline published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload),
     /// if this code runs inside one.
     pub fn ambient() -> Option<Deadline> {
-        AMBIENT.try_with(|a| a.deadline).ok()
+        Ambient::current().map(|a| a.deadline)
     }
 
     /// Runs `f` with this deadline published ambiently (the earlier of it and any enclosing one).
@@ -343,6 +367,39 @@ mod tests {
         assert_eq!(Deadline::of(&req), Some(inner));
         // An explicit deadline later than the enclosing one does not hide it.
         outer.scope(|| assert_eq!(Deadline::of(&req), Some(outer)));
+    }
+
+    /// A scope puts back what enclosed it when it ends, also when its code panics (a layer's
+    /// `call` that panics inside `catch_unwind` must not leave its deadline published).
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_restores_the_enclosing_one_on_exit_and_on_panic() {
+        let outer = Deadline::after(Duration::from_secs(10));
+        let inner = Deadline::after(Duration::from_secs(5));
+        outer.scope(|| {
+            inner.scope(|| assert_eq!(Deadline::ambient(), Some(inner)));
+            assert_eq!(Deadline::ambient(), Some(outer), "restored on exit");
+            let panicked = std::panic::catch_unwind(|| inner.scope(|| panic!("in the scope")));
+            assert!(panicked.is_err());
+            assert_eq!(Deadline::ambient(), Some(outer), "restored on unwind");
+        });
+        assert_eq!(Deadline::ambient(), None);
+        let workload = Ambient {
+            deadline: outer,
+            workload: Some(Workload::BatchSubmit),
+        };
+        workload.scope(|| {
+            inner.scope(|| assert_eq!(Ambient::workload(), Some(Workload::BatchSubmit)));
+        });
+        assert_eq!(Ambient::workload(), None);
+    }
+
+    /// Nothing published by one task's poll is seen by another task's: the value lives only
+    /// while the scope's synchronous code runs.
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_is_not_seen_outside_its_own_code() {
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let other = deadline.scope(|| tokio::spawn(async { Deadline::ambient() }));
+        assert_eq!(other.await.expect("task"), None);
     }
 
     #[test]

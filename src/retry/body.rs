@@ -22,7 +22,9 @@ pin_project! {
     /// retrying stopped after a response had been set aside, that response's bytes.
     pub struct ReplayBody<B> {
         prefix: Option<Bytes>,
-        tail: Option<Tail>,
+        // Boxed: trailers and replayed errors are rare, and the body crosses every layer's
+        // `call` and the client's moves; inline, the `HeaderMap` would add 88 bytes to each.
+        tail: Option<Box<Tail>>,
         #[pin]
         rest: Option<B>,
     }
@@ -40,7 +42,7 @@ impl<B> ReplayBody<B> {
     pub fn buffered(data: Option<Bytes>, trailers: Option<HeaderMap>) -> Self {
         ReplayBody {
             prefix: data.filter(|d| !d.is_empty()),
-            tail: trailers.map(Tail::Trailers),
+            tail: trailers.map(|trailers| Box::new(Tail::Trailers(trailers))),
             rest: None,
         }
     }
@@ -50,7 +52,7 @@ impl<B> ReplayBody<B> {
     pub(crate) fn broken(data: Option<Bytes>, error: BoxError) -> Self {
         ReplayBody {
             prefix: data.filter(|d| !d.is_empty()),
-            tail: Some(Tail::Error(error)),
+            tail: Some(Box::new(Tail::Error(error))),
             rest: None,
         }
     }
@@ -105,7 +107,7 @@ where
                 None => Poll::Ready(None),
             };
         }
-        Poll::Ready(this.tail.take().map(|tail| match tail {
+        Poll::Ready(this.tail.take().map(|tail| match *tail {
             Tail::Trailers(trailers) => Ok(Frame::trailers(trailers)),
             Tail::Error(error) => Err(error),
         }))

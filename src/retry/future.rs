@@ -215,13 +215,8 @@ where
         parts: request::Parts,
         mut collector: Collector,
     ) -> Self {
-        let replay = Replay {
-            parts,
-            data: collector.take_data(),
-            trailers: collector.take_trailers(),
-        };
-        let future =
-            published::with_body(replay.data.as_ref(), || service.call(replay.request(None)));
+        let (replay, first) = Replay::first(parts, &mut collector);
+        let future = published::with_body(replay.data.as_ref(), || service.call(first));
         let mut this = Self::new(service, config, State::Attempting { future });
         this.tracker.replay = Some(replay);
         this
@@ -407,12 +402,7 @@ impl<B> Pending<B> {
         } = self;
         match collected {
             Some(Collected::Complete) => {
-                let replay = Replay {
-                    parts,
-                    data: collector.take_data(),
-                    trailers: collector.take_trailers(),
-                };
-                let request = replay.request(None);
+                let (replay, request) = Replay::first(parts, &mut collector);
                 tracker.replay = Some(replay);
                 request
             }
@@ -797,6 +787,23 @@ impl<P> Tracker<P> {
 }
 
 impl Replay {
+    /// The replay of a request whose body is all in `collector`, and its first attempt. The
+    /// first attempt sends the caller's own head and the replay keeps a copy: a client that
+    /// adds headers (hyper-util inserts `host`) then grows the caller's map, which has room,
+    /// rather than an exact-size copy (one allocation less per request).
+    fn first<B>(
+        parts: request::Parts,
+        collector: &mut Collector,
+    ) -> (Self, Request<ReplayBody<B>>) {
+        let replay = Replay {
+            parts: parts.clone(),
+            data: collector.take_data(),
+            trailers: collector.take_trailers(),
+        };
+        let body = ReplayBody::buffered(replay.data.clone(), replay.trailers.clone());
+        (replay, Request::from_parts(parts, body))
+    }
+
     fn request<B>(&self, ctx: Option<&RetryContext>) -> Request<ReplayBody<B>> {
         let mut request = Request::from_parts(
             self.parts.clone(),
