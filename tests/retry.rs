@@ -418,3 +418,51 @@ async fn the_last_real_response_is_handed_back_when_the_service_fails_to_get_rea
     assert_eq!(report.stopped, Some(StopReason::NextAttemptRefused));
     assert_eq!(body_bytes(response).await.unwrap(), "bad gateway");
 }
+
+/// A request body's trailers are replayed with its data on every attempt.
+#[tokio::test(start_paused = true)]
+async fn request_trailers_are_replayed_on_every_attempt() {
+    use http_body_util::BodyExt;
+    use std::sync::{Arc, Mutex};
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", "abc123".parse().unwrap());
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"{\"model\":\"m\"}"))),
+        Ok(Frame::trailers(trailers.clone())),
+    ];
+    let request = http::Request::post("http://x/")
+        .body(StreamBody::new(futures::stream::iter(frames)))
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |request: http::Request<_>| {
+            let seen = seen.clone();
+            async move {
+                let collected = BodyExt::collect(request.into_body()).await?;
+                let trailers = collected.trailers().cloned();
+                let attempt = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push((collected.to_bytes(), trailers));
+                    seen.len()
+                };
+                let status = if attempt == 1 { 503 } else { 200 };
+                let response = http::Response::builder()
+                    .status(status)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                Ok::<_, tower_reliability::BoxError>(response)
+            }
+        })
+    };
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryOnStatus::default())
+        .service(inner);
+    assert_eq!(call(&mut svc, request).await.unwrap().status(), 200);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one retry");
+    for (data, sent_trailers) in seen {
+        assert_eq!(data, Bytes::from_static(b"{\"model\":\"m\"}"));
+        assert_eq!(sent_trailers.as_ref(), Some(&trailers));
+    }
+}

@@ -144,7 +144,8 @@ struct Pending<B> {
 struct Replay {
     parts: request::Parts,
     data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
+    // Boxed: request trailers are rare, and the replay sits in every retry future.
+    trailers: Option<Box<HeaderMap>>,
 }
 
 pin_project! {
@@ -798,16 +799,16 @@ impl Replay {
         let replay = Replay {
             parts: parts.clone(),
             data: collector.take_data(),
-            trailers: collector.take_trailers(),
+            trailers: collector.take_trailers().map(Box::new),
         };
-        let body = ReplayBody::buffered(replay.data.clone(), replay.trailers.clone());
+        let body = ReplayBody::buffered(replay.data.clone(), replay.trailers.as_deref().cloned());
         (replay, Request::from_parts(parts, body))
     }
 
     fn request<B>(&self, ctx: Option<&RetryContext>) -> Request<ReplayBody<B>> {
         let mut request = Request::from_parts(
             self.parts.clone(),
-            ReplayBody::buffered(self.data.clone(), self.trailers.clone()),
+            ReplayBody::buffered(self.data.clone(), self.trailers.as_deref().cloned()),
         );
         if let Some(ctx) = ctx {
             request.extensions_mut().insert(ctx.clone());
