@@ -172,7 +172,7 @@ fn config() -> GateConfig {
 /// A store whose breaker tripped at `t0` (three failures): open until `t0 + probe_base`.
 fn tripped(t0: Instant) -> LocalStore {
     let s = LocalStore::new(config());
-    for _ in 0..config().minimum_throughput {
+    for _ in 0..config().minimum_throughput() {
         s.record(t0, Signal::Failing, None);
     }
     s
@@ -192,7 +192,7 @@ fn probe(a: Admission) -> Probe {
 #[test]
 fn store_admits_one_probe_at_a_time() {
     let t0 = Instant::now();
-    let t1 = t0 + config().probe_base;
+    let t1 = t0 + config().probe_base();
     model("store_admits_one_probe_at_a_time", move || {
         let s = Arc::new(tripped(t0));
         let (s1, s2) = (s.clone(), s.clone());
@@ -211,7 +211,7 @@ fn store_admits_one_probe_at_a_time() {
 #[test]
 fn store_released_probe_lets_exactly_one_other_probe() {
     let t0 = Instant::now();
-    let t1 = t0 + config().probe_base;
+    let t1 = t0 + config().probe_base();
     model(
         "store_released_probe_lets_exactly_one_other_probe",
         move || {
@@ -243,7 +243,7 @@ fn store_released_probe_lets_exactly_one_other_probe() {
 /// own neutral outcome — is freed once: one wake-up, then exactly one new probe.
 fn check_no_double_release(second_by_record: bool) {
     let t0 = Instant::now();
-    let t1 = t0 + config().probe_base;
+    let t1 = t0 + config().probe_base();
     model(
         &format!("no double release (second by record: {second_by_record})"),
         move || {
@@ -293,8 +293,8 @@ fn store_no_double_release_racing_the_probes_outcome() {
 #[test]
 fn store_stale_probe_release_does_not_free_the_current_probe() {
     let t0 = Instant::now();
-    let t1 = t0 + config().probe_base;
-    let t2 = t1 + config().probe_base;
+    let t1 = t0 + config().probe_base();
+    let t2 = t1 + config().probe_base();
     model(
         "store_stale_probe_release_does_not_free_the_current_probe",
         move || {
@@ -304,7 +304,7 @@ fn store_stale_probe_release_does_not_free_the_current_probe() {
             // A request sent before the trip comes back healthy: the breaker closes...
             assert_eq!(s.record(t1, Signal::Healthy, None), Wake::All);
             // ...and trips again.
-            for _ in 0..config().minimum_throughput {
+            for _ in 0..config().minimum_throughput() {
                 s.record(t1, Signal::Failing, None);
             }
             // P2 probes.
