@@ -10,7 +10,7 @@
 //! | Timeout configuration | [`TimeoutByWorkload`] | a deadline per [`Workload`] over all attempts and waits; an idle-read timeout on the body, so long streams live while tokens flow |
 //! | Which errors are retryable | [`RetryOnStatus`] | retries 429/500/502/503/504 and failures that never reached the server, never 400/401/404/422; budgeted; replays any body |
 //! | Exponential backoff with jitter | [`JitteredBackoff`] | `1 s * 2^n + U(0, 1 s)` (or full / equal / decorrelated jitter), honouring `retry-after-ms` / `Retry-After`, capped, deadline-aware |
-//! | Handling 429 rate limits | [`RateLimitAware`] | one gate per client that learns from 429s and rate-limit headers, holds every request while the server has said stop, and paces every request at a learned rate once throttled (shared by a fleet through Redis with the `redis` feature) |
+//! | Handling 429 rate limits | [`RateLimitAware`] | one gate per model (as providers limit) that learns from 429s and rate-limit headers, holds every request while the server has said stop, and paces requests and tokens at what the server counts once throttled, interactive work first (shared by a fleet through Redis with the `redis` feature) |
 //! | The dashboard vs client-side failures | [`Error`] | every failure says whether it ever reached the server |
 //! | Long-running training jobs | [`jobs::JobPoller`] | polls a job until it ends, surviving transient failures and restarts |
 //!
@@ -98,6 +98,14 @@
 //! ([`RetryReport`]), so each works alone or under other crates' layers: see [`context`]. A
 //! request a layer chose not to send says why ([`Error::not_sent_reason`]), and a retry's
 //! budget cost comes back by one rule ([`context`], "The refund contract").
+//!
+//! # Names and configuration
+//!
+//! Each layer `X` comes with its service `XService` and its future `x::future::ResponseFuture`
+//! (tower's scheme), and each service has `get_ref` / `get_mut` / `into_inner`. Layers are
+//! configured with chained setters named for what they set
+//! (`RetryOnStatus::new().max_attempts(3)`); configuration values ([`TimeoutProfile`],
+//! [`rate_limit::GateConfig`], [`backoff::Schedule`], ...) with `with_*` setters and getters.
 //!
 //! # Feature flags
 //!
