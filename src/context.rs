@@ -93,6 +93,14 @@ impl Ambient {
     /// its workload (else the enclosing one).
     #[inline]
     pub(crate) fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _restore = self.enter();
+        f()
+    }
+
+    /// Publishes this until the returned guard is dropped, as [`scope`](Self::scope) does
+    /// for a closure (a caller that builds a large value inside avoids moving it out).
+    #[inline]
+    pub(crate) fn enter(self) -> impl Drop {
         let outer = Ambient::current();
         let effective = match outer {
             Some(outer) => Ambient {
@@ -101,10 +109,9 @@ impl Ambient {
             },
             None => self,
         };
-        // Only a thread being torn down has no thread-locals: `f` then runs unpublished.
+        // Only a thread being torn down has no thread-locals: nothing is published then.
         let _ = AMBIENT.try_with(|cell| cell.set(Some(effective)));
-        let _restore = Restore(outer);
-        f()
+        Restore(outer)
     }
 
     /// What the innermost running scope published, if any.

@@ -19,6 +19,13 @@ thread_local! {
 /// Runs `f` with `body` published (the previous publication is restored afterwards, also when
 /// `f` panics).
 pub(crate) fn with_body<R>(body: Option<&Bytes>, f: impl FnOnce() -> R) -> R {
+    let _restore = enter(body);
+    f()
+}
+
+/// Publishes `body` until the returned guard is dropped (as [`with_body`] for a closure).
+#[inline]
+pub(crate) fn enter(body: Option<&Bytes>) -> impl Drop {
     struct Restore(Option<Bytes>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -26,9 +33,7 @@ pub(crate) fn with_body<R>(body: Option<&Bytes>, f: impl FnOnce() -> R) -> R {
             BODY.with(|slot| *slot.borrow_mut() = previous);
         }
     }
-    let previous = BODY.with(|slot| slot.replace(body.cloned()));
-    let _restore = Restore(previous);
-    f()
+    Restore(BODY.with(|slot| slot.replace(body.cloned())))
 }
 
 /// The body published around this call, if any (a cheap handle).

@@ -217,7 +217,9 @@ where
         mut collector: Collector,
     ) -> Self {
         let (replay, first) = Replay::first(parts, &mut collector);
-        let future = published::with_body(replay.data.as_ref(), || service.call(first));
+        let body = published::enter(replay.data.as_ref());
+        let future = service.call(first);
+        drop(body);
         let mut this = Self::new(service, config, State::Attempting { future });
         this.tracker.replay = Some(replay);
         this

@@ -58,7 +58,11 @@ where
             deadline,
             workload: Some(workload),
         };
-        let future = ambient.scope(|| inner.call(request));
+        // A guard rather than a closure: the inner future is built in place, not returned
+        // through the scope.
+        let published = ambient.enter();
+        let future = inner.call(request);
+        drop(published);
         ResponseFuture::new(future, ambient, profile.idle_read)
     }
 }
