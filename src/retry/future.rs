@@ -189,6 +189,17 @@ where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
 {
     fn new(service: S, config: Arc<RetryConfig<P>>, state: State<S::Future, ResB>) -> Self {
+        Self::with_replay(service, config, state, None)
+    }
+
+    /// Built in one expression: the inner future is moved once, into its place.
+    #[inline]
+    fn with_replay(
+        service: S,
+        config: Arc<RetryConfig<P>>,
+        state: State<S::Future, ResB>,
+        replay: Option<Replay>,
+    ) -> Self {
         ResponseFuture {
             state,
             service: ReadyCall::idle(service),
@@ -196,7 +207,7 @@ where
             deadline_watch: None,
             tracker: Tracker {
                 config,
-                replay: None,
+                replay,
                 attempt: 1,
                 last_cost: 0,
                 ctx: None,
@@ -220,9 +231,7 @@ where
         let body = published::enter(replay.data.as_ref());
         let future = service.call(first);
         drop(body);
-        let mut this = Self::new(service, config, State::Attempting { future });
-        this.tracker.replay = Some(replay);
-        this
+        Self::with_replay(service, config, State::Attempting { future }, Some(replay))
     }
 
     /// The body is over the replay cap: send it once, as a stream.
