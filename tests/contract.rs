@@ -14,6 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use common::fast_backoff;
 use http::{Request, Response};
 use http_body_util::Full;
 use support::{call, post, Mock, Step};
@@ -103,10 +104,21 @@ async fn a_refusal_wrapped_by_a_foreign_layer_is_still_not_sent() {
     assert_eq!(budget.available(), 100, "the refused retry is refunded");
 }
 
-fn fast_backoff(base_ms: u64) -> JitteredBackoff {
-    JitteredBackoff::default()
-        .jitter(Jitter::None)
-        .base(Duration::from_millis(base_ms))
+/// Retry (with `budget`) above tower's `timeout` of `limit`, above a 1 s backoff, above `mock`.
+fn retry_timeout_backoff(
+    budget: &RetryBudget,
+    limit: Duration,
+    mock: &Mock,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_reliability::ReplayBody<support::TestBody>>,
+    Error = tower_reliability::Error,
+> {
+    ServiceBuilder::new()
+        .layer(RetryOnStatus::default().budget(budget.clone()))
+        .timeout(limit)
+        .layer(fast_backoff(Jitter::None, 1000))
+        .service(mock.clone())
 }
 
 /// tower's `timeout` placed between the retry layer and the backoff, shorter than the backoff
@@ -117,11 +129,7 @@ fn fast_backoff(base_ms: u64) -> JitteredBackoff {
 async fn tower_timeout_between_retry_and_backoff_cuts_a_wait_not_an_attempt() {
     let mock = Mock::always(Step::Status(503, "busy"));
     let budget = RetryBudget::new(100, 5, 10);
-    let mut svc = ServiceBuilder::new()
-        .layer(RetryOnStatus::default().budget(budget.clone()))
-        .timeout(Duration::from_millis(500))
-        .layer(fast_backoff(1000))
-        .service(mock.clone());
+    let mut svc = retry_timeout_backoff(&budget, Duration::from_millis(500), &mock);
     let started = Instant::now();
     let response = call(&mut svc, post("{}")).await.unwrap();
     assert_eq!(response.status(), 503);
@@ -142,11 +150,7 @@ async fn tower_timeout_between_retry_and_backoff_keeps_retries_and_refunds() {
         Step::ok(),
     );
     let budget = RetryBudget::new(100, 5, 10);
-    let mut svc = ServiceBuilder::new()
-        .layer(RetryOnStatus::default().budget(budget.clone()))
-        .timeout(Duration::from_secs(5))
-        .layer(fast_backoff(1000))
-        .service(mock.clone());
+    let mut svc = retry_timeout_backoff(&budget, Duration::from_secs(5), &mock);
     let started = Instant::now();
     let response = call(&mut svc, post("{}")).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -179,7 +183,7 @@ async fn buffer_between_retry_and_backoff_with_the_deadline_in_extensions() {
         .layer(three_second_deadline().deadline_in_extensions(true))
         .layer(RetryOnStatus::default().budget(budget.clone()))
         .buffer(4)
-        .layer(fast_backoff(1000))
+        .layer(fast_backoff(Jitter::None, 1000))
         .service(mock.clone());
     let started = Instant::now();
     let response = call(&mut svc, post("{}")).await.unwrap();
@@ -211,7 +215,7 @@ async fn buffer_between_retry_and_backoff_without_the_deadline_in_extensions() {
         .layer(three_second_deadline())
         .layer(RetryOnStatus::default().budget(budget.clone()))
         .buffer(4)
-        .layer(fast_backoff(1000))
+        .layer(fast_backoff(Jitter::None, 1000))
         .service(mock.clone());
     let started = Instant::now();
     let response = call(&mut svc, post("{}")).await.unwrap();
@@ -243,7 +247,7 @@ async fn tower_timeout_inside_the_retry_layer_is_an_attempt_timeout() {
     let budget = RetryBudget::new(100, 5, 10);
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default().budget(budget.clone()))
-        .layer(fast_backoff(10))
+        .layer(fast_backoff(Jitter::None, 10))
         .timeout(Duration::from_secs(1))
         .service(mock.clone());
     let response = call(&mut svc, post("{}")).await.unwrap();
@@ -279,7 +283,7 @@ async fn backoff_above_the_retry_layer_warns_once() {
         Step::ok(),
     );
     let mut svc = ServiceBuilder::new()
-        .layer(fast_backoff(1000))
+        .layer(fast_backoff(Jitter::None, 1000))
         .layer(RetryOnStatus::default())
         .service(mock.clone());
     let started = Instant::now();
@@ -308,7 +312,7 @@ async fn a_failed_request_carries_its_retry_report() {
     let mock = Mock::always(Step::Fail(std::io::ErrorKind::ConnectionRefused));
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default().budget(RetryBudget::unlimited()))
-        .layer(fast_backoff(10))
+        .layer(fast_backoff(Jitter::None, 10))
         .service(mock.clone());
     let err = call(&mut svc, post("{}")).await.unwrap_err();
     assert!(err.is_connect());
