@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use tokio::{task::JoinSet, time::Instant};
-use tower_reliability::testing::FireworksServer;
+use tower_reliability::testing::{FireworksServer, ServerConfig};
 
 use super::strategies::Strategy;
 use crate::{
@@ -212,6 +212,25 @@ pub fn cost_series(done: &[Done], bin: f64, end: f64) -> Vec<(f64, f64)> {
         .enumerate()
         .map(|(i, sum)| ((i as f64 + 0.5) * bin, sum / bin))
         .collect()
+}
+
+/// One in-process server per lane (`lanes` of them), each started from `config()` with
+/// `model`'s bucket (`capacity` tokens) spent first (see [`drain`]).
+pub async fn drained_servers(
+    lanes: usize,
+    config: impl Fn() -> ServerConfig,
+    model: &str,
+    capacity: u64,
+) -> Vec<FireworksServer> {
+    let mut servers = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        let server = FireworksServer::start(config())
+            .await
+            .expect("start the in-process server");
+        drain(&server, model, capacity).await;
+        servers.push(server);
+    }
+    servers
 }
 
 /// Spends `model`'s token bucket on `server` (its size `capacity` tokens) down to less than

@@ -13,13 +13,13 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tower_reliability::{
     rate_limit::{RateLimitAware, Scope},
-    testing::{FireworksHeaders, FireworksServer, ModelLimits, ServerConfig},
+    testing::{FireworksHeaders, ModelLimits, ServerConfig},
 };
 
 use super::{
     config::StormConfig,
     load::steady_arrivals,
-    mix::{chat_body, drain, drive, latency, ClassStats, Job, MixLane, API_KEY},
+    mix::{chat_body, drained_servers, drive, latency, ClassStats, Job, MixLane, API_KEY},
     strategies::Fireworks,
     summary::print_failure_reasons,
 };
@@ -78,21 +78,15 @@ pub async fn run(config: &StormConfig) {
         .tokens_per_minute(a_per_minute)
         .openai_headers(true)
         .fireworks_headers(FireworksHeaders::None);
-    let mut servers = Vec::new();
-    for _ in LANES {
-        let server = FireworksServer::start(
-            ServerConfig::default()
-                .api_key(API_KEY)
-                .models([MODEL_A, MODEL_B])
-                .limits_for(MODEL_A, limits)
-                .tokens_per_completion(GENERATED as usize)
-                .token_interval(Duration::from_millis(1)),
-        )
-        .await
-        .expect("start the in-process server");
-        drain(&server, MODEL_A, a_per_minute).await;
-        servers.push(server);
-    }
+    let server_config = || {
+        ServerConfig::default()
+            .api_key(API_KEY)
+            .models([MODEL_A, MODEL_B])
+            .limits_for(MODEL_A, limits)
+            .tokens_per_completion(GENERATED as usize)
+            .token_interval(Duration::from_millis(1))
+    };
+    let servers = drained_servers(LANES.len(), server_config, MODEL_A, a_per_minute).await;
     let start = Instant::now() + Duration::from_millis(200);
     let lanes: Vec<Arc<MixLane>> = LANES
         .iter()

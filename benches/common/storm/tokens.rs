@@ -16,16 +16,14 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tower_reliability::{
     rate_limit::{GateConfig, RateLimitAware},
-    testing::{
-        FireworksHeaders, FireworksServer, HintStyle, ModelLimits, ServerConfig, DEFAULT_MODEL,
-    },
+    testing::{FireworksHeaders, HintStyle, ModelLimits, ServerConfig, DEFAULT_MODEL},
 };
 
 use super::{
     config::StormConfig,
     mix::{
-        chat_body, cost_series, drain, drive, latency, served_per_second, share_429, ClassStats,
-        Done, Job, MixLane, API_KEY,
+        chat_body, cost_series, drained_servers, drive, latency, served_per_second, share_429,
+        ClassStats, Done, Job, MixLane, API_KEY,
     },
     openai_sdk::OpenAiSdk,
     plot::{rate_series, write_svg, Panel, Series},
@@ -161,20 +159,14 @@ async fn run_form(config: &StormConfig, form: Form) {
         offered as f64 / window / rate,
         deadline.as_secs_f64()
     );
-    let mut servers = Vec::new();
-    for _ in LANES {
-        let server = FireworksServer::start(
-            ServerConfig::default()
-                .api_key(API_KEY)
-                .tokens_per_completion(MAX_TOKENS as usize)
-                .token_interval(Duration::from_millis(1))
-                .model_limits(form.limits(per_minute)),
-        )
-        .await
-        .expect("start the in-process server");
-        drain(&server, DEFAULT_MODEL, per_minute).await;
-        servers.push(server);
-    }
+    let server_config = || {
+        ServerConfig::default()
+            .api_key(API_KEY)
+            .tokens_per_completion(MAX_TOKENS as usize)
+            .token_interval(Duration::from_millis(1))
+            .model_limits(form.limits(per_minute))
+    };
+    let servers = drained_servers(LANES.len(), server_config, DEFAULT_MODEL, per_minute).await;
     let start = Instant::now() + Duration::from_millis(200);
     let lanes: Vec<Arc<MixLane>> = LANES
         .iter()
