@@ -412,14 +412,15 @@ impl<P> Observer<P> {
         };
         match result {
             Ok(response) => {
-                let early = !shared.store.is_unrestricted() || sample_early_signals();
+                let unrestricted = shared.store.is_unrestricted();
+                let early = !unrestricted || sample_early_signals();
                 let judged = shared
                     .policy
                     .classify_response(response.status(), response.headers())
                     .gate;
                 let signal = Signal::read(judged, response.headers(), early);
                 let quiet = matches!(signal, Signal::Healthy | Signal::Neutral);
-                if quiet && self.probe.is_none() && shared.store.is_unrestricted() {
+                if quiet && self.probe.is_none() && unrestricted {
                     return Ok(response.map(Metered::new));
                 }
                 let now = Instant::now();
