@@ -60,23 +60,16 @@ use std::{
 use http::StatusCode;
 use tokio::time::Instant;
 
-use crate::{error::ErrorKind, workload::Workload};
+use crate::{
+    error::ErrorKind,
+    scoped::{self, Published},
+    workload::Workload,
+};
 
 thread_local! {
-    /// What the innermost running [`Ambient::scope`] published on this thread. Every scope is
-    /// synchronous (a `call` or one `poll`: nothing awaits inside), so a thread-local set on
-    /// entry and restored on exit sees exactly what a task-local would, without moving the
-    /// scope's return value (a layer's whole future) through tokio's `sync_scope`.
+    /// What the innermost running [`Ambient::scope`] published on this thread (see
+    /// [`crate::scoped`]).
     static AMBIENT: Cell<Option<Ambient>> = const { Cell::new(None) };
-}
-
-/// Puts back the enclosing scope's value when a scope ends (also on unwind).
-struct Restore(Option<Ambient>);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let _ = AMBIENT.try_with(|cell| cell.set(self.0));
-    }
 }
 
 /// What an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload) publishes to the layers
@@ -101,22 +94,19 @@ impl Ambient {
     /// for a closure (a caller that builds a large value inside avoids moving it out).
     #[inline]
     pub(crate) fn enter(self) -> impl Drop {
-        let outer = Ambient::current();
-        let effective = match outer {
+        let effective = match Ambient::current() {
             Some(outer) => Ambient {
                 deadline: self.deadline.min(outer.deadline),
                 workload: self.workload.or(outer.workload),
             },
             None => self,
         };
-        // Only a thread being torn down has no thread-locals: nothing is published then.
-        let _ = AMBIENT.try_with(|cell| cell.set(Some(effective)));
-        Restore(outer)
+        Published::set(&AMBIENT, Some(effective))
     }
 
     /// What the innermost running scope published, if any.
     fn current() -> Option<Ambient> {
-        AMBIENT.try_with(Cell::get).ok().flatten()
+        scoped::current(&AMBIENT)
     }
 
     /// The workload published by an enclosing [`TimeoutByWorkload`](crate::TimeoutByWorkload).

@@ -144,6 +144,7 @@ pub mod observe;
 pub mod rate_limit;
 mod readiness;
 pub mod retry;
+mod scoped;
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -8,12 +8,14 @@
 //! A layer between the two that calls the inner service from another task (`tower::buffer`)
 //! hides it: the gate then scopes by a [`Scope`](super::Scope) extension or client-wide.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 
 use bytes::Bytes;
 
+use crate::scoped::{self, Published};
+
 thread_local! {
-    static BODY: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    static BODY: Cell<Option<Bytes>> = const { Cell::new(None) };
 }
 
 /// Runs `f` with `body` published (the previous publication is restored afterwards, also when
@@ -26,19 +28,12 @@ pub(crate) fn with_body<R>(body: Option<&Bytes>, f: impl FnOnce() -> R) -> R {
 /// Publishes `body` until the returned guard is dropped (as [`with_body`] for a closure).
 #[inline]
 pub(crate) fn enter(body: Option<&Bytes>) -> impl Drop {
-    struct Restore(Option<Bytes>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            BODY.with(|slot| *slot.borrow_mut() = previous);
-        }
-    }
-    Restore(BODY.with(|slot| slot.replace(body.cloned())))
+    Published::set(&BODY, body.cloned())
 }
 
 /// The body published around this call, if any (a cheap handle).
 pub(crate) fn body() -> Option<Bytes> {
-    BODY.with(|slot| slot.borrow().clone())
+    scoped::current(&BODY)
 }
 
 #[cfg(test)]
