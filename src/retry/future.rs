@@ -18,6 +18,7 @@ use tower_service::Service;
 
 use super::{
     body::{Collected, Collector},
+    head::Head,
     layer::RetryConfig,
     ReplayBody,
 };
@@ -142,7 +143,7 @@ struct Pending<B> {
 
 /// What every attempt sends again.
 struct Replay {
-    parts: request::Parts,
+    head: Head,
     data: Option<Bytes>,
     // Boxed: request trailers are rare, and the replay sits in every retry future.
     trailers: Option<Box<HeaderMap>>,
@@ -764,7 +765,7 @@ impl<P> Tracker<P> {
         let explicit = self
             .replay
             .as_ref()
-            .and_then(|r| r.parts.extensions.get::<Deadline>().copied());
+            .and_then(|r| r.head.extensions().get::<Deadline>().copied());
         Deadline::earliest(explicit, Deadline::ambient())
     }
 
@@ -808,7 +809,7 @@ impl Replay {
         collector: &mut Collector,
     ) -> (Self, Request<ReplayBody<B>>) {
         let replay = Replay {
-            parts: parts.clone(),
+            head: Head::copy(&parts),
             data: collector.take_data(),
             trailers: collector.take_trailers().map(Box::new),
         };
@@ -818,7 +819,7 @@ impl Replay {
 
     fn request<B>(&self, ctx: Option<&RetryContext>) -> Request<ReplayBody<B>> {
         let mut request = Request::from_parts(
-            self.parts.clone(),
+            self.head.parts(),
             ReplayBody::buffered(self.data.clone(), self.trailers.as_deref().cloned()),
         );
         if let Some(ctx) = ctx {

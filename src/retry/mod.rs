@@ -19,6 +19,7 @@
 mod body;
 mod budget;
 pub mod future;
+mod head;
 mod layer;
 mod service;
 
