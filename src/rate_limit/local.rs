@@ -44,16 +44,26 @@ pub struct LocalStore {
     config: GateConfig,
     /// `false` while nothing restricts sending and there is nothing to forget: the fast path.
     restricted: AtomicBool,
-    /// Requests sent so far: the adaptive rate's measurement (one relaxed add per request).
-    sent: AtomicU64,
-    /// The send count the adaptive rate's open sample started at (mirrored for the lock-free
-    /// path: the send after it samples, so the end of an idle spell is noticed).
-    sample_start: AtomicU64,
+    /// What every send writes, on a cache line of its own.
+    sends: SendCount,
     /// Whether some scope has a token model: its requests' usage is read to settle them.
     metering: AtomicBool,
     state: Mutex<State>,
     /// The layers this store serves: woken when a fleet's news re-paces the queue.
     wakers: Mutex<Vec<WakeHandle>>,
+}
+
+/// The send counter, alone on its cache line (128 bytes: two lines, for the adjacent-line
+/// prefetch): every request adds to it, from every core, while every request and answer
+/// reads `restricted`. Sharing a line, each add would evict the flag from the other cores.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct SendCount {
+    /// Requests sent so far: the adaptive rate's measurement (one relaxed add per request).
+    sent: AtomicU64,
+    /// The send count the adaptive rate's open sample started at (mirrored for the lock-free
+    /// path: the send after it samples, so the end of an idle spell is noticed).
+    sample_start: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -307,8 +317,7 @@ impl LocalStore {
             config,
             // A ramp guard measures every scope's sending: no lock-free path.
             restricted: AtomicBool::new(config.ramp_guard.is_some()),
-            sent: AtomicU64::new(0),
-            sample_start: AtomicU64::new(0),
+            sends: SendCount::default(),
             metering: AtomicBool::new(false),
             state: Mutex::new(State {
                 breaker: Breaker::new(&config),
@@ -473,8 +482,8 @@ impl LocalStore {
     /// throttle knows what was being sent), and so does the first of a new sample (so a
     /// burst after an idle spell is measured from its start).
     fn count_send(&self, now: Option<Instant>) {
-        let sent = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-        if sent % 32 == 0 || sent == self.sample_start.load(Ordering::Relaxed) + 1 {
+        let sent = self.sends.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        if sent % 32 == 0 || sent == self.sends.sample_start.load(Ordering::Relaxed) + 1 {
             if let Ok(mut state) = self.state.try_lock() {
                 self.sample(&mut state, now.unwrap_or_else(Instant::now), sent);
             }
@@ -487,12 +496,13 @@ impl LocalStore {
         for gate in state.gates.values_mut() {
             gate.adaptive.sample(now, sent);
         }
-        self.sample_start
+        self.sends
+            .sample_start
             .store(state.sampler.sample_start(), Ordering::Relaxed);
     }
 
     fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.sends.sent.load(Ordering::Relaxed)
     }
 
     fn decide(&self, now: Instant, demand: &Demand<'_>, ticket: Ticket) -> Admission {
