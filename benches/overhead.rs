@@ -177,8 +177,10 @@ fn stacks(with_floor: bool) -> Vec<Stack> {
 }
 
 /// The hand-fused floor of the preset's success path (`common/floor.rs`), the floor with one
-/// part left out, with its two lazily created timers boxed instead of inline, and (the last)
-/// without the header lookup, the replay, the body wrapper and the body publication.
+/// part left out, with its two lazily created timers boxed instead of inline, with both (the
+/// cheapest floor that keeps every feature: only the gate reads the published body, and a
+/// fused preset holds it already), and (the last) without the header lookup, the replay, the
+/// body wrapper and the body publication.
 fn floor_stacks() -> Vec<Stack> {
     let inner = || service_fn(answer::<FloorReplayBody>);
     vec![
@@ -211,6 +213,12 @@ fn floor_stacks() -> Vec<Stack> {
         stack(
             "floor with boxed timers",
             StackLoop::boxed(FloorService::<_, TimedBoxed, { Cut::NONE }>::new(inner())),
+        ),
+        stack(
+            "floor, boxed timers, no body publication",
+            StackLoop::boxed(FloorService::<_, TimedBoxed, { Cut::PUBLISH_BODY }>::new(
+                inner(),
+            )),
         ),
         stack(
             "floor without all four",
