@@ -22,7 +22,12 @@
 //!   body type);
 //! - `OVERHEAD_TRACE_ALLOCS=1`: print a backtrace for every allocation of one request through
 //!   each stack (build with `CARGO_PROFILE_BENCH_DEBUG=1` for file and line numbers);
-//! - `OVERHEAD_SKIP_LOOPBACK=1`: the in-process part only.
+//! - `OVERHEAD_SKIP_LOOPBACK=1`: the in-process part only;
+//! - `OVERHEAD_FLOOR=1`: also, in process (criterion and the table), `floor (hand-fused
+//!   reference)`: what the preset must still do on this success path, by hand in one service,
+//!   one future and one body wrapper (`common/floor.rs`), and its variants (one part left out,
+//!   timers boxed), after a check that the floor does all of its work (`common/floor_check.rs`).
+//!   The profiling mode below always offers these stacks (`OVERHEAD_ONLY=hand-fused`).
 //!
 //! **Profiling.** `OVERHEAD_ONLY=<part of a stack's name>` (any case) turns the binary into a
 //! profiling target: no criterion, no table, no other stack; each stack whose name contains it
@@ -46,6 +51,10 @@
 mod alloc_counter;
 #[path = "common/chat.rs"]
 mod chat;
+#[path = "common/floor.rs"]
+mod floor;
+#[path = "common/floor_check.rs"]
+mod floor_check;
 #[path = "common/in_process.rs"]
 mod in_process;
 #[path = "common/knobs.rs"]
@@ -81,6 +90,7 @@ use tower_reliability::{
 };
 
 use alloc_counter::{allocations, trace_allocations, CountingAllocator};
+use floor::{Cut, FloorReplayBody, FloorService, Plain, Timed, TimedBoxed};
 use in_process::{answer, RequestLoop, StackLoop};
 use loopback::LoopbackStack;
 use profile::ProfileMode;
@@ -119,11 +129,12 @@ fn stack(name: &'static str, requests: Box<dyn RequestLoop>) -> Stack {
     }
 }
 
-/// The stacks, bare first: every other row is compared with it.
-fn stacks() -> Vec<Stack> {
+/// The stacks, bare first: every other row is compared with it; with `with_floor`, the
+/// hand-fused floor and its variants last.
+fn stacks(with_floor: bool) -> Vec<Stack> {
     type Replayed = ReplayBody<Full<Bytes>>;
     let interactive = Workload::Interactive;
-    vec![
+    let mut stacks = vec![
         stack(
             "bare service",
             StackLoop::boxed(service_fn(answer::<Full<Bytes>>)),
@@ -158,6 +169,61 @@ fn stacks() -> Vec<Stack> {
             "fireworks::layer (full preset)",
             StackLoop::boxed(fireworks::layer(interactive).layer(service_fn(answer::<Replayed>))),
         ),
+    ];
+    if with_floor {
+        stacks.extend(floor_stacks());
+    }
+    stacks
+}
+
+/// The hand-fused floor of the preset's success path (`common/floor.rs`), the floor with one
+/// part left out, with its two lazily created timers boxed instead of inline, with both (the
+/// cheapest floor that keeps every feature: only the gate reads the published body, and a
+/// fused preset holds it already), and (the last) without the header lookup, the replay, the
+/// body wrapper and the body publication.
+fn floor_stacks() -> Vec<Stack> {
+    let inner = || service_fn(answer::<FloorReplayBody>);
+    vec![
+        stack(
+            "floor (hand-fused reference)",
+            StackLoop::boxed(FloorService::<_, Timed, { Cut::NONE }>::new(inner())),
+        ),
+        stack(
+            "floor without header lookup",
+            StackLoop::boxed(FloorService::<_, Timed, { Cut::HEADER }>::new(inner())),
+        ),
+        stack(
+            "floor without replay (no Parts clone)",
+            StackLoop::boxed(FloorService::<_, Timed, { Cut::REPLAY }>::new(inner())),
+        ),
+        stack(
+            "floor without body wrapper",
+            StackLoop::boxed(FloorService::<_, Plain, { Cut::NONE }>::new(inner())),
+        ),
+        stack(
+            "floor without body publication",
+            StackLoop::boxed(FloorService::<_, Timed, { Cut::PUBLISH_BODY }>::new(inner())),
+        ),
+        stack(
+            "floor without deadline publication",
+            StackLoop::boxed(FloorService::<_, Timed, { Cut::PUBLISH_DEADLINE }>::new(
+                inner(),
+            )),
+        ),
+        stack(
+            "floor with boxed timers",
+            StackLoop::boxed(FloorService::<_, TimedBoxed, { Cut::NONE }>::new(inner())),
+        ),
+        stack(
+            "floor, boxed timers, no body publication",
+            StackLoop::boxed(FloorService::<_, TimedBoxed, { Cut::PUBLISH_BODY }>::new(
+                inner(),
+            )),
+        ),
+        stack(
+            "floor without all four",
+            StackLoop::boxed(FloorService::<_, Plain, { Cut::ALL }>::new(inner())),
+        ),
     ]
 }
 
@@ -170,12 +236,17 @@ fn current_thread_runtime() -> Runtime {
 
 fn main() {
     let runtime = current_thread_runtime();
-    let mut stacks = stacks();
+    let with_floor = std::env::var("OVERHEAD_FLOOR").is_ok_and(|v| v.trim() == "1");
+    if with_floor {
+        floor_check::check(&runtime);
+    }
+    let profiling = ProfileMode::from_env();
+    let mut stacks = stacks(with_floor || profiling.is_some());
     if std::env::var_os("OVERHEAD_SIZES").is_some() {
         sizes::print_preset_sizes(Workload::Interactive);
         return;
     }
-    if let Some(mode) = ProfileMode::from_env() {
+    if let Some(mode) = profiling {
         if mode.loopback {
             run_loopback(true, |stacks| {
                 Box::pin(async move { mode.run_loopback(&stacks, allocations).await })
