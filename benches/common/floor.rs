@@ -12,7 +12,7 @@
 //!    first `Pending` only; the response body wrapped with an idle-read timer armed by a
 //!    `Pending` frame only.
 //! 2. **replay**: the body read with one poll on a no-op waker; the request head cloned
-//!    (`request::Parts::clone`) and a clone of the readied inner service kept for a retry; the
+//!    (as a plain header list, as `src/retry/head.rs` does) and a clone of the readied inner service kept for a retry; the
 //!    caller's own head sent with a [`FloorReplayBody`] of the bytes; on a 2xx, 1 token back
 //!    into the retry budget (`src/retry/budget.rs` `deposit`: a load when the bucket is full).
 //! 3. **gate**: the `restricted` flag loaded, a relaxed `fetch_add` of sends and a clock read
@@ -134,9 +134,35 @@ impl<S, W, const CUT: u8> FloorService<S, W, CUT> {
 
 /// What a retry would send again: the head, the bytes and the readied service's clone.
 struct Retry<S> {
-    _parts: request::Parts,
+    _head: RetryHead,
     _data: Option<Bytes>,
     _service: S,
+}
+
+/// The head kept for a retry, as `src/retry/head.rs` keeps it: the headers as a plain list
+/// (one allocation; a `HeaderMap` clone makes two), rebuilt into a map only for a retry.
+struct RetryHead {
+    _method: http::Method,
+    _uri: http::Uri,
+    _version: http::Version,
+    _headers: Vec<(HeaderName, http::HeaderValue)>,
+    _extensions: http::Extensions,
+}
+
+impl RetryHead {
+    fn copy(parts: &request::Parts) -> RetryHead {
+        RetryHead {
+            _method: parts.method.clone(),
+            _uri: parts.uri.clone(),
+            _version: parts.version,
+            _headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            _extensions: parts.extensions.clone(),
+        }
+    }
 }
 
 impl<S, B, ResB, W, const CUT: u8> Service<Request<B>> for FloorService<S, W, CUT>
@@ -186,7 +212,7 @@ where
             let clone = self.inner.clone();
             (
                 std::mem::replace(&mut self.inner, clone),
-                Some(parts.clone()),
+                Some(RetryHead::copy(&parts)),
             )
         } else {
             (self.inner.clone(), None)
@@ -227,7 +253,7 @@ where
         drop(body_published);
         drop(outer);
         let retry = retry_head.map(|parts| Retry {
-            _parts: parts,
+            _head: parts,
             _data: kept_data,
             _service: service,
         });
