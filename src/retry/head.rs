@@ -27,11 +27,7 @@ impl Head {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect(),
+            headers: list(&parts.headers),
             extensions: parts.extensions.clone(),
         }
     }
@@ -57,6 +53,15 @@ impl Head {
     pub(super) fn extensions(&self) -> &Extensions {
         &self.extensions
     }
+}
+
+/// The headers as a list, sized once (the map's iterator gives no exact size up front).
+fn list(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let mut list = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        list.push((name.clone(), value.clone()));
+    }
+    list
 }
 
 #[cfg(test)]
