@@ -150,10 +150,7 @@ async fn headers_that_never_come_are_a_504_in_fireworks_shape() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = common::closed_port();
     let addr = gateway(format!("http://{closed}/inference/v1")).await;
     let (status, headers, body) = ask(addr, false).await;
     assert_eq!(status, 502);

@@ -116,11 +116,8 @@ async fn retry_layer_replays_the_body_over_the_wire_and_returns_the_last_respons
 
 #[tokio::test]
 async fn retry_layer_classifies_a_refused_connection_as_never_reaching_the_server() {
-    // Bind, learn the port, close: nothing listens there.
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    // Nothing listens there.
+    let addr = common::closed_port();
     let mut svc = ServiceBuilder::new()
         .layer(RetryOnStatus::default().max_attempts(3))
         .layer(quick_backoff())

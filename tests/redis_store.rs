@@ -171,11 +171,7 @@ async fn redis_going_away_never_blocks_a_request_and_sharing_resumes_after_a_res
 #[tokio::test]
 async fn an_unreachable_redis_from_the_start_leaves_a_working_local_gate() {
     // A port nothing listens on: no Redis needed for this test.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port().port();
     let store = RedisStore::spawn(config(&format!("redis://127.0.0.1:{port}"), "nowhere")).unwrap();
     let layer = RateLimitAware::with_store(Arc::new(store));
     let store = layer.store();

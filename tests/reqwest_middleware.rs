@@ -131,10 +131,7 @@ async fn never_retries_a_401() {
 /// A refused connection comes back as reqwest's own error, still saying `is_connect()`.
 #[tokio::test]
 async fn a_refused_connection_keeps_reqwests_error() {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = common::closed_port();
     let err = client(fast())
         .post(format!("http://{addr}/inference/v1/chat/completions"))
         .body(chat_json("hi", false))
