@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::headers::RateLimitHeaders;
 
@@ -69,22 +69,18 @@ impl Quota {
     /// `x-ratelimit-{limit,remaining}-tokens-prompt`. `None` (after at most two lookups) when
     /// there is none or plenty is left: the success path pays nothing more.
     pub fn tokens_low(headers: &HeaderMap) -> Option<Self> {
-        let (limit, remaining, reset, prompt_only) =
-            if let Some(v) = headers.get("x-ratelimit-remaining-tokens") {
-                (
-                    "x-ratelimit-limit-tokens",
-                    v,
-                    headers.get("x-ratelimit-reset-tokens"),
-                    false,
-                )
-            } else {
-                (
-                    "x-ratelimit-limit-tokens-prompt",
-                    headers.get("x-ratelimit-remaining-tokens-prompt")?,
-                    None,
-                    true,
-                )
-            };
+        // Names made once (a `&str` name is parsed and hashed on every lookup).
+        const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+        const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+        const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+        const REMAINING_PROMPT: HeaderName =
+            HeaderName::from_static("x-ratelimit-remaining-tokens-prompt");
+        const LIMIT_PROMPT: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens-prompt");
+        let (limit, remaining, reset, prompt_only) = if let Some(v) = headers.get(&REMAINING) {
+            (LIMIT, v, headers.get(&RESET), false)
+        } else {
+            (LIMIT_PROMPT, headers.get(&REMAINING_PROMPT)?, None, true)
+        };
         let number = |v: &http::HeaderValue| v.to_str().ok()?.trim().parse::<u64>().ok();
         let remaining = number(remaining)?;
         let limit = headers.get(limit).and_then(number).filter(|&l| l > 0)?;
