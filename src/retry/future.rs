@@ -800,6 +800,11 @@ impl<P> Tracker<P> {
 }
 
 impl Replay {
+    /// The body every attempt sends: the buffered bytes (a handle) and trailers.
+    fn body<B>(&self) -> ReplayBody<B> {
+        ReplayBody::buffered(self.data.clone(), self.trailers.as_deref().cloned())
+    }
+
     /// The replay of a request whose body is all in `collector`, and its first attempt. The
     /// first attempt sends the caller's own head and the replay keeps a copy: a client that
     /// adds headers (hyper-util inserts `host`) then grows the caller's map, which has room,
@@ -813,15 +818,12 @@ impl Replay {
             data: collector.take_data(),
             trailers: collector.take_trailers().map(Box::new),
         };
-        let body = ReplayBody::buffered(replay.data.clone(), replay.trailers.as_deref().cloned());
+        let body = replay.body();
         (replay, Request::from_parts(parts, body))
     }
 
     fn request<B>(&self, ctx: Option<&RetryContext>) -> Request<ReplayBody<B>> {
-        let mut request = Request::from_parts(
-            self.head.parts(),
-            ReplayBody::buffered(self.data.clone(), self.trailers.as_deref().cloned()),
-        );
+        let mut request = Request::from_parts(self.head.parts(), self.body());
         if let Some(ctx) = ctx {
             request.extensions_mut().insert(ctx.clone());
         }

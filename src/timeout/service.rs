@@ -53,7 +53,6 @@ where
         if self.config.deadline_in_extensions {
             request.extensions_mut().insert(deadline);
         }
-        let inner = &mut self.inner;
         let ambient = Ambient {
             deadline,
             workload: Some(workload),
@@ -61,7 +60,7 @@ where
         // A guard rather than a closure: the inner future is built in place, not returned
         // through the scope.
         let published = ambient.enter();
-        let future = inner.call(request);
+        let future = self.inner.call(request);
         drop(published);
         ResponseFuture::new(future, ambient, profile.idle_read)
     }
