@@ -193,7 +193,7 @@ fn floor_stacks() -> Vec<Stack> {
             StackLoop::boxed(FloorService::<_, Timed, { Cut::HEADER }>::new(inner())),
         ),
         stack(
-            "floor without replay (no Parts clone)",
+            "floor without replay (no head copy)",
             StackLoop::boxed(FloorService::<_, Timed, { Cut::REPLAY }>::new(inner())),
         ),
         stack(

@@ -68,7 +68,7 @@ impl Cut {
     pub const NONE: u8 = 0;
     /// No `x-ratelimit-remaining-requests` lookup on the response.
     pub const HEADER: u8 = 1;
-    /// No replay: no `Parts` clone, no inner service clone, no bytes kept for a retry.
+    /// No replay: no copy of the head, no inner service clone, no bytes kept for a retry.
     pub const REPLAY: u8 = 2;
     /// No body publication for the layers below.
     pub const PUBLISH_BODY: u8 = 4;

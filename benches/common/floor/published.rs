@@ -43,22 +43,19 @@ impl<T: 'static> Drop for Published<T> {
     }
 }
 
+/// What an enclosing floor published on this thread, if any.
+fn published() -> Option<Ambient> {
+    AMBIENT.try_with(Cell::get).ok().flatten()
+}
+
 /// The deadline published by an enclosing floor on this thread, if any.
 pub fn published_deadline() -> Option<Instant> {
-    AMBIENT
-        .try_with(Cell::get)
-        .ok()
-        .flatten()
-        .map(|a| a.deadline)
+    published().map(|a| a.deadline)
 }
 
 /// The workload published by an enclosing floor on this thread, if any.
 pub fn published_workload() -> Option<Workload> {
-    AMBIENT
-        .try_with(Cell::get)
-        .ok()
-        .flatten()
-        .map(|a| a.workload)
+    published().map(|a| a.workload)
 }
 
 /// A copy of the request body published around the inner `call`, if any.
